@@ -1,0 +1,191 @@
+package stack
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// esUser is the unprivileged account Elasticsearch runs as when the stack is
+// started by root (Elasticsearch refuses to run as root).
+const esUser = "assistlog-es"
+
+func elasticsearchComponent() *component {
+	return &component{
+		name:         "elasticsearch",
+		version:      Versions.Elasticsearch,
+		readyTimeout: 180 * time.Second,
+		stopGrace:    30 * time.Second,
+		endpoint:     func(l Layout) string { return l.Endpoints().ElasticsearchURL },
+		install: func(ctx context.Context, in installer) error {
+			zip := in.layout.esZip()
+			if exists(zip) {
+				return nil
+			}
+			// The integ-test zip is the only Elasticsearch distribution on
+			// Maven Central: no bundled JDK and only a few modules (see README).
+			tmp := filepath.Join(in.layout.CacheDir, "es-download.partial")
+			_ = os.RemoveAll(tmp)
+			if err := os.MkdirAll(tmp, 0o755); err != nil {
+				return err
+			}
+			in.log("elasticsearch: downloading org.elasticsearch.distribution.integ-test-zip:elasticsearch:%s:zip from Maven Central", Versions.Elasticsearch)
+			art := "org.elasticsearch.distribution.integ-test-zip:elasticsearch:" + Versions.Elasticsearch + ":zip"
+			if err := in.maven(ctx, tmp, "install-elasticsearch.log", "dependency:copy", "-Dartifact="+art, "-DoutputDirectory="+tmp); err != nil {
+				return err
+			}
+			if err := os.Rename(filepath.Join(tmp, "elasticsearch-"+Versions.Elasticsearch+".zip"), zip); err != nil {
+				return err
+			}
+			return os.RemoveAll(tmp)
+		},
+		prepare: func(ctx context.Context, s *Stack) error {
+			dir := s.layout.componentDir("elasticsearch")
+			home := filepath.Join(dir, "home")
+			marker := filepath.Join(home, ".assistlog-version")
+			// Extracted per stack directory, not in the cache: the cache sits in
+			// root's home, which the unprivileged user cannot read.
+			if b, _ := os.ReadFile(marker); string(b) != Versions.Elasticsearch {
+				_ = os.RemoveAll(home)
+				if err := unzip(s.layout.esZip(), home); err != nil {
+					return err
+				}
+				if err := os.WriteFile(marker, []byte(Versions.Elasticsearch), 0o644); err != nil {
+					return err
+				}
+			}
+			for _, d := range []string{"data", "logs", "tmp"} {
+				if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+					return err
+				}
+			}
+			conf := fmt.Sprintf(`# Written by assistlog's stack: one node on loopback, security off.
+cluster.name: assistlog
+node.name: assistlog-1
+network.host: 127.0.0.1
+http.port: %d
+transport.port: %d
+discovery.type: single-node
+path.data: %s
+path.logs: %s
+xpack.security.enabled: false
+# A test stack must not turn indices read-only because the disk is fuller than 90%%.
+cluster.routing.allocation.disk.threshold_enabled: false
+# Tests clean up with wildcards.
+action.destructive_requires_name: false
+`, s.layout.Ports.Elasticsearch, s.layout.Ports.ESTransport, filepath.Join(dir, "data"), filepath.Join(dir, "logs"))
+			if err := writeFileAtomic(filepath.Join(home, "config", "elasticsearch.yml"), []byte(conf), 0o644); err != nil {
+				return err
+			}
+			if os.Geteuid() == 0 {
+				if err := ensureESUser(ctx); err != nil {
+					return err
+				}
+				u, err := user.Lookup(esUser)
+				if err != nil {
+					return err
+				}
+				uid, _ := strconv.Atoi(u.Uid)
+				gid, _ := strconv.Atoi(u.Gid)
+				if err := chownTree(dir, uid, gid); err != nil {
+					return fmt.Errorf("chown %s to %s: %w", dir, esUser, err)
+				}
+				// Every directory above must be traversable by that user.
+				if err := checkTraversable(dir); err != nil {
+					return fmt.Errorf("elasticsearch runs as %s and %w; set %s to a directory outside a private home", esUser, err, EnvDir)
+				}
+			}
+			return nil
+		},
+		command: func(s *Stack) (*exec.Cmd, error) {
+			dir := s.layout.componentDir("elasticsearch")
+			home := filepath.Join(dir, "home")
+			cmd := exec.Command(filepath.Join(home, "bin", "elasticsearch"))
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(),
+				"ES_JAVA_HOME="+javaHome(),
+				"ES_JAVA_OPTS=-Xms512m -Xmx512m",
+				"ES_PATH_CONF="+filepath.Join(home, "config"),
+				"ES_TMPDIR="+filepath.Join(dir, "tmp"),
+				"HOME="+dir,
+			)
+			if os.Geteuid() == 0 {
+				u, err := user.Lookup(esUser)
+				if err != nil {
+					return nil, err
+				}
+				uid, _ := strconv.Atoi(u.Uid)
+				gid, _ := strconv.Atoi(u.Gid)
+				cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+			}
+			return cmd, nil
+		},
+		ready: func(ctx context.Context, s *Stack) error {
+			// GET / lives in the rest-root module, which the integ-test zip
+			// lacks; cluster health is in the server itself.
+			return httpReady(ctx, s.layout.Endpoints().ElasticsearchURL+"/_cluster/health?wait_for_status=yellow&timeout=1s")
+		},
+	}
+}
+
+func ensureESUser(ctx context.Context) error {
+	if _, err := user.Lookup(esUser); err == nil {
+		return nil
+	}
+	out, err := exec.CommandContext(ctx, "useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", esUser).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("useradd %s: %w: %s", esUser, err, out)
+	}
+	return nil
+}
+
+func chownTree(dir string, uid, gid int) error {
+	return filepath.Walk(dir, func(path string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, uid, gid)
+	})
+}
+
+// checkTraversable makes sure "other" may enter every parent of dir.
+func checkTraversable(dir string) error {
+	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("cannot enter %s (mode %v)", d, fi.Mode().Perm())
+		}
+		if d == "/" || d == filepath.Dir(d) {
+			return nil
+		}
+	}
+}
+
+// httpReady is a readiness probe: a 200 answer means ready.
+func httpReady(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return nil
+}

@@ -1,0 +1,212 @@
+package stack
+
+import (
+	"archive/zip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// installer fetches and builds components into the cache. Every step writes
+// to a temporary name and renames when complete, so an interrupted install
+// is redone rather than half-used.
+type installer struct {
+	layout Layout
+	log    func(format string, args ...any)
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// run executes a command, sending its output to logPath; on failure the
+// error carries the log's tail so the reason is on screen.
+func (in installer) run(ctx context.Context, logPath, dir string, env []string, name string, args ...string) error {
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	fmt.Fprintf(logf, "\n$ %s %s\n", name, strings.Join(args, " "))
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s %s: %w (log %s):\n%s", name, strings.Join(args, " "), err, logPath, tailFile(logPath, 15))
+	}
+	return nil
+}
+
+// goInstall builds Go commands at a pinned module version into binDir.
+func (in installer) goInstall(ctx context.Context, binDir string, pkgs ...string) error {
+	tmp := binDir + ".partial"
+	_ = os.RemoveAll(tmp)
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return err
+	}
+	logPath := filepath.Join(in.layout.CacheDir, "logs", "install-"+filepath.Base(binDir)+".log")
+	// GOFLAGS from the caller (e.g. -mod=vendor) must not leak into a
+	// module-mode install of someone else's module.
+	env := []string{"GOBIN=" + tmp, "GOFLAGS=-buildvcs=false", "GOWORK=off", "CGO_ENABLED=0"}
+	if err := in.run(ctx, logPath, os.TempDir(), env, "go", append([]string{"install"}, pkgs...)...); err != nil {
+		return err
+	}
+	_ = os.RemoveAll(binDir)
+	return os.Rename(tmp, binDir)
+}
+
+// mavenCopy resolves artifacts from Maven Central with the machine's mvn.
+// goal is dependency:copy-dependencies for a pom, or dependency:copy for one
+// artifact.
+func (in installer) maven(ctx context.Context, workDir, logName string, args ...string) error {
+	logPath := filepath.Join(in.layout.CacheDir, "logs", logName)
+	return in.run(ctx, logPath, workDir, nil, "mvn", append([]string{"-B", "-q"}, args...)...)
+}
+
+// goModDir downloads a module into the module cache and returns its directory.
+func (in installer) goModDir(ctx context.Context, mod string) (string, error) {
+	cmd := exec.CommandContext(ctx, "go", "mod", "download", "-json", mod)
+	cmd.Env = append(os.Environ(), "GOFLAGS=", "GOWORK=off")
+	cmd.Dir = os.TempDir()
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr string
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		return "", fmt.Errorf("go mod download %s: %w: %s%s", mod, err, out, stderr)
+	}
+	var info struct{ Dir, Error string }
+	if err := json.Unmarshal(out, &info); err != nil {
+		return "", fmt.Errorf("go mod download %s: decode: %w", mod, err)
+	}
+	if info.Error != "" || info.Dir == "" {
+		return "", fmt.Errorf("go mod download %s: %s", mod, info.Error)
+	}
+	return info.Dir, nil
+}
+
+// copyTree copies a directory (module cache copies are read-only, so the
+// copy is made writable).
+func copyTree(src, dst string) error {
+	return filepath.Walk(src, func(path string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		if fi.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		if !fi.Mode().IsRegular() {
+			return nil
+		}
+		return copyFile(path, target, fi.Mode().Perm()|0o200)
+	})
+}
+
+func copyFile(src, dst string, perm os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// unzip extracts archive into dst, dropping the archive's single top folder.
+func unzip(archive, dst string) error {
+	r, err := zip.OpenReader(archive)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", archive, err)
+	}
+	defer r.Close()
+	for _, f := range r.File {
+		name := f.Name
+		if i := strings.IndexByte(name, '/'); i >= 0 {
+			name = name[i+1:]
+		}
+		if name == "" {
+			continue
+		}
+		target := filepath.Join(dst, name)
+		if !strings.HasPrefix(target, filepath.Clean(dst)+string(os.PathSeparator)) {
+			return fmt.Errorf("unzip %s: entry %q escapes the target", archive, f.Name)
+		}
+		if f.FileInfo().IsDir() {
+			if err := os.MkdirAll(target, 0o755); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			return err
+		}
+		mode := f.Mode().Perm()
+		if mode == 0 {
+			mode = 0o644
+		}
+		rc, err := f.Open()
+		if err != nil {
+			return err
+		}
+		out, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+		if err != nil {
+			rc.Close()
+			return err
+		}
+		_, err = io.Copy(out, rc)
+		rc.Close()
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("unzip %s: %w", f.Name, err)
+		}
+	}
+	return nil
+}
+
+// javaBinary finds a Java 17+ runtime: ASSISTLOG_JAVA_HOME, JAVA_HOME, or
+// java on PATH (symlinks resolved so its home can be derived).
+func javaBinary() string {
+	for _, env := range []string{"ASSISTLOG_JAVA_HOME", "JAVA_HOME"} {
+		if h := os.Getenv(env); h != "" && exists(filepath.Join(h, "bin", "java")) {
+			return filepath.Join(h, "bin", "java")
+		}
+	}
+	p, err := exec.LookPath("java")
+	if err != nil {
+		return "java"
+	}
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	return p
+}
+
+// javaHome is the directory above bin/java.
+func javaHome() string {
+	return filepath.Dir(filepath.Dir(javaBinary()))
+}
