@@ -1,0 +1,292 @@
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
+
+// base is a valid message.received event as a generic map, so each case can
+// break exactly one thing.
+func base() map[string]any {
+	return map[string]any{
+		"event_id":       "demo-0001",
+		"timestamp":      "2026-11-23T14:05:09.120+03:00",
+		"tenant":         "salon-aurora",
+		"channel":        "whatsapp",
+		"session_id":     "s-42",
+		"user_id":        "wa-79161234567",
+		"user_phone":     "+79161234567",
+		"event_type":     "message.received",
+		"level":          "info",
+		"intent":         "BookAppointment",
+		"confidence":     0.91,
+		"payload":        map[string]any{"text": "I'd like a haircut on Friday"},
+		"schema_version": 1,
+	}
+}
+
+func with(mut func(m map[string]any)) []byte {
+	m := base()
+	mut(m)
+	b, err := json.Marshal(m)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+type validationCase struct {
+	name string
+	line []byte
+	kind Kind   // "" means valid
+	want string // exact error text
+	// schemaAgrees is false where the JSON Schema cannot express the rule
+	// (bytes rather than characters, invalid UTF-8 before parsing).
+	schemaAgrees bool
+}
+
+func validationCases() []validationCase {
+	long := strings.Repeat("x", 5000)
+	cases := []validationCase{
+		{name: "valid message.received", line: with(func(map[string]any) {}), schemaAgrees: true},
+		{name: "valid message.sent", line: with(func(m map[string]any) {
+			m["event_type"] = "message.sent"
+			m["latency_ms"] = 840
+			delete(m, "confidence")
+			delete(m, "intent")
+		}), schemaAgrees: true},
+		{name: "valid timestamp in UTC with Z", line: with(func(m map[string]any) { m["timestamp"] = "2026-11-23T11:05:09Z" }), schemaAgrees: true},
+		{name: "valid scenario.transition from the start", line: with(func(m map[string]any) {
+			m["event_type"] = "scenario.transition"
+			m["scenario"] = map[string]any{"from": "", "to": "FindProvider"}
+		}), schemaAgrees: true},
+		{name: "valid appointment.confirmed", line: with(func(m map[string]any) {
+			m["event_type"] = "appointment.confirmed"
+			m["payload"] = map[string]any{"appointment_id": "appt-1", "service": "haircut"}
+			m["crm_id"] = "4711"
+		}), schemaAgrees: true},
+		{name: "valid error event", line: with(func(m map[string]any) {
+			m["event_type"] = "error"
+			m["level"] = "error"
+			m["payload"] = map[string]any{"error": "calendar API timeout"}
+		}), schemaAgrees: true},
+		{name: "valid with extras in payload", line: with(func(m map[string]any) {
+			m["payload"] = map[string]any{"text": "hi", "attachments": []any{"a.jpg"}, "lang": "ru"}
+		}), schemaAgrees: true},
+
+		{name: "not JSON", line: []byte(`{"event_id": "x",`), kind: KindInvalidJSON,
+			want: "invalid JSON: unexpected end of input"},
+		{name: "garbage", line: []byte(`hello world`), kind: KindInvalidJSON,
+			want: "invalid JSON at byte 1: invalid character 'h' looking for beginning of value"},
+		{name: "array instead of object", line: []byte(`[1,2]`), kind: KindInvalidJSON,
+			want: "invalid JSON: an event must be an object, got array"},
+		{name: "two objects on one line", line: append(with(func(map[string]any) {}), []byte(` {}`)...), kind: KindInvalidJSON,
+			want: "invalid JSON: unexpected data after the event object"},
+		{name: "invalid UTF-8", line: bytes.Replace(with(func(map[string]any) {}), []byte("haircut"), []byte("hair\xffcut"), 1), kind: KindInvalidUTF8,
+			want: "invalid UTF-8 at byte "},
+		{name: "unknown field", line: with(func(m map[string]any) { m["sesion_id"] = "typo" }), kind: KindSchema,
+			want: "sesion_id: unknown field", schemaAgrees: true},
+
+		{name: "confidence above 1", line: with(func(m map[string]any) { m["confidence"] = 1.5 }), kind: KindSchema,
+			want: "confidence: must be between 0 and 1, got 1.5", schemaAgrees: true},
+		{name: "confidence below 0", line: with(func(m map[string]any) { m["confidence"] = -0.1 }), kind: KindSchema,
+			want: "confidence: must be between 0 and 1, got -0.1", schemaAgrees: true},
+		{name: "confidence as string", line: with(func(m map[string]any) { m["confidence"] = "high" }), kind: KindSchema,
+			want: "confidence: must be a number, got a string", schemaAgrees: true},
+		{name: "confidence without intent", line: with(func(m map[string]any) { delete(m, "intent") }), kind: KindSchema,
+			want: "confidence: needs intent: a confidence says how sure the classifier is of an intent", schemaAgrees: true},
+		{name: "latency as fraction", line: with(func(m map[string]any) { m["latency_ms"] = 12.5 }), kind: KindSchema,
+			want: "latency_ms: must be an integer, got a non-integer number", schemaAgrees: true},
+		{name: "negative latency", line: with(func(m map[string]any) { m["latency_ms"] = -3 }), kind: KindSchema,
+			want: "latency_ms: must be between 0 and 3600000, got -3", schemaAgrees: true},
+		{name: "session_id as number", line: with(func(m map[string]any) { m["session_id"] = 42 }), kind: KindSchema,
+			want: "session_id: must be a string, got a number", schemaAgrees: true},
+		{name: "payload as array", line: with(func(m map[string]any) { m["payload"] = []any{"hi"} }), kind: KindSchema,
+			want: "payload: must be an object, got an array", schemaAgrees: true},
+		{name: "payload.text as number", line: with(func(m map[string]any) { m["payload"] = map[string]any{"text": 5} }), kind: KindSchema,
+			want: "payload.text: must be a string, got a number", schemaAgrees: true},
+		{name: "schema_version 2", line: with(func(m map[string]any) { m["schema_version"] = 2 }), kind: KindSchema,
+			want: "schema_version: must be 1, got 2", schemaAgrees: true},
+
+		{name: "timestamp without offset", line: with(func(m map[string]any) { m["timestamp"] = "2026-11-23T14:05:09" }), kind: KindSchema,
+			want: `timestamp: must be RFC 3339 with a UTC offset (e.g. 2026-11-23T14:05:09.120+03:00), got "2026-11-23T14:05:09"`, schemaAgrees: true},
+		{name: "timestamp as date only", line: with(func(m map[string]any) { m["timestamp"] = "2026-11-23" }), kind: KindSchema,
+			want: `timestamp: must be RFC 3339 with a UTC offset (e.g. 2026-11-23T14:05:09.120+03:00), got "2026-11-23"`, schemaAgrees: true},
+		{name: "timestamp with space", line: with(func(m map[string]any) { m["timestamp"] = "2026-11-23 14:05:09+03:00" }), kind: KindSchema,
+			want: `timestamp: must be RFC 3339 with a UTC offset (e.g. 2026-11-23T14:05:09.120+03:00), got "2026-11-23 14:05:09+03:00"`, schemaAgrees: true},
+		{name: "timestamp 30 February", line: with(func(m map[string]any) { m["timestamp"] = "2026-02-30T10:00:00+03:00" }), kind: KindSchema,
+			want: `timestamp: is not a real date and time: "2026-02-30T10:00:00+03:00"`, schemaAgrees: true},
+		{name: "timestamp as unix number", line: with(func(m map[string]any) { m["timestamp"] = 1795000000 }), kind: KindSchema,
+			want: "timestamp: must be a string, got a number", schemaAgrees: true},
+
+		{name: "unknown channel", line: with(func(m map[string]any) { m["channel"] = "sms" }), kind: KindSchema,
+			want: `channel: must be one of whatsapp, instagram, telegram, web, phone, got "sms"`, schemaAgrees: true},
+		{name: "unknown event type", line: with(func(m map[string]any) { m["event_type"] = "appointment.booked" }), kind: KindSchema,
+			want: `event_type: unknown event type "appointment.booked"`, schemaAgrees: true},
+		{name: "unknown level", line: with(func(m map[string]any) { m["level"] = "debug" }), kind: KindSchema,
+			want: `level: must be one of info, warning, error, got "debug"`, schemaAgrees: true},
+		{name: "tenant with capitals", line: with(func(m map[string]any) { m["tenant"] = "Salon" }), kind: KindSchema,
+			want: `tenant: must be lower-case letters, digits and -, starting with a letter or digit, got "Salon"`, schemaAgrees: true},
+		{name: "phone not E.164", line: with(func(m map[string]any) { m["user_phone"] = "8 916 123-45-67" }), kind: KindSchema,
+			want: `user_phone: must be an E.164 number such as +79161234567, got "8 916 123-45-67"`, schemaAgrees: true},
+		{name: "crm_id not digits", line: with(func(m map[string]any) { m["crm_id"] = "L-12" }), kind: KindSchema,
+			want: `crm_id: must be a Bitrix24 id of digits, got "L-12"`, schemaAgrees: true},
+		{name: "event_id with slash", line: with(func(m map[string]any) { m["event_id"] = "a/b" }), kind: KindSchema,
+			want: `event_id: must be letters, digits and . _ : -, got "a/b"`, schemaAgrees: true},
+
+		{name: "message text too long", line: with(func(m map[string]any) { m["payload"] = map[string]any{"text": long} }), kind: KindSchema,
+			want: "payload.text: must be at most 4096 characters, got 5000", schemaAgrees: true},
+		{name: "oversized payload", line: with(func(m map[string]any) {
+			extra := map[string]any{}
+			for i := 0; i < 10; i++ {
+				extra[string(rune('a'+i))] = long
+			}
+			m["payload"] = map[string]any{"text": "hi", "extra": extra}
+		}), kind: KindSchema, want: "payload: is 50093 bytes, the limit is 32768"},
+		{name: "oversized event", line: with(func(m map[string]any) {
+			m["payload"] = map[string]any{"text": "hi", "blob": strings.Repeat("y", 70000)}
+		}), kind: KindTooLarge, want: "event is 70333 bytes, the limit is 65536"},
+
+		{name: "message.sent without latency", line: with(func(m map[string]any) { m["event_type"] = "message.sent" }), kind: KindSchema,
+			want: "latency_ms: is required for message.sent", schemaAgrees: true},
+		{name: "message.received without text", line: with(func(m map[string]any) { m["payload"] = map[string]any{"lang": "ru"} }), kind: KindSchema,
+			want: "payload.text: is required for message.received", schemaAgrees: true},
+		{name: "complaint with empty text", line: with(func(m map[string]any) {
+			m["event_type"] = "complaint.received"
+			m["payload"] = map[string]any{"text": ""}
+		}), kind: KindSchema, want: "payload.text: must not be empty for complaint.received", schemaAgrees: true},
+		{name: "scenario.transition without scenario", line: with(func(m map[string]any) { m["event_type"] = "scenario.transition" }), kind: KindSchema,
+			want: "scenario: is required for scenario.transition", schemaAgrees: true},
+		{name: "scenario without to", line: with(func(m map[string]any) {
+			m["event_type"] = "scenario.transition"
+			m["scenario"] = map[string]any{"from": "a"}
+		}), kind: KindSchema, want: "scenario.to: is required", schemaAgrees: true},
+		{name: "lead.created without phone", line: with(func(m map[string]any) {
+			m["event_type"] = "lead.created"
+			delete(m, "user_phone")
+		}), kind: KindSchema, want: "user_phone: is required for lead.created: a lead is created when contact details are given", schemaAgrees: true},
+		{name: "appointment without id", line: with(func(m map[string]any) { m["event_type"] = "appointment.no_show" }), kind: KindSchema,
+			want: "payload.appointment_id: is required for appointment.no_show", schemaAgrees: true},
+		{name: "error event at info level", line: with(func(m map[string]any) {
+			m["event_type"] = "error"
+			m["payload"] = map[string]any{"error": "boom"}
+		}), kind: KindSchema, want: `level: must be error for an error event, got "info"`, schemaAgrees: true},
+		{name: "error event without error text", line: with(func(m map[string]any) {
+			m["event_type"] = "error"
+			m["level"] = "error"
+		}), kind: KindSchema, want: "payload.error: is required for error", schemaAgrees: true},
+		{name: "several problems at once", line: with(func(m map[string]any) {
+			m["channel"] = "fax"
+			m["confidence"] = 2.0
+			m["level"] = ""
+		}), kind: KindSchema,
+			want: `channel: must be one of whatsapp, instagram, telegram, web, phone, got "fax"; level: is required; confidence: must be between 0 and 1, got 2`, schemaAgrees: true},
+	}
+	for _, f := range []string{"event_id", "timestamp", "tenant", "channel", "session_id", "event_type", "level", "schema_version"} {
+		want := f + ": is required"
+		if f == "schema_version" {
+			want += " (1)"
+		}
+		cases = append(cases, validationCase{
+			name: "missing " + f, line: with(func(m map[string]any) { delete(m, f) }),
+			kind: KindSchema, want: want, schemaAgrees: true,
+		})
+	}
+	return cases
+}
+
+func TestParse(t *testing.T) {
+	for _, tc := range validationCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := Parse(tc.line)
+			if tc.kind == "" {
+				if err != nil {
+					t.Fatalf("want valid, got %v", err)
+				}
+				if e.Tenant == "" || e.SchemaVersion != 1 {
+					t.Fatalf("decoded event is incomplete: %+v", e)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("want error %q, got a valid event", tc.want)
+			}
+			if got := KindOf(err); got != tc.kind {
+				t.Errorf("kind = %q, want %q", got, tc.kind)
+			}
+			if tc.kind == KindInvalidUTF8 {
+				if !strings.HasPrefix(err.Error(), tc.want) {
+					t.Errorf("error = %q, want prefix %q", err, tc.want)
+				}
+				return
+			}
+			if err.Error() != tc.want {
+				t.Errorf("error =\n  %q\nwant\n  %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestSchemaFileAgrees runs every case through the published JSON Schema
+// with a standard validator: the file integrators read and the Go validator
+// must accept and reject the same events.
+func TestSchemaFileAgrees(t *testing.T) {
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(SchemaJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	if err := c.AddResource("schema.v1.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	sch, err := c.Compile("schema.v1.json")
+	if err != nil {
+		t.Fatalf("compile schema.v1.json: %v", err)
+	}
+	for _, tc := range validationCases() {
+		if !tc.schemaAgrees {
+			continue
+		}
+		t.Run(tc.name, func(t *testing.T) {
+			inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(tc.line))
+			if err != nil {
+				if tc.kind == KindInvalidJSON {
+					return
+				}
+				t.Fatalf("unmarshal: %v", err)
+			}
+			schemaErr := sch.Validate(inst)
+			if (schemaErr == nil) != (tc.kind == "") {
+				t.Errorf("schema file says valid=%v, Go validator says valid=%v (%s); schema: %v",
+					schemaErr == nil, tc.kind == "", tc.want, schemaErr)
+			}
+		})
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	line := with(func(m map[string]any) { m["latency_ms"] = 0 })
+	e, err := Parse(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e2, err := Parse(out)
+	if err != nil {
+		t.Fatalf("re-encoded event does not parse: %v\n%s", err, out)
+	}
+	if e2.LatencyMS == nil || *e2.LatencyMS != 0 {
+		t.Errorf("latency_ms 0 was lost in the round trip: %s", out)
+	}
+	if string(e.Key()) != "salon-aurora/s-42" {
+		t.Errorf("Key() = %q", e.Key())
+	}
+}
