@@ -32,11 +32,11 @@ var Versions = struct {
 // Ports used on 127.0.0.1. They sit away from the usual defaults so the stack
 // does not collide with a Kafka or Elasticsearch a developer already runs.
 type Ports struct {
-	Kafka, KafkaController int
+	Kafka, KafkaController     int
 	Elasticsearch, ESTransport int
-	Loki, LokiGRPC         int
-	Prometheus             int
-	Alertmanager           int
+	Loki, LokiGRPC             int
+	Prometheus                 int
+	Alertmanager               int
 	// Collector and Shipper are where Prometheus expects the pipeline
 	// programs' /metrics.
 	Collector, Shipper int
@@ -200,4 +200,14 @@ func (l Layout) esZip() string {
 // componentDir is where one component keeps its config, data, log and pid.
 func (l Layout) componentDir(name string) string {
 	return filepath.Join(l.Dir, name)
+}
+
+// PrometheusConfigPath is the configuration the stack's Prometheus runs with.
+func (l Layout) PrometheusConfigPath() string {
+	return filepath.Join(l.componentDir("prometheus"), "prometheus.yml")
+}
+
+// AlertmanagerConfigPath is the configuration the stack's Alertmanager runs with.
+func (l Layout) AlertmanagerConfigPath() string {
+	return filepath.Join(l.componentDir("alertmanager"), "alertmanager.yml")
 }

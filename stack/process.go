@@ -81,15 +81,10 @@ func (p process) pid() (int, bool) {
 	return pid, true
 }
 
-// owns reports whether pid is alive and its command line or working
-// directory refers to this component's directory.
+// owns reports whether pid is alive and its command line refers to this
+// component's directory.
 func (p process) owns(pid int) bool {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// A zombie (state Z) has exited already.
-	if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+	if !alive(pid) {
 		return false
 	}
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
@@ -97,6 +92,17 @@ func (p process) owns(pid int) bool {
 		return false
 	}
 	return bytes.Contains(cmdline, []byte(p.dir))
+}
+
+// alive reports whether pid exists and has not exited (a zombie, state Z,
+// has).
+func alive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	return i > 0 && i+2 < len(stat) && stat[i+2] != 'Z'
 }
 
 // stop sends SIGTERM to the process group, waits up to grace, then SIGKILLs.

@@ -185,7 +185,7 @@ func (s *Stack) waitReady(ctx context.Context, c *component, p process, pid int)
 	deadline := start.Add(c.readyTimeout)
 	var last error
 	for time.Now().Before(deadline) {
-		if !p.owns(pid) {
+		if !alive(pid) {
 			return fmt.Errorf("%s exited during start-up; log %s:\n%s", c.name, p.logPath, tailFile(p.logPath, 25))
 		}
 		if last = c.ready(ctx, s); last == nil {

@@ -1,0 +1,121 @@
+// Package stacktest is the one switch for integration tests: they run
+// against the real local stack (see stack/) and never against fakes.
+//
+// Without the stack a plain `go test ./...` skips them and says why. Under
+// the README's test command, and whenever CI=true or ASSISTLOG_INTEGRATION=1,
+// a missing component fails the test instead.
+package stacktest
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/assistlog/assistlog/stack"
+)
+
+// Required reports whether integration tests must run.
+func Required() bool {
+	return os.Getenv("CI") == "true" || os.Getenv("ASSISTLOG_INTEGRATION") == "1"
+}
+
+// Component names accepted by Require.
+const (
+	Kafka         = "kafka"
+	Elasticsearch = "elasticsearch"
+	Loki          = "loki"
+	Prometheus    = "prometheus"
+	Alertmanager  = "alertmanager"
+)
+
+// Require returns the stack's endpoints once every named component answers.
+// It skips the test when the stack is absent and integration tests are not
+// required, and fails it when they are.
+func Require(t testing.TB, components ...string) stack.Endpoints {
+	t.Helper()
+	ep, err := stack.EndpointsFromEnv()
+	if err != nil {
+		t.Fatalf("stack endpoints: %v", err)
+	}
+	var missing []string
+	for _, c := range components {
+		if err := probe(c, ep); err != nil {
+			missing = append(missing, c+" ("+err.Error()+")")
+		}
+	}
+	if len(missing) == 0 {
+		return ep
+	}
+	msg := "integration test needs the real stack, not reachable: " + strings.Join(missing, ", ") +
+		"; start it with `go run ./stack/cmd/stack up` or run `make test`"
+	if Required() {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ep
+}
+
+func probe(component string, ep stack.Endpoints) error {
+	switch component {
+	case Kafka:
+		c, err := net.DialTimeout("tcp", ep.KafkaBrokers, 3*time.Second)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	case Elasticsearch:
+		return get(ep.ElasticsearchURL + "/_cluster/health")
+	case Loki:
+		return get(ep.LokiURL + "/ready")
+	case Prometheus:
+		return get(ep.PrometheusURL + "/-/ready")
+	case Alertmanager:
+		return get(ep.AlertmanagerURL + "/-/ready")
+	}
+	return nil
+}
+
+func get(url string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return &statusError{resp.Status}
+	}
+	return nil
+}
+
+type statusError struct{ status string }
+
+func (e *statusError) Error() string { return "status " + e.status }
+
+// Eventually polls cond until it returns nil or the timeout passes, then
+// fails with the last error. Use it for what a real server makes visible
+// asynchronously (a search refresh, a rule evaluation), never as a speed
+// assertion.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for {
+		if err = cond(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still failing after %s: %v", what, timeout, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
