@@ -356,7 +356,7 @@ func TestLokiRuleFiresIntoAlertmanager(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		var alerts []struct {
-			Labels map[string]string `json:"labels"`
+			Labels map[string]string      `json:"labels"`
 			Status struct{ State string } `json:"status"`
 		}
 		if err := json.NewDecoder(resp.Body).Decode(&alerts); err != nil {

@@ -105,6 +105,9 @@ func (s *Stack) Install(ctx context.Context, names ...string) error {
 		return err
 	}
 	defer unlock()
+	if err := s.ensurePrerequisites(ctx); err != nil {
+		return err
+	}
 	in := installer{layout: s.layout, log: s.logf}
 	var wg sync.WaitGroup
 	errs := make([]error, len(comps))

@@ -1,0 +1,37 @@
+# assistlog — the two commands are `make demo` and `make test` (see README).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+GO ?= go
+STACK := $(GO) run ./stack/cmd/stack
+export GOFLAGS ?= -buildvcs=false
+
+.PHONY: demo test up down status check help
+
+help:
+	@echo "make demo    bring the real stack up and run assistlog on demo conversations"
+	@echo "make test    bring the stack up, run every test against it, bring it down"
+	@echo "make up | down | status    manage the local stack (Kafka, Elasticsearch, Loki, Prometheus, Alertmanager)"
+
+demo:
+	bash demo/run.sh
+
+test:
+	$(MAKE) --no-print-directory check
+	$(STACK) up
+	rc=0; ASSISTLOG_INTEGRATION=1 $(GO) test -count=1 -timeout 60m ./... || rc=$$?; \
+	$(STACK) down || true; \
+	exit $$rc
+
+check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+up:
+	$(STACK) up
+
+down:
+	$(STACK) down
+
+status:
+	$(STACK) status
