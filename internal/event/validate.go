@@ -79,6 +79,13 @@ func reject(kind Kind, field, format string, args ...any) *ValidationError {
 // Parse decodes one JSON line into an event and validates it. Unknown
 // fields are errors: a typo such as "sesion_id" must not pass as valid.
 func Parse(line []byte) (*Event, error) {
+	return ParseWithDefaultID(line, "")
+}
+
+// ParseWithDefaultID is Parse for sources that may omit event_id: an event
+// without one gets defaultID, which the caller derives deterministically
+// (e.g. from file fingerprint and offset) so a re-read yields the same id.
+func ParseWithDefaultID(line []byte, defaultID string) (*Event, error) {
 	if len(line) > MaxEventBytes {
 		return nil, reject(KindTooLarge, "", "event is %d bytes, the limit is %d", len(line), MaxEventBytes)
 	}
@@ -93,6 +100,9 @@ func Parse(line []byte) (*Event, error) {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, reject(KindInvalidJSON, "", "invalid JSON: unexpected data after the event object")
+	}
+	if e.EventID == "" {
+		e.EventID = defaultID
 	}
 	if err := e.Validate(); err != nil {
 		return nil, err

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/assistlog/assistlog/internal/kafka"
+	"github.com/assistlog/assistlog/internal/tail"
+)
+
+// Config is the collector's configuration; collector.example.yaml documents
+// every field.
+type Config struct {
+	Kafka     KafkaConfig     `yaml:"kafka"`
+	Files     FilesConfig     `yaml:"files"`
+	Positions PositionsConfig `yaml:"positions"`
+	Webhook   WebhookConfig   `yaml:"webhook"`
+	HTTP      HTTPConfig      `yaml:"http"`
+	Log       LogConfig       `yaml:"log"`
+	// ShutdownTimeout bounds how long SIGTERM waits for in-flight batches
+	// to be acknowledged and positions to be saved.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// KafkaConfig says where events and dead letters go.
+type KafkaConfig struct {
+	kafka.ProducerConfig `yaml:",inline"`
+	Topic                string `yaml:"topic"`
+	DeadLetterTopic      string `yaml:"dead_letter_topic"`
+}
+
+// FilesConfig is the file source. Its zero Include disables it.
+type FilesConfig struct {
+	Include       []string      `yaml:"include"`
+	Exclude       []string      `yaml:"exclude"`
+	ScanInterval  time.Duration `yaml:"scan_interval"`
+	PollInterval  time.Duration `yaml:"poll_interval"`
+	CloseInactive time.Duration `yaml:"close_inactive"`
+	MaxLineBytes  int           `yaml:"max_line_bytes"`
+	BatchLines    int           `yaml:"batch_lines"`
+	BatchBytes    int           `yaml:"batch_bytes"`
+	ReadFrom      string        `yaml:"read_from"`
+}
+
+// PositionsConfig is where read positions are kept.
+type PositionsConfig struct {
+	Path         string        `yaml:"path"`
+	SyncInterval time.Duration `yaml:"sync_interval"`
+	// ForgetAfter drops positions of files not seen for this long.
+	ForgetAfter time.Duration `yaml:"forget_after"`
+}
+
+// WebhookConfig is the HTTP source. An empty Listen disables it.
+type WebhookConfig struct {
+	Listen         string         `yaml:"listen"`
+	MaxBodyBytes   int64          `yaml:"max_body_bytes"`
+	MaxInFlight    int            `yaml:"max_in_flight"`
+	ProduceTimeout time.Duration  `yaml:"produce_timeout"`
+	Tenants        []TenantConfig `yaml:"tenants"`
+}
+
+// TenantConfig holds one tenant's credentials. Values may be written as
+// ${ENV_VAR} so secrets stay out of the file.
+type TenantConfig struct {
+	Tenant     string   `yaml:"tenant"`
+	Tokens     []string `yaml:"tokens"`
+	HMACSecret string   `yaml:"hmac_secret"`
+}
+
+// HTTPConfig is the operations endpoint: /metrics, /healthz, /readyz.
+type HTTPConfig struct {
+	Listen string `yaml:"listen"`
+}
+
+// LogConfig sets the slog level: debug, info, warn, error.
+type LogConfig struct {
+	Level string `yaml:"level"`
+}
+
+// DefaultConfig is what an empty file means.
+func DefaultConfig() Config {
+	return Config{
+		Kafka: KafkaConfig{ProducerConfig: kafka.DefaultProducerConfig(),
+			Topic: kafka.EventsTopic, DeadLetterTopic: kafka.DeadLetterTopic},
+		Files: FilesConfig{
+			Exclude:      []string{"*.gz", "*.zip", "*.bz2", "*.xz"},
+			ScanInterval: time.Second, PollInterval: 250 * time.Millisecond, CloseInactive: 5 * time.Minute,
+			MaxLineBytes: 256 << 10, BatchLines: 1000, BatchBytes: 2 << 20, ReadFrom: "beginning",
+		},
+		Positions: PositionsConfig{Path: "/var/lib/assistlog/collector/positions.json", SyncInterval: time.Second,
+			ForgetAfter: 7 * 24 * time.Hour},
+		Webhook:         WebhookConfig{MaxBodyBytes: 5 << 20, MaxInFlight: 64, ProduceTimeout: 15 * time.Second},
+		HTTP:            HTTPConfig{Listen: "127.0.0.1:19101"},
+		Log:             LogConfig{Level: "info"},
+		ShutdownTimeout: 15 * time.Second,
+	}
+}
+
+// LoadConfig reads path strictly over the defaults (unknown keys are
+// errors), expands ${VAR} in credentials, and validates.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("read config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) { // an empty file means all defaults
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := cfg.expandSecrets(); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+func expand(field, v string) (string, error) {
+	var missing error
+	out := envRef.ReplaceAllStringFunc(v, func(m string) string {
+		name := envRef.FindStringSubmatch(m)[1]
+		val, ok := os.LookupEnv(name)
+		if !ok && missing == nil {
+			missing = fmt.Errorf("%s: environment variable %s is not set", field, name)
+		}
+		return val
+	})
+	return out, missing
+}
+
+func (c *Config) expandSecrets() error {
+	var errs []error
+	for i := range c.Webhook.Tenants {
+		t := &c.Webhook.Tenants[i]
+		for j := range t.Tokens {
+			v, err := expand(fmt.Sprintf("webhook.tenants[%d].tokens[%d]", i, j), t.Tokens[j])
+			errs = append(errs, err)
+			t.Tokens[j] = v
+		}
+		v, err := expand(fmt.Sprintf("webhook.tenants[%d].hmac_secret", i), t.HMACSecret)
+		errs = append(errs, err)
+		t.HMACSecret = v
+	}
+	return errors.Join(errs...)
+}
+
+// tailConfig maps the file section onto the tail package's config.
+func (c Config) tailConfig() tail.Config {
+	f := c.Files
+	return tail.Config{Include: f.Include, Exclude: f.Exclude, ScanInterval: f.ScanInterval,
+		PollInterval: f.PollInterval, CloseInactive: f.CloseInactive, MaxLineBytes: f.MaxLineBytes,
+		BatchLines: f.BatchLines, BatchBytes: f.BatchBytes, ReadFrom: f.ReadFrom, DrainTimeout: c.ShutdownTimeout}
+}
+
+var reTenant = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// Validate checks rules across fields; each error names its field.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	errs = append(errs, prefixed("kafka.", c.Kafka.ProducerConfig.Validate())...)
+	if c.Kafka.Topic == "" {
+		add("kafka.topic: is required")
+	}
+	if c.Kafka.DeadLetterTopic == "" || c.Kafka.DeadLetterTopic == c.Kafka.Topic {
+		add("kafka.dead_letter_topic: is required and must differ from kafka.topic")
+	}
+	if len(c.Files.Include) == 0 && c.Webhook.Listen == "" {
+		add("files.include, webhook.listen: nothing to collect; configure files, the webhook or both")
+	}
+	if len(c.Files.Include) > 0 {
+		errs = append(errs, prefixed("files.", c.tailConfig().Validate())...)
+		if c.Positions.Path == "" {
+			add("positions.path: is required when files are collected")
+		}
+		if c.Positions.SyncInterval <= 0 {
+			add("positions.sync_interval: must be positive")
+		}
+	}
+	if c.Webhook.Listen != "" {
+		w := c.Webhook
+		if w.MaxBodyBytes < 1024 {
+			add("webhook.max_body_bytes: must be at least 1024, got %d", w.MaxBodyBytes)
+		}
+		if w.MaxInFlight < 1 {
+			add("webhook.max_in_flight: must be positive, got %d", w.MaxInFlight)
+		}
+		if w.ProduceTimeout <= 0 {
+			add("webhook.produce_timeout: must be positive")
+		}
+		if len(w.Tenants) == 0 {
+			add("webhook.tenants: at least one tenant with a token or an HMAC secret is required")
+		}
+		seen := map[string]bool{}
+		for i, t := range w.Tenants {
+			if !reTenant.MatchString(t.Tenant) {
+				add("webhook.tenants[%d].tenant: must be a tenant name (lower-case letters, digits, -), got %q", i, t.Tenant)
+			}
+			if seen[t.Tenant] {
+				add("webhook.tenants[%d].tenant: %q listed twice", i, t.Tenant)
+			}
+			seen[t.Tenant] = true
+			if len(t.Tokens) == 0 && t.HMACSecret == "" {
+				add("webhook.tenants[%d]: needs tokens or hmac_secret", i)
+			}
+			for j, tok := range t.Tokens {
+				if len(tok) < 16 {
+					add("webhook.tenants[%d].tokens[%d]: must be at least 16 characters", i, j)
+				}
+			}
+			if t.HMACSecret != "" && len(t.HMACSecret) < 16 {
+				add("webhook.tenants[%d].hmac_secret: must be at least 16 characters", i)
+			}
+		}
+	}
+	if c.HTTP.Listen == "" {
+		add("http.listen: is required (metrics and health)")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level: must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	if c.ShutdownTimeout <= 0 {
+		add("shutdown_timeout: must be positive")
+	}
+	return errors.Join(errs...)
+}
+
+// prefixed puts a section name before each of a joined error's parts.
+func prefixed(prefix string, err error) []error {
+	if err == nil {
+		return nil
+	}
+	parts := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		parts = j.Unwrap()
+	}
+	out := make([]error, len(parts))
+	for i, e := range parts {
+		out[i] = fmt.Errorf("%s%w", prefix, e)
+	}
+	return out
+}

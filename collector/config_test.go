@@ -1,0 +1,59 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestExampleConfigLoads(t *testing.T) {
+	t.Setenv("SALON_AURORA_TOKEN", "token-of-at-least-16-chars")
+	t.Setenv("SALON_AURORA_HMAC_SECRET", "secret-of-at-least-16-chars")
+	cfg, err := LoadConfig("collector.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Webhook.Tenants[0].Tokens[0]; got != "token-of-at-least-16-chars" {
+		t.Errorf("token not taken from the environment: %q", got)
+	}
+	if cfg.Kafka.Topic != "assistant.events" || cfg.Files.MaxLineBytes != 262144 {
+		t.Errorf("unexpected values: %+v", cfg)
+	}
+}
+
+// TestBadConfigs: each testdata/*.bad.yaml fails with messages naming the
+// fields at fault.
+func TestBadConfigs(t *testing.T) {
+	want := map[string][]string{
+		"unknown-key.bad.yaml": {"field compresion not found"},
+		"bad-values.bad.yaml": {
+			`kafka.compression: must be one of none, gzip, snappy, lz4, zstd, got "brotli"`,
+			"kafka.dead_letter_topic: is required and must differ from kafka.topic",
+			`files.read_from: must be beginning or end, got "middle"`,
+			"files.max_line_bytes: must be at least 1024, got 10",
+			`log.level: must be debug, info, warn or error, got "verbose"`,
+		},
+		"webhook-weak-token.bad.yaml": {
+			`webhook.tenants[0].tenant: must be a tenant name (lower-case letters, digits, -), got "Salon"`,
+			"webhook.tenants[0].tokens[0]: must be at least 16 characters",
+		},
+		"nothing.bad.yaml":     {"files.include, webhook.listen: nothing to collect"},
+		"missing-env.bad.yaml": {"webhook.tenants[0].tokens[0]: environment variable ASSISTLOG_TEST_UNSET_TOKEN is not set"},
+	}
+	files, _ := filepath.Glob("testdata/*.bad.yaml")
+	if len(files) != len(want) {
+		t.Fatalf("%d bad configs in testdata, %d expectations", len(files), len(want))
+	}
+	for _, f := range files {
+		_, err := LoadConfig(f)
+		if err == nil {
+			t.Errorf("%s: loaded without error", f)
+			continue
+		}
+		for _, w := range want[filepath.Base(f)] {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error does not contain %q:\n%v", f, w, err)
+			}
+		}
+	}
+}

@@ -1,0 +1,260 @@
+// Command collector tails assistant JSON-lines logs and takes webhook
+// events into Kafka, losing nothing: a file position advances only after
+// Kafka acknowledged the lines before it, and input that is not a valid
+// event goes to the dead-letter topic with the reason.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/assistlog/assistlog/internal/kafka"
+	"github.com/assistlog/assistlog/internal/positions"
+	"github.com/assistlog/assistlog/internal/tail"
+)
+
+const usage = `collector — tail assistant logs and take webhooks into Kafka.
+
+Usage:
+  collector --config collector.yaml          run
+  collector --config collector.yaml --check  validate the configuration and exit
+
+Every field is documented in collector/collector.example.yaml. Secrets in
+webhook.tenants may be written as ${ENV_VAR}.
+
+Endpoints (http.listen): /metrics, /healthz, /readyz.
+Webhook (webhook.listen): POST /v1/events — one JSON event or NDJSON;
+202 after Kafka acknowledged, 400 per-event errors, 401/403, 413, 429/503.
+
+Flags:
+`
+
+func main() {
+	if err := run(os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "collector:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("collector", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "path to the YAML configuration (required)")
+	check := fs.Bool("check", false, "validate the configuration and exit")
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *cfgPath == "" {
+		fs.Usage()
+		return errors.New("--config is required")
+	}
+	cfg, err := LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if *check {
+		fmt.Fprintln(stderr, "configuration OK")
+		return nil
+	}
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return serve(ctx, cfg, log)
+}
+
+// serve wires the components and runs them until ctx ends.
+func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	producer, err := kafka.NewProducer(cfg.Kafka.ProducerConfig, log, reg)
+	if err != nil {
+		return err
+	}
+	defer producer.Close()
+	pl, err := newPipeline(cfg.Kafka.Topic, cfg.Kafka.DeadLetterTopic, producer, reg)
+	if err != nil {
+		return err
+	}
+
+	var pos *positions.Store
+	var tailer *tail.Tailer
+	if len(cfg.Files.Include) > 0 {
+		if pos, err = positions.Open(cfg.Positions.Path); err != nil {
+			return err
+		}
+		if n := pos.Prune(time.Now().Add(-cfg.Positions.ForgetAfter)); n > 0 {
+			log.Info("forgot positions of files not seen for a while", "count", n, "forget_after", cfg.Positions.ForgetAfter)
+		}
+		if tailer, err = tail.New(cfg.tailConfig(), pos, pl.handleBatch, log, reg); err != nil {
+			return err
+		}
+		positionAge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "assistlog_collector_positions_age_seconds",
+			Help: "Seconds since read positions were last written to disk."}, func() float64 {
+			if t := pos.LastSaved(); !t.IsZero() {
+				return time.Since(t).Seconds()
+			}
+			return 0
+		})
+		reg.MustRegister(positionAge)
+	}
+
+	// Readiness: Kafka answered at start and the last send succeeded.
+	if err := waitForKafka(ctx, cfg.Kafka.Brokers, log); err != nil {
+		return err
+	}
+
+	opsLn, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("listen http.listen %s: %w", cfg.HTTP.Listen, err)
+	}
+	ops := &http.Server{Handler: opsMux(reg, producer), ReadHeaderTimeout: 5 * time.Second}
+
+	var hookSrv *http.Server
+	var hookLn net.Listener
+	if cfg.Webhook.Listen != "" {
+		if hookLn, err = net.Listen("tcp", cfg.Webhook.Listen); err != nil {
+			opsLn.Close()
+			return fmt.Errorf("listen webhook.listen %s: %w", cfg.Webhook.Listen, err)
+		}
+		hookSrv = &http.Server{Handler: newWebhook(cfg.Webhook, pl, log).routes(), ReadHeaderTimeout: 10 * time.Second}
+	}
+	log.Info("collector started", "files", cfg.Files.Include, "webhook", cfg.Webhook.Listen, "http", cfg.HTTP.Listen,
+		"topic", cfg.Kafka.Topic, "dead_letter_topic", cfg.Kafka.DeadLetterTopic)
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := ops.Serve(opsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http server: %w", err)
+		}
+	}()
+	if hookSrv != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := hookSrv.Serve(hookLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("webhook server: %w", err)
+			}
+		}()
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if tailer != nil {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if err := tailer.Run(runCtx); err != nil {
+				errc <- err
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			savePositions(runCtx, pos, cfg.Positions.SyncInterval, log)
+		}()
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: finishing in-flight batches", "timeout", cfg.ShutdownTimeout)
+	case runErr = <-errc:
+		log.Error("component failed; shutting down", "err", runErr)
+	}
+	cancel()
+	shutCtx, shutCancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer shutCancel()
+	if hookSrv != nil {
+		_ = hookSrv.Shutdown(shutCtx) // waits for requests being answered
+	}
+	_ = ops.Shutdown(shutCtx)
+	wg.Wait()
+	if pos != nil {
+		if err := pos.Save(); err != nil {
+			log.Error("final positions save failed", "err", err)
+			return errors.Join(runErr, err)
+		}
+	}
+	log.Info("collector stopped")
+	return runErr
+}
+
+// savePositions writes positions every interval; the final save happens in
+// serve after every reader has stopped.
+func savePositions(ctx context.Context, pos *positions.Store, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := pos.Save(); err != nil {
+				log.Error("save positions", "err", err)
+			}
+		}
+	}
+}
+
+// waitForKafka blocks until a broker answers a metadata request, so a
+// collector started before Kafka waits instead of reading into a void.
+func waitForKafka(ctx context.Context, brokers []string, log *slog.Logger) error {
+	backoff := 500 * time.Millisecond
+	for {
+		var err error
+		for _, b := range brokers {
+			var conn *kafkago.Conn
+			if conn, err = kafkago.DialContext(ctx, "tcp", b); err == nil {
+				_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+				_, err = conn.Brokers()
+				conn.Close()
+				if err == nil {
+					return nil
+				}
+			}
+		}
+		log.Warn("waiting for Kafka", "brokers", brokers, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+func opsMux(reg *prometheus.Registry, producer *kafka.Producer) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !producer.Healthy() {
+			http.Error(w, "kafka: last produce failed", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
