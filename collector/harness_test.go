@@ -1,0 +1,403 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/assistlog/assistlog/demo"
+	"github.com/assistlog/assistlog/internal/event"
+	"github.com/assistlog/assistlog/internal/stacktest"
+	"github.com/assistlog/assistlog/stack"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// collectorBinary builds the collector once per test run: crash tests need
+// a real process to kill.
+func collectorBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "assistlog-collector-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "collector")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// env is one collector under test with its own topics, files and ports.
+type env struct {
+	t           *testing.T
+	ep          stack.Endpoints
+	dir, logDir string
+	topic, dlq  string
+	httpAddr    string
+	webhookAddr string
+	cfgPath     string
+	cmd         *exec.Cmd
+	exited      chan struct{}
+	starts      int
+}
+
+// envSettings are what tests vary in the generated configuration.
+type envSettings struct {
+	maxLine int
+	extra   string // more top-level YAML
+}
+
+type envOption func(*env, *envSettings)
+
+func withWebhook(tenant, token, hmacSecret string) envOption {
+	return func(e *env, s *envSettings) {
+		e.webhookAddr = freePort(e.t)
+		s.extra += fmt.Sprintf("webhook:\n  listen: %s\n  max_body_bytes: 65536\n  produce_timeout: 5s\n  tenants:\n    - tenant: %s\n      tokens: [%q]\n      hmac_secret: %q\n",
+			e.webhookAddr, tenant, token, hmacSecret)
+	}
+}
+
+func withMaxLine(n int) envOption {
+	return func(_ *env, s *envSettings) { s.maxLine = n }
+}
+
+func newEnv(t *testing.T, opts ...envOption) *env {
+	t.Helper()
+	ep := stacktest.Require(t, stacktest.Kafka)
+	e := &env{t: t, ep: ep, dir: t.TempDir()}
+	e.logDir = filepath.Join(e.dir, "logs")
+	if err := os.MkdirAll(e.logDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	name := strings.NewReplacer("/", "-", " ", "-", "#", "").Replace(t.Name())
+	suffix := fmt.Sprintf("%d", time.Now().UnixNano()%1e9)
+	e.topic = "test-events-" + name + "-" + suffix
+	e.dlq = "test-dlq-" + name + "-" + suffix
+	createTopics(t, ep.KafkaBrokers, map[string]int{e.topic: 3, e.dlq: 1})
+	e.httpAddr = freePort(t)
+
+	set := envSettings{maxLine: 262144}
+	for _, o := range opts {
+		o(e, &set)
+	}
+	cfg := fmt.Sprintf(`kafka:
+  brokers: [%q]
+  topic: %s
+  dead_letter_topic: %s
+  retry_backoff_max: 2s
+  write_timeout: 5s
+files:
+  include: [%q, %q]
+  scan_interval: 200ms
+  poll_interval: 50ms
+  close_inactive: 2s
+  max_line_bytes: %d
+  batch_lines: 200
+positions:
+  path: %s
+  sync_interval: 200ms
+http:
+  listen: %s
+log:
+  level: info
+shutdown_timeout: 10s
+%s`, ep.KafkaBrokers, e.topic, e.dlq, filepath.Join(e.logDir, "*.jsonl"), filepath.Join(e.logDir, "*.jsonl.[0-9]*"),
+		set.maxLine, filepath.Join(e.dir, "positions.json"), e.httpAddr, set.extra)
+	e.cfgPath = filepath.Join(e.dir, "collector.yaml")
+	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.kill() })
+	return e
+}
+
+func createTopics(t *testing.T, broker string, topics map[string]int) {
+	t.Helper()
+	client := &kafkago.Client{Addr: kafkago.TCP(broker), Timeout: 30 * time.Second}
+	req := &kafkago.CreateTopicsRequest{}
+	for name, parts := range topics {
+		req.Topics = append(req.Topics, kafkago.TopicConfig{Topic: name, NumPartitions: parts, ReplicationFactor: 1})
+	}
+	resp, err := client.CreateTopics(context.Background(), req)
+	if err != nil {
+		t.Fatalf("create topics: %v", err)
+	}
+	for name, err := range resp.Errors {
+		if err != nil {
+			t.Fatalf("create topic %s: %v", name, err)
+		}
+	}
+}
+
+// start runs the collector and waits until it answers /readyz.
+func (e *env) start() {
+	e.t.Helper()
+	e.starts++
+	logf, err := os.OpenFile(filepath.Join(e.dir, "collector.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cmd := exec.Command(collectorBinary(e.t), "--config", e.cfgPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	logf.Close()
+	e.cmd = cmd
+	e.exited = make(chan struct{})
+	go func(c *exec.Cmd, done chan struct{}) { _ = c.Wait(); close(done) }(cmd, e.exited)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + e.httpAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case <-e.exited:
+			e.t.Fatalf("collector exited during start-up; log:\n%s", e.logTail())
+		default:
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("collector not ready after 60s; log:\n%s", e.logTail())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (e *env) logTail() string {
+	b, _ := os.ReadFile(filepath.Join(e.dir, "collector.log"))
+	lines := strings.Split(string(b), "\n")
+	if len(lines) > 40 {
+		lines = lines[len(lines)-40:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// kill9 ends the collector without any chance to flush.
+func (e *env) kill() {
+	if e.cmd == nil || e.cmd.Process == nil {
+		return
+	}
+	_ = e.cmd.Process.Signal(syscall.SIGKILL)
+	<-e.exited
+	e.cmd = nil
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (e *env) stop() {
+	e.t.Helper()
+	if e.cmd == nil {
+		return
+	}
+	_ = e.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-e.exited:
+	case <-time.After(30 * time.Second):
+		e.t.Fatalf("collector did not stop within 30s of SIGTERM; log:\n%s", e.logTail())
+	}
+	if code := e.cmd.ProcessState.ExitCode(); code != 0 {
+		e.t.Errorf("collector exited with %d after SIGTERM; log:\n%s", code, e.logTail())
+	}
+	e.cmd = nil
+}
+
+// readTopic reads every message of every partition of topic, from the
+// first offset to the current end.
+func readTopic(t *testing.T, broker, topic string) []kafkago.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn, err := kafkago.DialContext(ctx, "tcp", broker)
+	if err != nil {
+		t.Fatalf("dial kafka: %v", err)
+	}
+	parts, err := conn.ReadPartitions(topic)
+	conn.Close()
+	if err != nil {
+		t.Fatalf("partitions of %s: %v", topic, err)
+	}
+	var out []kafkago.Message
+	for _, p := range parts {
+		lc, err := kafkago.DialLeader(ctx, "tcp", broker, topic, p.ID)
+		if err != nil {
+			t.Fatalf("dial leader %s/%d: %v", topic, p.ID, err)
+		}
+		first, last, err := lc.ReadOffsets()
+		if err != nil {
+			lc.Close()
+			t.Fatalf("offsets %s/%d: %v", topic, p.ID, err)
+		}
+		if _, err := lc.Seek(first, kafkago.SeekAbsolute); err != nil {
+			lc.Close()
+			t.Fatal(err)
+		}
+		for off := first; off < last; {
+			_ = lc.SetReadDeadline(time.Now().Add(10 * time.Second))
+			b := lc.ReadBatch(1, 10<<20)
+			for {
+				m, err := b.ReadMessage()
+				if err != nil {
+					break
+				}
+				out = append(out, m)
+				off = m.Offset + 1
+			}
+			if err := b.Close(); err != nil && !errors.Is(err, kafkago.ErrGenerationEnded) {
+				lc.Close()
+				t.Fatalf("read %s/%d at %d: %v", topic, p.ID, off, err)
+			}
+		}
+		lc.Close()
+	}
+	return out
+}
+
+// idCounts counts event ids in the events topic.
+func (e *env) idCounts() map[string]int {
+	e.t.Helper()
+	counts := map[string]int{}
+	for _, m := range readTopic(e.t, e.ep.KafkaBrokers, e.topic) {
+		ev, err := event.Parse(m.Value)
+		if err != nil {
+			e.t.Fatalf("events topic holds an invalid event: %v\n%s", err, m.Value)
+		}
+		counts[ev.EventID]++
+	}
+	return counts
+}
+
+// waitForIDs waits until every wanted id is in the events topic, then
+// reports how many arrived more than once.
+func (e *env) waitForIDs(want []string, timeout time.Duration) (duplicates int) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		counts := e.idCounts()
+		var missing []string
+		for _, id := range want {
+			if counts[id] == 0 {
+				missing = append(missing, id)
+			}
+		}
+		if len(missing) == 0 {
+			extra := 0
+			wantSet := map[string]bool{}
+			for _, id := range want {
+				wantSet[id] = true
+			}
+			for id, n := range counts {
+				if !wantSet[id] {
+					e.t.Errorf("Kafka holds an event that was never written: %s", id)
+				}
+				extra += n - 1
+			}
+			return extra
+		}
+		if time.Now().After(deadline) {
+			sort.Strings(missing)
+			if len(missing) > 10 {
+				missing = append(missing[:10], fmt.Sprintf("… %d more", len(missing)-10))
+			}
+			e.t.Fatalf("%d of %d events missing from Kafka after %s: %v\ncollector log:\n%s",
+				len(missing), len(want), timeout, missing, e.logTail())
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// lines is a supply of realistic event lines from the shared dialogues.
+type lines struct {
+	evs  []event.Event
+	next int
+}
+
+func newLines(t *testing.T, n int) *lines {
+	t.Helper()
+	dir, err := demo.FindDataDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := demo.LoadDialogues(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := demo.DefaultConfig()
+	cfg.End = time.Now().UTC().Truncate(time.Hour)
+	cfg.Rounds = 1 + n/30000
+	evs, _, err := demo.Generate(ds, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A per-test prefix keeps ids unique across tests sharing the stack.
+	prefix := fmt.Sprintf("t%d-", time.Now().UnixNano()%1e12)
+	for i := range evs {
+		evs[i].EventID = prefix + evs[i].EventID
+	}
+	return &lines{evs: evs[:n]}
+}
+
+// take returns the next n lines (newline included) and their ids.
+func (l *lines) take(n int) ([]byte, []string) {
+	var b []byte
+	var ids []string
+	for i := 0; i < n && l.next < len(l.evs); i++ {
+		e := l.evs[l.next]
+		l.next++
+		line, _ := e.Marshal()
+		b = append(append(b, line...), '\n')
+		ids = append(ids, e.EventID)
+	}
+	return b, ids
+}
+
+func appendFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
