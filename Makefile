@@ -5,11 +5,12 @@ GO ?= go
 STACK := $(GO) run ./stack/cmd/stack
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: demo test up down status check help
+.PHONY: demo test test-long up down status check help
 
 help:
 	@echo "make demo    bring the real stack up and run assistlog on demo conversations"
 	@echo "make test    bring the stack up, run every test against it, bring it down"
+	@echo "make test-long    the long fault tests (200 kill -9 restarts of the collector)"
 	@echo "make up | down | status    manage the local stack (Kafka, Elasticsearch, Loki, Prometheus, Alertmanager)"
 
 demo:
@@ -18,9 +19,15 @@ demo:
 test:
 	$(MAKE) --no-print-directory check
 	$(STACK) up
-	rc=0; ASSISTLOG_INTEGRATION=1 $(GO) test -count=1 -timeout 60m ./... || rc=$$?; \
+	# -p 1: fault tests stop and restart shared servers (Kafka) mid-run.
+	rc=0; ASSISTLOG_INTEGRATION=1 $(GO) test -p 1 -count=1 -timeout 60m ./... || rc=$$?; \
 	$(STACK) down || true; \
 	exit $$rc
+
+# The long fault tests: 200 kill -9 restarts of the collector.
+test-long:
+	$(STACK) up kafka
+	ASSISTLOG_INTEGRATION=1 ASSISTLOG_CRASH_LOOPS=200 $(GO) test -count=1 -timeout 60m -run 'TestCrashLoop' -v ./collector/
 
 check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

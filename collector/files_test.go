@@ -3,9 +3,9 @@ package main
 import (
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -19,7 +19,7 @@ import (
 // happens after the collector read what came before it.
 func (e *env) waitAcked(ids []string) {
 	e.t.Helper()
-	if d := e.waitForIDs(ids, 60*time.Second); d != 0 {
+	if d := e.waitFor(ids, 60*time.Second, false); d != 0 {
 		e.t.Fatalf("%d duplicates before the rotation", d)
 	}
 }
@@ -276,7 +276,7 @@ func TestDeadLetters(t *testing.T) {
 	path := filepath.Join(e.logDir, "app.jsonl")
 	good1, ids1 := l.take(5)
 	good2, ids2 := l.take(5)
-	long := `{"tenant":"salon-aurora","pad":"` + string(make([]byte, 0)) + repeat("x", 5000) + `"}`
+	long := `{"tenant":"salon-aurora","pad":"` + strings.Repeat("x", 5000) + `"}`
 	bad := []struct{ line, reason string }{
 		{`{"event_id": "broken"`, string(event.KindInvalidJSON)},
 		{"{\"event_id\":\"a\xff\"}", string(event.KindInvalidUTF8)},
@@ -429,13 +429,3 @@ func TestEndToEndGeneratedLogs(t *testing.T) {
 	t.Logf("%d events (%d appointment.confirmed) from %d dialogues in Kafka", truth.Events, byType["appointment.confirmed"], truth.Dialogues)
 	e.stop()
 }
-
-func repeat(s string, n int) string {
-	b := make([]byte, 0, len(s)*n)
-	for i := 0; i < n; i++ {
-		b = append(b, s...)
-	}
-	return string(b)
-}
-
-var _ = exec.Command

@@ -94,7 +94,9 @@ func (p *pipeline) decode(raw []byte, defaultID string, rec deadletter.Record) d
 	e, err := event.ParseWithDefaultID(raw, defaultID)
 	if err != nil {
 		rec.Reason, rec.Error, rec.Raw = string(event.KindOf(err)), err.Error(), raw
-		rec.Tenant = deadletter.TenantOf(raw)
+		if rec.Tenant == "" { // a webhook knows it from the credentials
+			rec.Tenant = deadletter.TenantOf(raw)
+		}
 		return decoded{msg: rec.Message(p.dlqTopic), rejected: &rec}
 	}
 	value := raw
