@@ -331,6 +331,20 @@ func TestDeadLetters(t *testing.T) {
 			t.Errorf("%s: raw = %q, want the line as written", b.reason, r.Raw)
 		}
 	}
+	metrics := e.metrics()
+	for _, want := range []string{
+		`assistlog_collector_dead_letters_total{reason="schema",source="file"} 1`,
+		`assistlog_collector_dead_letters_total{reason="line_too_long",source="file"} 1`,
+		`assistlog_collector_dead_letters_total{reason="invalid_json",source="file"} 1`,
+		`assistlog_collector_dead_letters_total{reason="invalid_utf8",source="file"} 1`,
+		`assistlog_collector_events_total{source="file"} 10`,
+		`assistlog_collector_lines_skipped_total{reason="blank"} 2`,
+		`assistlog_kafka_messages_produced_total{topic="` + e.dlq + `"} 4`,
+	} {
+		if !strings.Contains(metrics, want+"\n") {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	if r := byReason[string(event.KindSchema)]; r.Error != `timestamp: must be RFC 3339 with a UTC offset (e.g. 2026-11-23T14:05:09.120+03:00), got "yesterday"` || r.Tenant != "salon-aurora" {
 		t.Errorf("schema dead letter: error %q tenant %q", r.Error, r.Tenant)
 	}

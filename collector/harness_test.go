@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -200,6 +201,18 @@ func (e *env) start() {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// metrics returns the collector's /metrics text.
+func (e *env) metrics() string {
+	e.t.Helper()
+	resp, err := http.Get("http://" + e.httpAddr + "/metrics")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
 
 func (e *env) logTail() string {
