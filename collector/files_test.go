@@ -245,11 +245,8 @@ func TestCrashLoop(t *testing.T) {
 			appendFile(t, path, b)
 			ids = append(ids, more...)
 			n++
-			if n%40 == 0 { // rotate now and then
-				for i := 3; i >= 1; i-- {
-					os.Rename(path+"."+strconv.Itoa(i), path+"."+strconv.Itoa(i+1))
-				}
-				os.Rename(path, path+".1")
+			if n%40 == 0 { // rotate now and then, dateext-style: no rotated file is overwritten
+				os.Rename(path, path+"."+strconv.Itoa(n/40))
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
