@@ -1,0 +1,196 @@
+// Package pii masks personal data before any sink sees it: phone numbers
+// (in user_phone, user_id and free text) and e-mail addresses. A phone
+// number is also kept as a keyed hash (HMAC-SHA256 with a secret from
+// config) so an auditor can still find a customer by number without the
+// number being stored.
+package pii
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/assistlog/assistlog/internal/event"
+)
+
+// Masker masks and hashes. It is safe for concurrent use.
+type Masker struct {
+	secret []byte
+}
+
+// New returns a masker; the secret keys the phone hash and must be kept
+// stable, or old hashes stop matching.
+func New(secret string) (*Masker, error) {
+	if len(secret) < 16 {
+		return nil, errors.New("pii: hash secret must be at least 16 characters")
+	}
+	return &Masker{secret: []byte(secret)}, nil
+}
+
+// phoneRe finds phone-like runs: an optional +, then 10 to 15 digits that
+// may be separated by spaces, dashes, dots or parentheses.
+var phoneRe = regexp.MustCompile(`\+?\(?\d(?:[\s\-.()]{0,2}\d){9,14}`)
+
+// emailRe finds e-mail addresses.
+var emailRe = regexp.MustCompile(`[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}`)
+
+// Digits returns the digits of s.
+func Digits(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// Normalize turns a Russian-style number (+7…, 8…, 7…) or any E.164 number
+// into +<digits>, the form hashed; "" if it has too few digits.
+func Normalize(phone string) string {
+	d := Digits(phone)
+	if len(d) == 11 && d[0] == '8' && !strings.HasPrefix(strings.TrimSpace(phone), "+") {
+		d = "7" + d[1:] // 8 916 … is the domestic form of +7 916 …
+	}
+	if len(d) < 10 || len(d) > 15 {
+		return ""
+	}
+	return "+" + d
+}
+
+// HashPhone is the keyed hash of a number's normalized form.
+func (m *Masker) HashPhone(phone string) string {
+	n := Normalize(phone)
+	if n == "" {
+		return ""
+	}
+	mac := hmac.New(sha256.New, m.secret)
+	mac.Write([]byte(n))
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// MaskPhone renders a number as "+7 9** ***-**-67": country code and the
+// first digit of the operator code stay, so a person can still tell a
+// mobile from a landline; the last two digits help match a call.
+func MaskPhone(phone string) string {
+	n := Normalize(phone)
+	if n == "" {
+		return strings.Repeat("*", len(phone))
+	}
+	d := n[1:]
+	cc := 2 // most country codes; masking more is the safe side
+	if d[0] == '7' || d[0] == '1' {
+		cc = 1
+	}
+	national := d[cc:]
+	masked := []byte(strings.Repeat("*", len(national)))
+	masked[0] = national[0]
+	copy(masked[len(masked)-2:], national[len(national)-2:])
+	s := string(masked)
+	if len(s) == 10 {
+		return "+" + d[:cc] + " " + s[0:3] + " " + s[3:6] + "-" + s[6:8] + "-" + s[8:10]
+	}
+	return "+" + d[:cc] + " " + s
+}
+
+// maskDigitsInPlace replaces every digit but the last two of a match,
+// keeping its separators, so "+7 (916) 123-45-67" → "+* (***) ***-**-67".
+func maskDigitsInPlace(s string) string {
+	b := []byte(s)
+	keep := 2
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] >= '0' && b[i] <= '9' {
+			if keep > 0 {
+				keep--
+				continue
+			}
+			b[i] = '*'
+		}
+	}
+	return string(b)
+}
+
+func maskEmail(s string) string {
+	at := strings.IndexByte(s, '@')
+	if at <= 1 {
+		return "*" + s[at:]
+	}
+	return s[:1] + strings.Repeat("*", at-1) + s[at:]
+}
+
+// MaskText masks phone numbers and e-mails inside free text and reports
+// what kinds it found ("phone", "email").
+func MaskText(s string) (string, []string) {
+	var kinds []string
+	if phoneRe.MatchString(s) {
+		s = phoneRe.ReplaceAllStringFunc(s, maskDigitsInPlace)
+		kinds = append(kinds, "phone")
+	}
+	if emailRe.MatchString(s) {
+		s = emailRe.ReplaceAllStringFunc(s, maskEmail)
+		kinds = append(kinds, "email")
+	}
+	return s, kinds
+}
+
+// Masked is an event made safe for storage.
+type Masked struct {
+	Event *event.Event
+	// PhoneHash is the keyed hash of user_phone ("" when there is none).
+	PhoneHash string
+	// Fields lists the fields that were masked, e.g. "user_phone",
+	// "payload.text".
+	Fields []string
+}
+
+// Apply returns a masked copy of e; e itself is not changed.
+func (m *Masker) Apply(e *event.Event) Masked {
+	c := *e
+	var fields []string
+	out := Masked{Event: &c}
+	if c.UserPhone != "" {
+		out.PhoneHash = m.HashPhone(c.UserPhone)
+		c.UserPhone = MaskPhone(c.UserPhone)
+		fields = append(fields, "user_phone")
+	}
+	if s, kinds := MaskText(c.UserID); len(kinds) > 0 {
+		c.UserID = s
+		fields = append(fields, "user_id")
+	}
+	if c.Payload != nil {
+		c.Payload = maskValue("payload", c.Payload, &fields).(map[string]any)
+	}
+	sort.Strings(fields)
+	out.Fields = fields
+	return out
+}
+
+// maskValue walks payload values, masking every string; maps and slices
+// are copied so the original event is untouched.
+func maskValue(path string, v any, fields *[]string) any {
+	switch x := v.(type) {
+	case string:
+		if s, kinds := MaskText(x); len(kinds) > 0 {
+			*fields = append(*fields, path)
+			return s
+		}
+		return x
+	case map[string]any:
+		c := make(map[string]any, len(x))
+		for k, val := range x {
+			c[k] = maskValue(path+"."+k, val, fields)
+		}
+		return c
+	case []any:
+		c := make([]any, len(x))
+		for i, val := range x {
+			c[i] = maskValue(path, val, fields)
+		}
+		return c
+	}
+	return v
+}
