@@ -1,0 +1,652 @@
+// Package bitrix24test is a fake Bitrix24 portal: a real HTTPS server that
+// follows shared/bitrix24/CONTRACT.md — HTTP 200 envelopes with "time",
+// legacy CRM errors as HTTP 400 with an empty code, ids as JSON integers
+// from add methods and as strings in get/list replies, [] for an empty
+// findbycomm, batch with result_error, and a real leaky bucket that answers
+// 503 QUERY_LIMIT_EXCEEDED. It is the one permitted test double: tests of
+// the client run against the documented behaviour, not against the client.
+package bitrix24test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Config tunes the fake portal.
+type Config struct {
+	// UserID and Secret form the webhook path /rest/{UserID}/{Secret}/.
+	UserID int
+	Secret string
+	// AccessToken is accepted as the OAuth "auth" parameter.
+	AccessToken string
+	// Drain and Limit are the leaky bucket: each request adds 1, the
+	// counter drains Drain per second, and above Limit requests get 503.
+	// The contract's defaults for non-enterprise plans are 2/s and 50.
+	Drain float64
+	Limit float64
+}
+
+// Server is a running fake portal.
+type Server struct {
+	*httptest.Server
+	cfg Config
+
+	mu         sync.Mutex
+	bucket     float64
+	lastDrain  time.Time
+	nextID     int64
+	leads      map[int64]map[string]any
+	activities map[int64]map[string]any
+	comments   map[int64]map[string]any
+	faults     []fault
+	blocked    map[string]time.Time // method → operating_reset_at
+	calls      map[string]int
+	requests   int
+}
+
+type fault struct {
+	status      int
+	code, descr string
+}
+
+// New starts a fake portal over HTTPS (the cloud refuses plain HTTP).
+// Use Server.Client() as the HTTP client and WebhookURL as the base.
+func New(cfg Config) *Server {
+	if cfg.Secret == "" {
+		cfg.Secret = "8g9l071eismy9q2l"
+	}
+	if cfg.UserID == 0 {
+		cfg.UserID = 1
+	}
+	if cfg.Drain == 0 {
+		cfg.Drain = 2
+	}
+	if cfg.Limit == 0 {
+		cfg.Limit = 50
+	}
+	s := &Server{cfg: cfg, nextID: 4700, lastDrain: time.Now(), leads: map[int64]map[string]any{},
+		activities: map[int64]map[string]any{}, comments: map[int64]map[string]any{},
+		blocked: map[string]time.Time{}, calls: map[string]int{}}
+	s.Server = httptest.NewTLSServer(http.HandlerFunc(s.serve))
+	return s
+}
+
+// WebhookURL is the incoming-webhook base, ending in a slash.
+func (s *Server) WebhookURL() string {
+	return fmt.Sprintf("%s/rest/%d/%s/", s.URL, s.cfg.UserID, s.cfg.Secret)
+}
+
+// OAuthURL is the client_endpoint for OAuth calls.
+func (s *Server) OAuthURL() string { return s.URL + "/rest/" }
+
+// FailNext makes the next n requests fail with status, code and description
+// before the bucket or the method see them.
+func (s *Server) FailNext(n, status int, code, descr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := 0; i < n; i++ {
+		s.faults = append(s.faults, fault{status, code, descr})
+	}
+}
+
+// BlockMethod makes method answer 429 OPERATION_TIME_LIMIT for d, as when
+// its operating-time budget is used up.
+func (s *Server) BlockMethod(method string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.blocked[strings.ToLower(method)] = time.Now().Add(d)
+}
+
+// Leads returns a copy of every lead, by id.
+func (s *Server) Leads() map[int64]map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[int64]map[string]any{}
+	for id, l := range s.leads {
+		c := map[string]any{}
+		for k, v := range l {
+			c[k] = v
+		}
+		out[id] = c
+	}
+	return out
+}
+
+// Activities returns a copy of every activity (crm.activity.add and todo.add).
+func (s *Server) Activities() []map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []map[string]any
+	ids := make([]int64, 0, len(s.activities))
+	for id := range s.activities {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		out = append(out, s.activities[id])
+	}
+	return out
+}
+
+// Calls reports how many times a method ran (rejected requests excluded).
+func (s *Server) Calls(method string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[strings.ToLower(method)]
+}
+
+// Requests reports every HTTP request received, rejected ones included.
+func (s *Server) Requests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.requests
+}
+
+func timeBlock(start time.Time, resetAt time.Time) map[string]any {
+	now := time.Now()
+	d := now.Sub(start).Seconds()
+	return map[string]any{
+		"start": float64(start.UnixNano()) / 1e9, "finish": float64(now.UnixNano()) / 1e9,
+		"duration": d, "processing": d, "operating": d,
+		"date_start": start.Format(time.RFC3339), "date_finish": now.Format(time.RFC3339),
+		"operating_reset_at": resetAt.Unix(),
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// apiError is an error reply: no "result" key.
+type apiError struct {
+	status      int
+	code, descr string
+}
+
+func errorBody(e *apiError) map[string]any {
+	return map[string]any{"error": e.code, "error_description": e.descr}
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	method, authErr := s.route(r)
+	s.mu.Lock()
+	s.requests++
+	// Leaky bucket: every request counts, drained continuously.
+	now := time.Now()
+	s.bucket -= now.Sub(s.lastDrain).Seconds() * s.cfg.Drain
+	if s.bucket < 0 {
+		s.bucket = 0
+	}
+	s.lastDrain = now
+	s.bucket++
+	overLimit := s.bucket > s.cfg.Limit
+	var f *fault
+	if len(s.faults) > 0 {
+		f = &s.faults[0]
+		s.faults = s.faults[1:]
+	}
+	s.mu.Unlock()
+
+	switch {
+	case f != nil:
+		writeJSON(w, f.status, map[string]any{"error": f.code, "error_description": f.descr})
+		return
+	case authErr != nil:
+		writeJSON(w, authErr.status, errorBody(authErr))
+		return
+	case overLimit:
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"})
+		return
+	}
+	p, err := params(r)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "INVALID_REQUEST", "error_description": err.Error()})
+		return
+	}
+	if method == "batch" {
+		writeJSON(w, http.StatusOK, map[string]any{"result": s.batch(p), "time": timeBlock(start, start.Add(10*time.Minute))})
+		return
+	}
+	result, extra, aerr := s.call(method, p)
+	if aerr != nil {
+		body := errorBody(aerr)
+		if aerr.code == "OPERATION_TIME_LIMIT" {
+			s.mu.Lock()
+			// operating_reset_at is whole seconds: round up so it is not early.
+			body["time"] = timeBlock(start, s.blocked[method].Add(time.Second-time.Nanosecond))
+			s.mu.Unlock()
+		}
+		writeJSON(w, aerr.status, body)
+		return
+	}
+	body := map[string]any{"result": result, "time": timeBlock(start, start.Add(10*time.Minute))}
+	for k, v := range extra {
+		body[k] = v
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// route finds the method and checks credentials.
+func (s *Server) route(r *http.Request) (string, *apiError) {
+	path := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/rest/"), "/")
+	parts := strings.Split(path, "/")
+	var method string
+	switch len(parts) {
+	case 3: // webhook: {user}/{secret}/{method}
+		if parts[0] != strconv.Itoa(s.cfg.UserID) || parts[1] != s.cfg.Secret {
+			return strings.ToLower(parts[2]), &apiError{http.StatusUnauthorized, "INVALID_CREDENTIALS", "Invalid request credentials"}
+		}
+		method = parts[2]
+	case 1: // OAuth: {method}?auth=…
+		method = parts[0]
+		auth := r.URL.Query().Get("auth")
+		if auth == "" {
+			_ = r.ParseForm()
+			auth = r.Form.Get("auth")
+		}
+		if s.cfg.AccessToken == "" || auth != s.cfg.AccessToken {
+			return method, &apiError{http.StatusUnauthorized, "NO_AUTH_FOUND", "Wrong authorization data"}
+		}
+	default:
+		return "", &apiError{http.StatusNotFound, "ERROR_METHOD_NOT_FOUND", "Method not found!"}
+	}
+	method = strings.ToLower(strings.TrimSuffix(method, ".json"))
+	return method, nil
+}
+
+// call runs one method. extra holds list-reply keys (total, next).
+func (s *Server) call(method string, p map[string]any) (any, map[string]any, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if until, ok := s.blocked[method]; ok && time.Now().Before(until) {
+		return nil, nil, &apiError{http.StatusTooManyRequests, "OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit."}
+	}
+	s.calls[method]++
+	switch method {
+	case "crm.lead.add":
+		return s.leadAdd(p)
+	case "crm.lead.get":
+		return s.leadGet(p)
+	case "crm.lead.update":
+		return s.leadUpdate(p)
+	case "crm.lead.list":
+		return s.leadList(p)
+	case "crm.duplicate.findbycomm":
+		return s.findByComm(p)
+	case "crm.activity.add":
+		return s.activityAdd(p)
+	case "crm.activity.todo.add":
+		return s.todoAdd(p)
+	case "crm.timeline.comment.add":
+		return s.commentAdd(p)
+	}
+	s.calls[method]--
+	return nil, nil, &apiError{http.StatusNotFound, "ERROR_METHOD_NOT_FOUND", "Method not found!"}
+}
+
+var (
+	errNotFound  = &apiError{http.StatusBadRequest, "", "Not found"}
+	errInvalidID = &apiError{http.StatusBadRequest, "", "ID is not defined or invalid."}
+)
+
+func (s *Server) id() int64 { s.nextID++; return s.nextID }
+
+func (s *Server) leadAdd(p map[string]any) (any, map[string]any, *apiError) {
+	fields := asMap(p["fields"])
+	if fields == nil {
+		fields = map[string]any{}
+	}
+	lead := map[string]any{}
+	for k, v := range fields {
+		lead[strings.ToUpper(k)] = v
+	}
+	for _, mf := range []string{"PHONE", "EMAIL"} {
+		for _, e := range asSlice(lead[mf]) {
+			if mf == "EMAIL" && !strings.Contains(asString(asMap(e)["VALUE"]), "@") {
+				return nil, nil, &apiError{http.StatusBadRequest, "ERROR_CORE", "Invalid e-mail address in the E-mail field"}
+			}
+		}
+	}
+	id := s.id()
+	lead["ID"] = id
+	if _, ok := lead["STATUS_ID"]; !ok {
+		lead["STATUS_ID"] = "NEW"
+	}
+	lead["DATE_CREATE"] = time.Now().Format(time.RFC3339)
+	s.leads[id] = lead
+	return id, nil, nil // a JSON integer, as the cloud returns
+}
+
+// leadView renders a lead as get/list do: every number as a string, and
+// multifields with ids.
+func leadView(l map[string]any, sel []string) map[string]any {
+	want := map[string]bool{}
+	star := false
+	for _, f := range sel {
+		star = star || f == "*"
+		want[strings.ToUpper(f)] = true
+	}
+	out := map[string]any{"ID": asString(l["ID"])}
+	for k, v := range l {
+		multi := k == "PHONE" || k == "EMAIL"
+		if len(sel) > 0 && !want[k] && !(star && !multi) {
+			continue // multifields only when named
+		}
+		if !multi {
+			out[k] = asString(v)
+			continue
+		}
+		var entries []any
+		for i, e := range asSlice(v) {
+			m := asMap(e)
+			entries = append(entries, map[string]any{"ID": strconv.Itoa(9000 + i), "VALUE_TYPE": asString(m["VALUE_TYPE"]),
+				"VALUE": asString(m["VALUE"]), "TYPE_ID": k})
+		}
+		out[k] = entries
+	}
+	return out
+}
+
+func (s *Server) leadGet(p map[string]any) (any, map[string]any, *apiError) {
+	v, _ := param(p, "id")
+	id, ok := asInt(v)
+	if !ok {
+		return nil, nil, errInvalidID
+	}
+	l, found := s.leads[id]
+	if !found {
+		return nil, nil, errNotFound
+	}
+	return leadView(l, nil), nil, nil
+}
+
+func (s *Server) leadUpdate(p map[string]any) (any, map[string]any, *apiError) {
+	v, _ := param(p, "id")
+	id, ok := asInt(v)
+	if !ok {
+		return nil, nil, errInvalidID
+	}
+	l, found := s.leads[id]
+	if !found {
+		return nil, nil, errNotFound
+	}
+	for k, v := range asMap(p["fields"]) {
+		l[strings.ToUpper(k)] = v
+	}
+	return true, nil, nil
+}
+
+// matches applies a crm.lead.list filter: exact match, with the prefixes
+// "!" / "!=" (not), ">" ">=" "<" "<=" on ids, and "@" (in).
+func matches(l map[string]any, filter map[string]any) bool {
+	for k, want := range filter {
+		op, field := "", k
+		for _, pre := range []string{">=", "<=", "!=", "!@", ">", "<", "!", "@", "="} {
+			if strings.HasPrefix(k, pre) {
+				op, field = pre, k[len(pre):]
+				break
+			}
+		}
+		field = strings.ToUpper(field)
+		have := l[field]
+		if field == "PHONE" || field == "EMAIL" {
+			found := false
+			for _, e := range asSlice(have) {
+				if asString(asMap(e)["VALUE"]) == asString(want) {
+					found = true
+				}
+			}
+			if found == (op == "!" || op == "!=") {
+				return false
+			}
+			continue
+		}
+		hs, ws := asString(have), asString(want)
+		hi, _ := strconv.ParseInt(hs, 10, 64)
+		wi, _ := strconv.ParseInt(ws, 10, 64)
+		ok := true
+		switch op {
+		case "", "=":
+			ok = hs == ws
+		case "!", "!=":
+			ok = hs != ws
+		case ">":
+			ok = hi > wi
+		case ">=":
+			ok = hi >= wi
+		case "<":
+			ok = hi < wi
+		case "<=":
+			ok = hi <= wi
+		case "@", "!@":
+			in := false
+			for _, x := range asSlice(want) {
+				if asString(x) == hs {
+					in = true
+				}
+			}
+			ok = in == (op == "@")
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) leadList(p map[string]any) (any, map[string]any, *apiError) {
+	filter := asMap(p["filter"])
+	var sel []string
+	for _, f := range asSlice(p["select"]) {
+		sel = append(sel, asString(f))
+	}
+	ids := make([]int64, 0, len(s.leads))
+	for id, l := range s.leads {
+		if matches(l, filter) {
+			ids = append(ids, id)
+		}
+	}
+	desc := false
+	for _, v := range asMap(p["order"]) {
+		desc = strings.EqualFold(asString(v), "DESC")
+	}
+	sort.Slice(ids, func(i, j int) bool { return (ids[i] < ids[j]) != desc })
+	start, _ := strconv.Atoi(asString(p["start"]))
+	extra := map[string]any{"total": len(ids)}
+	counting := start != -1 // start=-1 skips the count: total 0, no next
+	if !counting {
+		start = 0
+		extra["total"] = 0
+	}
+	rows := []any{}
+	for i := start; i < len(ids) && i < start+50; i++ {
+		rows = append(rows, leadView(s.leads[ids[i]], sel))
+	}
+	if counting && start+50 < len(ids) {
+		extra["next"] = start + 50
+	}
+	return rows, extra, nil
+}
+
+func (s *Server) findByComm(p map[string]any) (any, map[string]any, *apiError) {
+	typ := strings.ToUpper(asString(p["type"]))
+	if typ == "" {
+		return nil, nil, &apiError{http.StatusBadRequest, "", "Communication type is not defined."}
+	}
+	if typ != "PHONE" && typ != "EMAIL" {
+		return nil, nil, &apiError{http.StatusBadRequest, "", fmt.Sprintf("Communication type '%s' is not supported in current context", typ)}
+	}
+	values := asSlice(p["values"])
+	if len(values) == 0 {
+		return nil, nil, &apiError{http.StatusBadRequest, "", "Communication values is not defined."}
+	}
+	entity := strings.ToUpper(asString(p["entity_type"]))
+	var found []int64
+	if entity == "" || entity == "LEAD" {
+		for id, l := range s.leads {
+			for _, e := range asSlice(l[typ]) {
+				for _, v := range values {
+					if asString(asMap(e)["VALUE"]) == asString(v) {
+						found = append(found, id)
+					}
+				}
+			}
+		}
+	}
+	if len(found) == 0 {
+		return []any{}, nil, nil // an empty array, not an object
+	}
+	sort.Slice(found, func(i, j int) bool { return found[i] < found[j] })
+	return map[string]any{"LEAD": found}, nil, nil
+}
+
+func (s *Server) activityAdd(p map[string]any) (any, map[string]any, *apiError) {
+	f := asMap(p["fields"])
+	upper := map[string]any{}
+	for k, v := range f {
+		upper[strings.ToUpper(k)] = v
+	}
+	if asString(upper["SUBJECT"]) == "" {
+		return nil, nil, &apiError{http.StatusBadRequest, "", "The field SUBJECT is not defined or empty"}
+	}
+	if _, ok := asInt(upper["RESPONSIBLE_ID"]); !ok {
+		return nil, nil, &apiError{http.StatusBadRequest, "", "The field RESPONSIBLE_ID is not defined or invalid"}
+	}
+	if _, ok := asInt(upper["TYPE_ID"]); !ok {
+		return nil, nil, &apiError{http.StatusBadRequest, "", "The field TYPE_ID is not defined or invalid"}
+	}
+	if len(asSlice(upper["COMMUNICATIONS"])) == 0 {
+		return nil, nil, &apiError{http.StatusBadRequest, "", "The field COMMUNICATIONS is not defined or invalid"}
+	}
+	owner, _ := asInt(upper["OWNER_ID"])
+	if _, ok := s.leads[owner]; !ok {
+		return nil, nil, &apiError{http.StatusBadRequest, "", "Could not build binding. Please ensure that owner info and communications are defined correctly"}
+	}
+	id := s.id()
+	upper["ID"] = id
+	s.activities[id] = upper
+	return id, nil, nil
+}
+
+func (s *Server) todoAdd(p map[string]any) (any, map[string]any, *apiError) {
+	owner, ok := asInt(p["ownerId"])
+	if !ok || asString(p["ownerTypeId"]) == "" || asString(p["deadline"]) == "" {
+		return nil, nil, &apiError{http.StatusBadRequest, "100", "Required fields are missing: ownerTypeId, ownerId, deadline"}
+	}
+	if d := asString(p["deadline"]); len(d) < 19 || !validDeadline(d[:19]) {
+		return nil, nil, &apiError{http.StatusBadRequest, "WRONG_DATETIME_FORMAT", "Wrong datetime format"}
+	}
+	if _, ok := s.leads[owner]; !ok {
+		return nil, nil, &apiError{http.StatusBadRequest, "OWNER_NOT_FOUND", "Owner not found"}
+	}
+	id := s.id()
+	a := map[string]any{"ID": id, "OWNER_ID": owner, "OWNER_TYPE_ID": asString(p["ownerTypeId"]),
+		"SUBJECT": asString(p["title"]), "DESCRIPTION": asString(p["description"]), "DEADLINE": asString(p["deadline"])}
+	s.activities[id] = a
+	return map[string]any{"id": id}, nil, nil
+}
+
+func (s *Server) commentAdd(p map[string]any) (any, map[string]any, *apiError) {
+	f := asMap(p["fields"]) // lower-case "fields" only
+	if f == nil {
+		return nil, nil, &apiError{http.StatusBadRequest, "100", "Required fields are missing"}
+	}
+	owner, ok := asInt(f["ENTITY_ID"])
+	if !ok || asString(f["ENTITY_TYPE"]) == "" {
+		return nil, nil, &apiError{http.StatusBadRequest, "100", "Required fields are missing"}
+	}
+	if asString(f["COMMENT"]) == "" {
+		return nil, nil, &apiError{http.StatusBadRequest, "INVALID_ARG_VALUE", "Empty comment"}
+	}
+	if _, found := s.leads[owner]; !found || asString(f["ENTITY_TYPE"]) != "lead" {
+		return nil, nil, &apiError{http.StatusBadRequest, "OWNER_NOT_FOUND", "Owner not found"}
+	}
+	id := s.id()
+	s.comments[id] = f
+	return id, nil, nil
+}
+
+// batch runs up to 50 commands "method?query"; failures go to result_error
+// under HTTP 200; empty sections are [] as the contract says.
+func (s *Server) batch(p map[string]any) map[string]any {
+	result, errs, total, next := map[string]any{}, map[string]any{}, map[string]any{}, map[string]any{}
+	halt := asString(p["halt"]) == "1" || asString(p["halt"]) == "true"
+	cmds := asMap(p["cmd"])
+	var keys []string
+	if cmds == nil {
+		cmds = map[string]any{}
+		for i, c := range asSlice(p["cmd"]) {
+			cmds[strconv.Itoa(i)] = c
+		}
+	}
+	for k := range cmds {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if len(keys) > 50 {
+		errs["batch"] = map[string]any{"error": "ERROR_BATCH_LENGTH_EXCEEDED", "error_description": "Max batch length exceeded"}
+		keys = nil
+	}
+	for _, k := range keys {
+		cmd := asString(cmds[k])
+		method, query, _ := strings.Cut(cmd, "?")
+		method = strings.ToLower(method)
+		if method == "batch" {
+			errs[k] = map[string]any{"error": "ERROR_BATCH_METHOD_NOT_ALLOWED", "error_description": "Method is not allowed for batch usage"}
+			if halt {
+				break
+			}
+			continue
+		}
+		vals, err := url.ParseQuery(query)
+		if err != nil {
+			errs[k] = map[string]any{"error": "INVALID_REQUEST", "error_description": err.Error()}
+			continue
+		}
+		sub := map[string]any{}
+		_ = mergeForm(sub, vals)
+		res, extra, aerr := s.call(method, sub)
+		if aerr != nil {
+			errs[k] = errorBody(aerr)
+			if halt {
+				break
+			}
+			continue
+		}
+		result[k] = res
+		if t, ok := extra["total"]; ok {
+			total[k] = t
+		}
+		if n, ok := extra["next"]; ok {
+			next[k] = n
+		}
+	}
+	empty := func(m map[string]any) any {
+		if len(m) == 0 {
+			return []any{}
+		}
+		return m
+	}
+	return map[string]any{"result": empty(result), "result_error": empty(errs), "result_total": empty(total),
+		"result_next": empty(next), "result_time": []any{}}
+}
+
+func validDeadline(s string) bool {
+	for _, layout := range []string{"2006-01-02T15:04:05", "2006-01-02 15:04:05"} {
+		if _, err := time.Parse(layout, s); err == nil {
+			return true
+		}
+	}
+	return false
+}

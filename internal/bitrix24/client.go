@@ -1,0 +1,429 @@
+// Package bitrix24 is a REST client for the parts of Bitrix24 CRM assistlog
+// uses: leads, duplicate search by phone, activities and batch. It follows
+// shared/bitrix24/CONTRACT.md: webhook and OAuth URL forms, a client-side
+// leaky bucket matching the portal's, retries with backoff on 503
+// QUERY_LIMIT_EXCEEDED and 5xx, waiting until operating_reset_at on 429
+// OPERATION_TIME_LIMIT, error codes that may be empty (then the
+// description decides), and ids that arrive as numbers or strings.
+package bitrix24
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+)
+
+// Config configures a Client. Set WebhookURL, or OAuthURL with AccessToken.
+type Config struct {
+	// WebhookURL is https://{portal}/rest/{user_id}/{secret}/ (an incoming
+	// webhook). It acts as its creator and needs the crm scope.
+	WebhookURL string `yaml:"webhook_url"`
+	// OAuthURL is the client_endpoint (https://{portal}/rest/) and
+	// AccessToken the OAuth token sent as the auth parameter.
+	OAuthURL    string `yaml:"oauth_url"`
+	AccessToken string `yaml:"access_token"`
+	// RatePerSecond and Burst mirror the portal's leaky bucket (2/s and 50
+	// on non-enterprise plans), so the client rarely meets a 503.
+	RatePerSecond float64 `yaml:"rate_per_second"`
+	Burst         int     `yaml:"burst"`
+	// Timeout bounds one HTTP request (the cloud allows 60 s).
+	Timeout time.Duration `yaml:"timeout"`
+	// MaxRetries bounds retries of retryable failures for one call;
+	// RetryBackoffMax caps the wait between them.
+	MaxRetries      int           `yaml:"max_retries"`
+	RetryBackoffMax time.Duration `yaml:"retry_backoff_max"`
+	// MaxOperatingWait caps how long a call waits for operating_reset_at.
+	MaxOperatingWait time.Duration `yaml:"max_operating_wait"`
+}
+
+// DefaultConfig has the contract's limits for non-enterprise plans.
+func DefaultConfig() Config {
+	return Config{RatePerSecond: 2, Burst: 50, Timeout: 30 * time.Second, MaxRetries: 6,
+		RetryBackoffMax: 30 * time.Second, MaxOperatingWait: 10 * time.Minute}
+}
+
+// Validate names the field at fault.
+func (c Config) Validate() error {
+	var errs []error
+	switch {
+	case c.WebhookURL != "" && c.OAuthURL != "":
+		errs = append(errs, errors.New("webhook_url, oauth_url: set one, not both"))
+	case c.WebhookURL == "" && c.OAuthURL == "":
+		errs = append(errs, errors.New("webhook_url: required (or oauth_url with access_token)"))
+	case c.OAuthURL != "" && c.AccessToken == "":
+		errs = append(errs, errors.New("access_token: required with oauth_url"))
+	}
+	for name, u := range map[string]string{"webhook_url": c.WebhookURL, "oauth_url": c.OAuthURL} {
+		if u == "" {
+			continue
+		}
+		p, err := url.Parse(u)
+		if err != nil || p.Host == "" {
+			errs = append(errs, fmt.Errorf("%s: not a URL: %q", name, u))
+		} else if p.Scheme != "https" {
+			errs = append(errs, fmt.Errorf("%s: must be https (the portal answers plain HTTP with INVALID_REQUEST)", name))
+		}
+	}
+	if c.RatePerSecond <= 0 || c.Burst < 1 {
+		errs = append(errs, errors.New("rate_per_second, burst: must be positive"))
+	}
+	if c.Timeout <= 0 || c.RetryBackoffMax <= 0 || c.MaxOperatingWait <= 0 || c.MaxRetries < 0 {
+		errs = append(errs, errors.New("timeout, retry_backoff_max, max_operating_wait: must be positive; max_retries: not negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Error is an error reply from the portal.
+type Error struct {
+	HTTPStatus  int
+	Code        string // may be "" for the legacy CRM methods
+	Description string
+	// ResetAt is time.operating_reset_at when the reply carried it.
+	ResetAt time.Time
+}
+
+func (e *Error) Error() string {
+	code := e.Code
+	if code == "" {
+		code = `""`
+	}
+	return fmt.Sprintf("bitrix24: HTTP %d %s: %s", e.HTTPStatus, code, e.Description)
+}
+
+// IsNotFound reports a missing entity: NOT_FOUND, OWNER_NOT_FOUND, or an
+// empty code whose description says "not found".
+func IsNotFound(err error) bool {
+	var e *Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	return e.Code == "NOT_FOUND" || e.Code == "OWNER_NOT_FOUND" ||
+		(e.Code == "" && strings.Contains(strings.ToLower(e.Description), "not found"))
+}
+
+// Retryable reports whether a failure may succeed if tried again later:
+// rate limits, overload, server errors and network failures. Validation and
+// auth errors are not.
+func Retryable(err error) bool {
+	var e *Error
+	if errors.As(err, &e) {
+		switch {
+		case e.Code == "QUERY_LIMIT_EXCEEDED", e.Code == "OPERATION_TIME_LIMIT", e.Code == "OVERLOAD_LIMIT":
+			return true
+		case e.HTTPStatus >= 500:
+			return true
+		}
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "connection reset")
+}
+
+// Client calls one portal. It is safe for concurrent use.
+type Client struct {
+	cfg     Config
+	http    *http.Client
+	limiter *rate.Limiter
+	calls   *prometheus.CounterVec
+}
+
+// New builds a client. httpClient may be nil (http.DefaultClient's
+// transport with cfg.Timeout); reg may be nil.
+func New(cfg Config, httpClient *http.Client, reg prometheus.Registerer) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("bitrix24 config: %w", err)
+	}
+	if httpClient == nil {
+		httpClient = &http.Client{Timeout: cfg.Timeout}
+	}
+	// A renamed portal answers 302; the POST must be re-sent as it was,
+	// not turned into a GET, so redirects are not followed blindly.
+	hc := *httpClient
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c := &Client{cfg: cfg, http: &hc, limiter: rate.NewLimiter(rate.Limit(cfg.RatePerSecond), cfg.Burst),
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "assistlog_crm_calls_total",
+			Help: "Bitrix24 REST calls by method and outcome (ok, retry, error)."}, []string{"method", "outcome"})}
+	if reg != nil {
+		if err := reg.Register(c.calls); err != nil {
+			return nil, fmt.Errorf("register bitrix24 metrics: %w", err)
+		}
+	}
+	return c, nil
+}
+
+func (c *Client) endpoint(method string) string {
+	if c.cfg.WebhookURL != "" {
+		return strings.TrimSuffix(c.cfg.WebhookURL, "/") + "/" + method + ".json"
+	}
+	return strings.TrimSuffix(c.cfg.OAuthURL, "/") + "/" + method + "?auth=" + url.QueryEscape(c.cfg.AccessToken)
+}
+
+// envelope is a reply: "result" on success, "error" otherwise.
+type envelope struct {
+	Result           json.RawMessage `json:"result"`
+	Error            *string         `json:"error"`
+	ErrorDescription string          `json:"error_description"`
+	Total            *int            `json:"total"`
+	Next             *int            `json:"next"`
+	Time             struct {
+		OperatingResetAt float64 `json:"operating_reset_at"`
+	} `json:"time"`
+}
+
+// Call runs a method with JSON params and decodes "result" into out (which
+// may be nil). Retryable failures are retried with backoff (on 429, until
+// operating_reset_at); the last error is returned.
+func (c *Client) Call(ctx context.Context, method string, params any, out any) error {
+	_, err := c.call(ctx, method, params, out)
+	return err
+}
+
+func (c *Client) call(ctx context.Context, method string, params any, out any) (*envelope, error) {
+	body, err := json.Marshal(params)
+	if err != nil {
+		return nil, fmt.Errorf("bitrix24 %s: encode params: %w", method, err)
+	}
+	backoff := 500 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		env, err := c.once(ctx, method, body)
+		if err == nil {
+			c.calls.WithLabelValues(method, "ok").Inc()
+			if out != nil && len(env.Result) > 0 {
+				if err := json.Unmarshal(env.Result, out); err != nil {
+					return env, fmt.Errorf("bitrix24 %s: decode result %s: %w", method, truncate(env.Result), err)
+				}
+			}
+			return env, nil
+		}
+		if !Retryable(err) || attempt >= c.cfg.MaxRetries || ctx.Err() != nil {
+			c.calls.WithLabelValues(method, "error").Inc()
+			return nil, err
+		}
+		c.calls.WithLabelValues(method, "retry").Inc()
+		wait := backoff + time.Duration(rand.Int64N(int64(backoff)/2+1)) // jitter: instances do not retry in step
+		var e *Error
+		if errors.As(err, &e) && e.Code == "OPERATION_TIME_LIMIT" {
+			wait = time.Minute // the reply may not say when the budget frees up
+			if !e.ResetAt.IsZero() {
+				wait = time.Until(e.ResetAt) + 500*time.Millisecond
+			}
+			wait = max(min(wait, c.cfg.MaxOperatingWait), 100*time.Millisecond)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("bitrix24 %s: %w (last error: %v)", method, ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, c.cfg.RetryBackoffMax)
+	}
+}
+
+func (c *Client) once(ctx context.Context, method string, body []byte) (*envelope, error) {
+	if err := c.limiter.Wait(ctx); err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint(method), bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("bitrix24 %s: %w", method, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		return nil, fmt.Errorf("bitrix24 %s: read reply: %w", method, err)
+	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return nil, &Error{HTTPStatus: resp.StatusCode, Code: "REDIRECT",
+			Description: "portal moved to " + resp.Header.Get("Location") + "; update the URL"}
+	}
+	var env envelope
+	if err := json.Unmarshal(raw, &env); err != nil {
+		// A proxy's HTML error page, say: classify by status.
+		return nil, &Error{HTTPStatus: resp.StatusCode, Description: "unreadable reply: " + truncate(raw)}
+	}
+	if env.Error != nil || resp.StatusCode != http.StatusOK {
+		e := &Error{HTTPStatus: resp.StatusCode, Description: env.ErrorDescription}
+		if env.Error != nil {
+			e.Code = *env.Error
+		}
+		if env.Time.OperatingResetAt > 0 {
+			e.ResetAt = time.Unix(int64(env.Time.OperatingResetAt), 0)
+		}
+		return nil, e
+	}
+	return &env, nil
+}
+
+func truncate(b []byte) string {
+	if len(b) > 200 {
+		return string(b[:200]) + "…"
+	}
+	return string(b)
+}
+
+// ID decodes an id sent as a JSON number or a string ("4711").
+type ID int64
+
+// UnmarshalJSON accepts 4711 and "4711".
+func (id *ID) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	if s == "" || s == "null" {
+		*id = 0
+		return nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return fmt.Errorf("bitrix24: id %s: %w", b, err)
+	}
+	*id = ID(n)
+	return nil
+}
+
+// String is the decimal form, as stored in crm_id.
+func (id ID) String() string { return strconv.FormatInt(int64(id), 10) }
+
+// Multifield is a PHONE or EMAIL entry.
+type Multifield struct {
+	Value     string `json:"VALUE"`
+	ValueType string `json:"VALUE_TYPE"`
+}
+
+// Lead is what assistlog writes and reads of a lead.
+type Lead struct {
+	ID                ID           `json:"ID,omitempty"`
+	Title             string       `json:"TITLE,omitempty"`
+	Name              string       `json:"NAME,omitempty"`
+	StatusID          string       `json:"STATUS_ID,omitempty"`
+	SourceID          string       `json:"SOURCE_ID,omitempty"`
+	SourceDescription string       `json:"SOURCE_DESCRIPTION,omitempty"`
+	Comments          string       `json:"COMMENTS,omitempty"`
+	OriginID          string       `json:"ORIGIN_ID,omitempty"`
+	Phone             []Multifield `json:"PHONE,omitempty"`
+}
+
+// LeadAdd creates a lead and returns its id.
+func (c *Client) LeadAdd(ctx context.Context, l Lead) (ID, error) {
+	var id ID
+	err := c.Call(ctx, "crm.lead.add", map[string]any{"fields": l, "params": map[string]string{"REGISTER_SONET_EVENT": "N"}}, &id)
+	return id, err
+}
+
+// LeadGet reads a lead; IsNotFound(err) when it does not exist.
+func (c *Client) LeadGet(ctx context.Context, id ID) (Lead, error) {
+	var l Lead
+	err := c.Call(ctx, "crm.lead.get", map[string]any{"id": int64(id)}, &l)
+	return l, err
+}
+
+// LeadsByOrigin lists leads whose ORIGIN_ID is origin, oldest first: the
+// way to find the lead made for a conversation again after a restart.
+func (c *Client) LeadsByOrigin(ctx context.Context, origin string) ([]Lead, error) {
+	var leads []Lead
+	err := c.Call(ctx, "crm.lead.list", map[string]any{
+		"filter": map[string]any{"ORIGIN_ID": origin}, "select": []string{"ID", "TITLE", "ORIGIN_ID", "STATUS_ID"},
+		"order": map[string]string{"ID": "ASC"}, "start": -1,
+	}, &leads)
+	return leads, err
+}
+
+// FindLeadsByPhone returns the ids of leads holding phone (exact match on
+// the stored number), via crm.duplicate.findbycomm. The portal answers []
+// when nothing matches and {"LEAD":[…]} otherwise.
+func (c *Client) FindLeadsByPhone(ctx context.Context, phone string) ([]ID, error) {
+	var raw json.RawMessage
+	if err := c.Call(ctx, "crm.duplicate.findbycomm",
+		map[string]any{"type": "PHONE", "values": []string{phone}, "entity_type": "LEAD"}, &raw); err != nil {
+		return nil, err
+	}
+	if t := bytes.TrimSpace(raw); len(t) == 0 || t[0] == '[' {
+		return nil, nil
+	}
+	var byType map[string][]ID
+	if err := json.Unmarshal(raw, &byType); err != nil {
+		return nil, fmt.Errorf("bitrix24 crm.duplicate.findbycomm: decode %s: %w", truncate(raw), err)
+	}
+	return byType["LEAD"], nil
+}
+
+// Todo is a to-do activity on a lead (crm.activity.todo.add).
+type Todo struct {
+	LeadID      ID
+	Deadline    time.Time
+	Title       string
+	Description string
+}
+
+// TodoAdd adds a to-do to a lead and returns the activity id.
+func (c *Client) TodoAdd(ctx context.Context, t Todo) (ID, error) {
+	var res struct {
+		ID ID `json:"id"`
+	}
+	err := c.Call(ctx, "crm.activity.todo.add", map[string]any{
+		"ownerTypeId": 1, "ownerId": int64(t.LeadID), "deadline": t.Deadline.Format("2006-01-02T15:04:05"),
+		"title": t.Title, "description": t.Description,
+	}, &res)
+	return res.ID, err
+}
+
+// BatchResult is the reply of batch: per-command results and errors.
+type BatchResult struct {
+	Result map[string]json.RawMessage
+	Errors map[string]*Error
+}
+
+// Batch runs up to 50 commands ("method?query") in one request, which
+// counts once against the rate limit.
+func (c *Client) Batch(ctx context.Context, cmds map[string]string, halt bool) (BatchResult, error) {
+	if len(cmds) > 50 {
+		return BatchResult{}, fmt.Errorf("bitrix24 batch: %d commands, at most 50", len(cmds))
+	}
+	h := 0
+	if halt {
+		h = 1
+	}
+	var raw struct {
+		Result      json.RawMessage `json:"result"`
+		ResultError json.RawMessage `json:"result_error"`
+	}
+	if err := c.Call(ctx, "batch", map[string]any{"halt": h, "cmd": cmds}, &raw); err != nil {
+		return BatchResult{}, err
+	}
+	out := BatchResult{Result: map[string]json.RawMessage{}, Errors: map[string]*Error{}}
+	// Empty sections arrive as [] rather than {}.
+	if t := bytes.TrimSpace(raw.Result); len(t) > 0 && t[0] == '{' {
+		if err := json.Unmarshal(t, &out.Result); err != nil {
+			return out, fmt.Errorf("bitrix24 batch: decode result: %w", err)
+		}
+	}
+	if t := bytes.TrimSpace(raw.ResultError); len(t) > 0 && t[0] == '{' {
+		var errs map[string]struct {
+			Error            string `json:"error"`
+			ErrorDescription string `json:"error_description"`
+		}
+		if err := json.Unmarshal(t, &errs); err != nil {
+			return out, fmt.Errorf("bitrix24 batch: decode result_error: %w", err)
+		}
+		for k, e := range errs {
+			out.Errors[k] = &Error{HTTPStatus: http.StatusOK, Code: e.Error, Description: e.ErrorDescription}
+		}
+	}
+	return out, nil
+}

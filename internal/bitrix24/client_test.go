@@ -1,0 +1,188 @@
+package bitrix24
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/assistlog/assistlog/internal/bitrix24/bitrix24test"
+)
+
+func newPair(t *testing.T, fc bitrix24test.Config, mut func(*Config)) (*Client, *bitrix24test.Server) {
+	t.Helper()
+	srv := bitrix24test.New(fc)
+	t.Cleanup(srv.Close)
+	cfg := DefaultConfig()
+	cfg.WebhookURL = srv.WebhookURL()
+	cfg.RetryBackoffMax = 200 * time.Millisecond
+	if mut != nil {
+		mut(&cfg)
+	}
+	c, err := New(cfg, srv.Client(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, srv
+}
+
+func TestLeadLifecycle(t *testing.T) {
+	c, srv := newPair(t, bitrix24test.Config{}, nil)
+	ctx := context.Background()
+	if ids, err := c.FindLeadsByPhone(ctx, "+79161234567"); err != nil || len(ids) != 0 {
+		t.Fatalf("findbycomm with no match = %v, %v (the portal answers [])", ids, err)
+	}
+	id, err := c.LeadAdd(ctx, Lead{Title: "Chatbot: salon-aurora", SourceID: "WEB", OriginID: "salon-aurora/s-1",
+		Phone: []Multifield{{Value: "+79161234567", ValueType: "MOBILE"}}})
+	if err != nil || id == 0 {
+		t.Fatalf("lead.add = %v, %v", id, err)
+	}
+	l, err := c.LeadGet(ctx, id)
+	if err != nil || l.ID != id || l.OriginID != "salon-aurora/s-1" || len(l.Phone) != 1 || l.Phone[0].Value != "+79161234567" {
+		t.Fatalf("lead.get (ids as strings) = %+v, %v", l, err)
+	}
+	ids, err := c.FindLeadsByPhone(ctx, "+79161234567")
+	if err != nil || len(ids) != 1 || ids[0] != id {
+		t.Fatalf("findbycomm = %v, %v", ids, err)
+	}
+	byOrigin, err := c.LeadsByOrigin(ctx, "salon-aurora/s-1")
+	if err != nil || len(byOrigin) != 1 || byOrigin[0].ID != id {
+		t.Fatalf("lead.list by ORIGIN_ID = %+v, %v", byOrigin, err)
+	}
+	if none, err := c.LeadsByOrigin(ctx, "salon-aurora/other"); err != nil || len(none) != 0 {
+		t.Fatalf("lead.list with no match = %+v, %v", none, err)
+	}
+	todo, err := c.TodoAdd(ctx, Todo{LeadID: id, Deadline: time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC), Title: "Appointment: haircut"})
+	if err != nil || todo == 0 || len(srv.Activities()) != 1 {
+		t.Fatalf("todo.add = %v, %v", todo, err)
+	}
+}
+
+func TestLegacyErrorsHaveEmptyCodes(t *testing.T) {
+	c, srv := newPair(t, bitrix24test.Config{}, nil)
+	_, err := c.LeadGet(context.Background(), 999999)
+	var e *Error
+	if !errors.As(err, &e) || e.HTTPStatus != http.StatusBadRequest || e.Code != "" || !IsNotFound(err) {
+		t.Fatalf("missing lead: %v (want HTTP 400, empty code, not found)", err)
+	}
+	if Retryable(err) || srv.Calls("crm.lead.get") != 1 {
+		t.Errorf("a not-found error was retried (%d calls)", srv.Calls("crm.lead.get"))
+	}
+	_, err = c.TodoAdd(context.Background(), Todo{LeadID: 999999, Deadline: time.Now(), Title: "x"})
+	if !IsNotFound(err) {
+		t.Errorf("todo on a missing lead: %v, want OWNER_NOT_FOUND as not-found", err)
+	}
+}
+
+func TestRetriesOn503And5xx(t *testing.T) {
+	c, srv := newPair(t, bitrix24test.Config{}, nil)
+	srv.FailNext(3, http.StatusServiceUnavailable, "QUERY_LIMIT_EXCEEDED", "Too many requests")
+	srv.FailNext(1, http.StatusInternalServerError, "INTERNAL_SERVER_ERROR", "boom")
+	if _, err := c.LeadAdd(context.Background(), Lead{Title: "x"}); err != nil {
+		t.Fatalf("lead.add after 503s and a 500: %v", err)
+	}
+	if srv.Requests() != 5 || len(srv.Leads()) != 1 {
+		t.Errorf("requests %d, leads %d; want 5 and 1", srv.Requests(), len(srv.Leads()))
+	}
+}
+
+// TestLeakyBucket: another app on the same portal has filled the shared
+// bucket; the client meets real 503s from it, backs off, paces itself with
+// its own limiter and gets every call through.
+func TestLeakyBucket(t *testing.T) {
+	c, srv := newPair(t, bitrix24test.Config{Drain: 20, Limit: 10}, func(cfg *Config) {
+		cfg.RatePerSecond, cfg.Burst, cfg.MaxRetries = 10, 5, 20
+	})
+	other := srv.Client()
+	for i := 0; i < 12; i++ { // the other app's burst
+		resp, err := other.Post(srv.WebhookURL()+"crm.lead.list.json", "application/json", strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 30)
+	for i := 0; i < 30; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.LeadAdd(context.Background(), Lead{Title: "burst"}); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("call lost to rate limiting: %v", err)
+	}
+	if got := len(srv.Leads()); got != 30 {
+		t.Errorf("%d leads, want 30", got)
+	}
+	if srv.Requests() <= 12+30 {
+		t.Errorf("the bucket never answered 503 (%d requests)", srv.Requests())
+	}
+}
+
+// TestOperationTimeLimit: a 429 waits for operating_reset_at instead of
+// hammering the blocked method.
+func TestOperationTimeLimit(t *testing.T) {
+	c, srv := newPair(t, bitrix24test.Config{}, nil)
+	srv.BlockMethod("crm.lead.add", 1500*time.Millisecond)
+	if _, err := c.LeadAdd(context.Background(), Lead{Title: "after the block"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.Requests(); n > 3 {
+		t.Errorf("%d requests while the method was blocked; the client should wait for operating_reset_at", n)
+	}
+}
+
+func TestAuthAndConfig(t *testing.T) {
+	srv := bitrix24test.New(bitrix24test.Config{AccessToken: "oauth-token-1"})
+	defer srv.Close()
+	cfg := DefaultConfig()
+	cfg.WebhookURL = strings.Replace(srv.WebhookURL(), "8g9l071eismy9q2l", "wrong-secret", 1)
+	c, _ := New(cfg, srv.Client(), nil)
+	_, err := c.LeadAdd(context.Background(), Lead{Title: "x"})
+	var e *Error
+	if !errors.As(err, &e) || e.HTTPStatus != http.StatusUnauthorized || Retryable(err) || srv.Requests() != 1 {
+		t.Fatalf("wrong webhook secret: %v after %d requests", err, srv.Requests())
+	}
+	cfg = DefaultConfig()
+	cfg.OAuthURL, cfg.AccessToken = srv.OAuthURL(), "oauth-token-1"
+	c, _ = New(cfg, srv.Client(), nil)
+	if _, err := c.LeadAdd(context.Background(), Lead{Title: "via oauth"}); err != nil {
+		t.Fatalf("OAuth call: %v", err)
+	}
+	bad := DefaultConfig()
+	bad.WebhookURL = "http://portal.example/rest/1/x/"
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "webhook_url: must be https") {
+		t.Errorf("plain http accepted: %v", err)
+	}
+}
+
+func TestBatch(t *testing.T) {
+	c, _ := newPair(t, bitrix24test.Config{}, nil)
+	res, err := c.Batch(context.Background(), map[string]string{
+		"a": "crm.lead.add?fields%5BTITLE%5D=Batch%20lead&fields%5BORIGIN_ID%5D=t%2Fs",
+		"b": "crm.lead.get?id=424242",
+		"c": "crm.duplicate.findbycomm?type=PHONE&values%5B0%5D=%2B70000000000&entity_type=LEAD",
+	}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := res.Result["a"]; !ok || string(res.Result["c"]) != "[]" {
+		t.Errorf("results = %v", res.Result)
+	}
+	if e := res.Errors["b"]; e == nil || !IsNotFound(e) {
+		t.Errorf("result_error[b] = %v", res.Errors["b"])
+	}
+	empty, err := c.Batch(context.Background(), map[string]string{"x": "crm.lead.get?id=1"}, true)
+	if err != nil || len(empty.Result) != 0 || len(empty.Errors) != 1 {
+		t.Errorf("batch with only a failure (result: []) = %+v, %v", empty, err)
+	}
+}
