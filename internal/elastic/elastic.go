@@ -1,0 +1,301 @@
+// Package elastic writes assistant events to Elasticsearch: an index
+// template with explicit mappings, one index per month behind the
+// assistant-events alias, and a bulk writer that handles every item on its
+// own: 429 and 5xx items are retried, "already exists" counts as written
+// (the _id is the event_id, so a replay is harmless), and mapping or parse
+// errors come back to the caller with Elasticsearch's reason, for the
+// dead-letter topic. Nothing is retried blindly as a whole batch, nothing
+// is dropped.
+package elastic
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/elastic/go-elasticsearch/v8"
+	"github.com/elastic/go-elasticsearch/v8/esutil"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Template is the index template (mappings, settings, alias).
+//
+//go:embed template.json
+var Template []byte
+
+// DefaultAlias is the alias every monthly index joins, and the template's
+// name; indices are named <alias>-YYYY.MM.
+const DefaultAlias = "assistant-events"
+
+// IndexFor is the monthly index of an event time: assistant-events-2026.11.
+func (w *Writer) IndexFor(t time.Time) string {
+	return w.cfg.Alias + "-" + t.UTC().Format("2006.01")
+}
+
+// Config configures a Writer.
+type Config struct {
+	URLs []string `yaml:"urls"`
+	// Alias is what searches use; monthly indices are <alias>-YYYY.MM and
+	// the index template is named after it.
+	Alias    string `yaml:"alias"`
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	APIKey   string `yaml:"api_key"`
+	// FlushBytes bounds one bulk request.
+	FlushBytes int `yaml:"flush_bytes"`
+	// RetryBackoffMax caps the wait between retries of failed items.
+	RetryBackoffMax time.Duration `yaml:"retry_backoff_max"`
+}
+
+// DefaultConfig points at the local stack.
+func DefaultConfig() Config {
+	return Config{URLs: []string{"http://127.0.0.1:19200"}, Alias: DefaultAlias, FlushBytes: 5 << 20, RetryBackoffMax: 10 * time.Second}
+}
+
+// Validate names the field at fault.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.URLs) == 0 {
+		errs = append(errs, errors.New("urls: at least one is required"))
+	}
+	if c.Alias == "" || strings.ToLower(c.Alias) != c.Alias || strings.ContainsAny(c.Alias, " *,/\\?\"<>|#") {
+		errs = append(errs, fmt.Errorf("alias: must be a lower-case index name, got %q", c.Alias))
+	}
+	if c.FlushBytes < 1024 {
+		errs = append(errs, fmt.Errorf("flush_bytes: must be at least 1024, got %d", c.FlushBytes))
+	}
+	if c.RetryBackoffMax <= 0 {
+		errs = append(errs, errors.New("retry_backoff_max: must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// Doc is one bulk item. Action is "create" (index a new event; an existing
+// _id counts as success) or "update" (Body is {"doc": {...}}).
+type Doc struct {
+	Action string
+	Index  string
+	ID     string
+	Body   []byte
+}
+
+// Failure is an item Elasticsearch will never accept as it is.
+type Failure struct {
+	Doc    Doc
+	Status int
+	Type   string // e.g. document_parsing_exception
+	Reason string
+}
+
+func (f Failure) Error() string {
+	return fmt.Sprintf("%s %s/%s: HTTP %d %s: %s", f.Doc.Action, f.Doc.Index, f.Doc.ID, f.Status, f.Type, f.Reason)
+}
+
+// Writer writes documents in bulk.
+type Writer struct {
+	es  *elasticsearch.Client
+	cfg Config
+	log *slog.Logger
+	m   writerMetrics
+}
+
+type writerMetrics struct {
+	items   *prometheus.CounterVec
+	latency prometheus.Histogram
+}
+
+// New builds a writer; Setup installs the template.
+func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Writer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("elasticsearch config: %w", err)
+	}
+	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: cfg.URLs, Username: cfg.Username,
+		Password: cfg.Password, APIKey: cfg.APIKey, RetryOnStatus: []int{502, 503, 504}, MaxRetries: 2})
+	if err != nil {
+		return nil, fmt.Errorf("elasticsearch client: %w", err)
+	}
+	w := &Writer{es: es, cfg: cfg, log: log, m: writerMetrics{
+		items: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "assistlog_elasticsearch_items_total",
+			Help: "Bulk items by action and outcome (written, exists, retried, failed)."}, []string{"action", "outcome"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "assistlog_elasticsearch_write_seconds",
+			Help: "Time to get a batch acknowledged, retries included.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
+	}}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{w.m.items, w.m.latency} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register elasticsearch metrics: %w", err)
+			}
+		}
+	}
+	return w, nil
+}
+
+// Client exposes the underlying client for searches.
+func (w *Writer) Client() *elasticsearch.Client { return w.es }
+
+// Alias is the alias searches use.
+func (w *Writer) Alias() string { return w.cfg.Alias }
+
+// Setup installs (or updates) the index template for <alias>-* with the
+// alias. Indices created later pick it up; existing ones keep their
+// mappings.
+func (w *Writer) Setup(ctx context.Context) error {
+	var t map[string]any
+	if err := json.Unmarshal(Template, &t); err != nil {
+		return fmt.Errorf("index template: %w", err)
+	}
+	t["index_patterns"] = []string{w.cfg.Alias + "-*"}
+	t["template"].(map[string]any)["aliases"] = map[string]any{w.cfg.Alias: map[string]any{}}
+	body, _ := json.Marshal(t)
+	res, err := w.es.Indices.PutIndexTemplate(w.cfg.Alias, bytes.NewReader(body), w.es.Indices.PutIndexTemplate.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("put index template %s: %w", w.cfg.Alias, err)
+	}
+	defer res.Body.Close()
+	if res.IsError() {
+		b, _ := io.ReadAll(res.Body)
+		return fmt.Errorf("put index template %s: %s: %s", w.cfg.Alias, res.Status(), b)
+	}
+	return nil
+}
+
+// Ping checks that the cluster answers (GET / is absent from the integ-test
+// distribution, so cluster health is used).
+func (w *Writer) Ping(ctx context.Context) error {
+	res, err := w.es.Cluster.Health(w.es.Cluster.Health.WithContext(ctx))
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.IsError() {
+		return fmt.Errorf("cluster health: %s", res.Status())
+	}
+	return nil
+}
+
+func retryableStatus(status int) bool {
+	return status == http.StatusTooManyRequests || status >= 500
+}
+
+// Write sends docs and returns once each is written or permanently
+// rejected. Rejected items are returned; retryable ones are retried with
+// backoff until ctx ends (then the error is ctx's and the caller must not
+// consider anything acknowledged).
+func (w *Writer) Write(ctx context.Context, docs []Doc) ([]Failure, error) {
+	start := time.Now()
+	pending := docs
+	var failures []Failure
+	backoff := 200 * time.Millisecond
+	for attempt := 1; len(pending) > 0; attempt++ {
+		retry, failed, err := w.bulk(ctx, pending)
+		failures = append(failures, failed...)
+		if len(retry) == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			return failures, fmt.Errorf("bulk write of %d items: %w", len(retry), ctx.Err())
+		}
+		w.m.items.WithLabelValues("any", "retried").Add(float64(len(retry)))
+		w.log.Warn("elasticsearch items not acknowledged; retrying", "items", len(retry), "attempt", attempt, "backoff", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return failures, fmt.Errorf("bulk write of %d items: %w", len(retry), ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, w.cfg.RetryBackoffMax)
+		pending = retry
+	}
+	w.m.latency.Observe(time.Since(start).Seconds())
+	return failures, nil
+}
+
+// bulk runs one round through an esutil.BulkIndexer and sorts every item
+// into written, retry or failed. An item with no callback at all is retried:
+// nothing counts as written without Elasticsearch saying so.
+func (w *Writer) bulk(ctx context.Context, docs []Doc) (retry []Doc, failed []Failure, lastErr error) {
+	bi, err := esutil.NewBulkIndexer(esutil.BulkIndexerConfig{Client: w.es, NumWorkers: 1, FlushBytes: w.cfg.FlushBytes,
+		FlushInterval: time.Hour}) // flushed by Close below
+	if err != nil {
+		return docs, nil, err
+	}
+	const (
+		unknown = iota
+		written
+		again
+		rejected
+	)
+	var mu sync.Mutex
+	outcome := make([]int, len(docs))
+	failure := make([]Failure, len(docs))
+	set := func(i, o int) { mu.Lock(); outcome[i] = o; mu.Unlock() }
+	for i, d := range docs {
+		item := esutil.BulkIndexerItem{Action: d.Action, Index: d.Index, DocumentID: d.ID, Body: bytes.NewReader(d.Body),
+			OnSuccess: func(context.Context, esutil.BulkIndexerItem, esutil.BulkIndexerResponseItem) {
+				w.m.items.WithLabelValues(d.Action, "written").Inc()
+				set(i, written)
+			},
+			OnFailure: func(_ context.Context, _ esutil.BulkIndexerItem, r esutil.BulkIndexerResponseItem, err error) {
+				switch {
+				case err != nil: // the request itself failed: network, cluster down
+					mu.Lock()
+					lastErr = err
+					mu.Unlock()
+					set(i, again)
+				case r.Status == http.StatusConflict && d.Action == "create":
+					w.m.items.WithLabelValues(d.Action, "exists").Inc() // already written: an idempotent replay
+					set(i, written)
+				case retryableStatus(r.Status):
+					mu.Lock()
+					lastErr = fmt.Errorf("HTTP %d %s: %s", r.Status, r.Error.Type, r.Error.Reason)
+					mu.Unlock()
+					set(i, again)
+				default:
+					w.m.items.WithLabelValues(d.Action, "failed").Inc()
+					mu.Lock()
+					failure[i] = Failure{Doc: d, Status: r.Status, Type: r.Error.Type, Reason: r.Error.Reason}
+					mu.Unlock()
+					set(i, rejected)
+				}
+			}}
+		if err := bi.Add(ctx, item); err != nil {
+			lastErr = err
+			break
+		}
+	}
+	if err := bi.Close(ctx); err != nil && lastErr == nil {
+		lastErr = err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, o := range outcome {
+		switch o {
+		case rejected:
+			failed = append(failed, failure[i])
+		case unknown, again:
+			retry = append(retry, docs[i])
+		}
+	}
+	return retry, failed, lastErr
+}
+
+// Refresh makes recent writes searchable now (tests, the demo summary).
+func (w *Writer) Refresh(ctx context.Context) error {
+	res, err := w.es.Indices.Refresh(w.es.Indices.Refresh.WithIndex(w.cfg.Alias), w.es.Indices.Refresh.WithContext(ctx))
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.IsError() && !strings.Contains(res.String(), "index_not_found") {
+		return fmt.Errorf("refresh %s: %s", w.cfg.Alias, res.Status())
+	}
+	return nil
+}

@@ -1,0 +1,191 @@
+package elastic
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/assistlog/assistlog/internal/stacktest"
+	"github.com/assistlog/assistlog/stack"
+)
+
+func newWriter(t *testing.T) *Writer {
+	t.Helper()
+	ep := stacktest.Require(t, stacktest.Elasticsearch)
+	cfg := DefaultConfig()
+	cfg.URLs = []string{ep.ElasticsearchURL}
+	cfg.Alias = fmt.Sprintf("test-events-%d", time.Now().UnixNano())
+	cfg.RetryBackoffMax = time.Second
+	w, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Setup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		w.es.Indices.Delete([]string{cfg.Alias + "-*"})
+		w.es.Indices.DeleteIndexTemplate(cfg.Alias)
+	})
+	return w
+}
+
+func doc(w *Writer, id, ts, extra string) Doc {
+	tm, _ := time.Parse(time.RFC3339, ts)
+	return Doc{Action: "create", Index: w.IndexFor(tm), ID: id,
+		Body: []byte(`{"@timestamp":"` + ts + `","event_id":"` + id + `","event_type":"appointment.confirmed","tenant":"salon-aurora"` + extra + `}`)}
+}
+
+// search runs a query_string query through the alias and returns the ids.
+func search(t *testing.T, w *Writer, q string) []string {
+	t.Helper()
+	if err := w.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	body := fmt.Sprintf(`{"size":1000,"query":{"query_string":{"query":%q}}}`, q)
+	res, err := w.es.Search(w.es.Search.WithIndex(w.Alias()), w.es.Search.WithBody(strings.NewReader(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.IsError() {
+		t.Fatalf("search: %s", res.String())
+	}
+	var r struct {
+		Hits struct {
+			Hits []struct {
+				ID    string `json:"_id"`
+				Index string `json:"_index"`
+			} `json:"hits"`
+		} `json:"hits"`
+	}
+	json.NewDecoder(res.Body).Decode(&r)
+	var ids []string
+	for _, h := range r.Hits.Hits {
+		ids = append(ids, h.ID)
+	}
+	return ids
+}
+
+func TestWriteIsIdempotentAndMonthly(t *testing.T) {
+	w := newWriter(t)
+	ctx := context.Background()
+	docs := []Doc{
+		doc(w, "e1", "2026-10-31T23:30:00+03:00", ""), // October in Moscow, still October in UTC
+		doc(w, "e2", "2026-11-01T01:30:00+03:00", ""), // November in Moscow, October in UTC
+		doc(w, "e3", "2026-11-20T10:00:00+03:00", ""),
+	}
+	if f, err := w.Write(ctx, docs); err != nil || len(f) != 0 {
+		t.Fatalf("write: %v %v", f, err)
+	}
+	// A replay (a crash before the Kafka commit) writes nothing twice.
+	if f, err := w.Write(ctx, docs); err != nil || len(f) != 0 {
+		t.Fatalf("replay: %v %v", f, err)
+	}
+	ids := search(t, w, "event_type:appointment.confirmed AND tenant:salon-aurora")
+	if len(ids) != 3 {
+		t.Fatalf("alias holds %v, want e1 e2 e3 once each", ids)
+	}
+	if got := search(t, w, "event.action:appointment.confirmed"); len(got) != 3 {
+		t.Errorf("ECS alias event.action finds %d", len(got))
+	}
+	res, _ := w.es.Cat.Indices(w.es.Cat.Indices.WithIndex(w.Alias()+"-*"), w.es.Cat.Indices.WithH("index"))
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{w.Alias() + "-2026.10", w.Alias() + "-2026.11"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("index %s missing; have %s", want, b)
+		}
+	}
+}
+
+// TestMappingConflictIsReturned: a document Elasticsearch cannot parse
+// comes back with its reason; the rest of the batch is written.
+func TestMappingConflictIsReturned(t *testing.T) {
+	w := newWriter(t)
+	docs := []Doc{
+		doc(w, "ok1", "2026-11-20T10:00:00+03:00", `,"payload":{"starts_at":"2026-11-22T14:00:00+03:00"}`),
+		doc(w, "bad", "2026-11-20T10:00:01+03:00", `,"payload":{"starts_at":"next Friday"}`),
+		doc(w, "ok2", "2026-11-20T10:00:02+03:00", `,"confidence":0.4`),
+	}
+	f, err := w.Write(context.Background(), docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f) != 1 || f[0].Doc.ID != "bad" || f[0].Status != 400 || !strings.Contains(f[0].Reason, "payload.starts_at") {
+		t.Fatalf("failures = %+v", f)
+	}
+	if ids := search(t, w, "*"); len(ids) != 2 {
+		t.Errorf("indexed %v, want ok1 and ok2", ids)
+	}
+}
+
+func TestUpdateFillsFields(t *testing.T) {
+	w := newWriter(t)
+	d := doc(w, "u1", "2026-11-20T10:00:00+03:00", `,"crm_status":"unresolved"`)
+	if _, err := w.Write(context.Background(), []Doc{d}); err != nil {
+		t.Fatal(err)
+	}
+	upd := Doc{Action: "update", Index: d.Index, ID: "u1", Body: []byte(`{"doc":{"crm_id":"4711","crm_status":"resolved"}}`)}
+	if f, err := w.Write(context.Background(), []Doc{upd}); err != nil || len(f) != 0 {
+		t.Fatalf("update: %v %v", f, err)
+	}
+	if ids := search(t, w, "crm_id:4711 AND crm_status:resolved"); len(ids) != 1 {
+		t.Errorf("updated document not found: %v", ids)
+	}
+	missing := Doc{Action: "update", Index: d.Index, ID: "nope", Body: []byte(`{"doc":{"crm_id":"1"}}`)}
+	if f, _ := w.Write(context.Background(), []Doc{missing}); len(f) != 1 || f[0].Status != 404 {
+		t.Errorf("update of a missing document: %+v", f)
+	}
+}
+
+// TestWriteWaitsOutAnOutage stops the real Elasticsearch while a write is
+// pending and starts it again: the write completes, nothing is lost.
+func TestWriteWaitsOutAnOutage(t *testing.T) {
+	w := newWriter(t)
+	layout, err := stack.LayoutFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := stack.New(layout, io.Discard)
+	ctx := context.Background()
+	t.Cleanup(func() { _ = s.Up(ctx, "elasticsearch") })
+	if err := s.Down(ctx, "elasticsearch"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		f, err := w.Write(ctx, []Doc{doc(w, "o1", "2026-11-20T10:00:00+03:00", ""), doc(w, "o2", "2026-11-20T10:00:01+03:00", "")})
+		if err == nil && len(f) > 0 {
+			err = fmt.Errorf("failures: %v", f)
+		}
+		done <- err
+	}()
+	time.Sleep(3 * time.Second)
+	select {
+	case err := <-done:
+		t.Fatalf("write returned while Elasticsearch was down: %v", err)
+	default:
+	}
+	if err := s.Up(ctx, "elasticsearch"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(3 * time.Minute):
+		t.Fatal("write did not complete after Elasticsearch came back")
+	}
+	if ids := search(t, w, "*"); len(ids) != 2 {
+		t.Errorf("after the outage the index holds %v", ids)
+	}
+}
