@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"regexp"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"github.com/assistlog/assistlog/internal/config"
 
 	"github.com/assistlog/assistlog/internal/kafka"
 	"github.com/assistlog/assistlog/internal/tail"
@@ -107,14 +104,8 @@ func DefaultConfig() Config {
 // errors), expands ${VAR} in credentials, and validates.
 func LoadConfig(path string) (Config, error) {
 	cfg := DefaultConfig()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return cfg, fmt.Errorf("read config: %w", err)
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) { // an empty file means all defaults
-		return cfg, fmt.Errorf("config %s: %w", path, err)
+	if err := config.Load(path, &cfg); err != nil {
+		return cfg, err
 	}
 	if err := cfg.expandSecrets(); err != nil {
 		return cfg, fmt.Errorf("config %s: %w", path, err)
@@ -125,33 +116,14 @@ func LoadConfig(path string) (Config, error) {
 	return cfg, nil
 }
 
-var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
-
-func expand(field, v string) (string, error) {
-	var missing error
-	out := envRef.ReplaceAllStringFunc(v, func(m string) string {
-		name := envRef.FindStringSubmatch(m)[1]
-		val, ok := os.LookupEnv(name)
-		if !ok && missing == nil {
-			missing = fmt.Errorf("%s: environment variable %s is not set", field, name)
-		}
-		return val
-	})
-	return out, missing
-}
-
 func (c *Config) expandSecrets() error {
 	var errs []error
 	for i := range c.Webhook.Tenants {
 		t := &c.Webhook.Tenants[i]
 		for j := range t.Tokens {
-			v, err := expand(fmt.Sprintf("webhook.tenants[%d].tokens[%d]", i, j), t.Tokens[j])
-			errs = append(errs, err)
-			t.Tokens[j] = v
+			errs = append(errs, config.Expand(fmt.Sprintf("webhook.tenants[%d].tokens[%d]", i, j), &t.Tokens[j]))
 		}
-		v, err := expand(fmt.Sprintf("webhook.tenants[%d].hmac_secret", i), t.HMACSecret)
-		errs = append(errs, err)
-		t.HMACSecret = v
+		errs = append(errs, config.Expand(fmt.Sprintf("webhook.tenants[%d].hmac_secret", i), &t.HMACSecret))
 	}
 	return errors.Join(errs...)
 }
@@ -170,7 +142,7 @@ var reTenant = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 func (c Config) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	errs = append(errs, prefixed("kafka.", c.Kafka.ProducerConfig.Validate())...)
+	errs = append(errs, config.Prefixed("kafka.", c.Kafka.ProducerConfig.Validate())...)
 	if c.Kafka.Topic == "" {
 		add("kafka.topic: is required")
 	}
@@ -181,7 +153,7 @@ func (c Config) Validate() error {
 		add("files.include, webhook.listen: nothing to collect; configure files, the webhook or both")
 	}
 	if len(c.Files.Include) > 0 {
-		errs = append(errs, prefixed("files.", c.tailConfig().Validate())...)
+		errs = append(errs, config.Prefixed("files.", c.tailConfig().Validate())...)
 		if c.Positions.Path == "" {
 			add("positions.path: is required when files are collected")
 		}
@@ -237,20 +209,4 @@ func (c Config) Validate() error {
 		add("shutdown_timeout: must be positive")
 	}
 	return errors.Join(errs...)
-}
-
-// prefixed puts a section name before each of a joined error's parts.
-func prefixed(prefix string, err error) []error {
-	if err == nil {
-		return nil
-	}
-	parts := []error{err}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		parts = j.Unwrap()
-	}
-	out := make([]error, len(parts))
-	for i, e := range parts {
-		out[i] = fmt.Errorf("%s%w", prefix, e)
-	}
-	return out
 }

@@ -5,15 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,47 +17,10 @@ import (
 
 	"github.com/assistlog/assistlog/demo"
 	"github.com/assistlog/assistlog/internal/event"
+	"github.com/assistlog/assistlog/internal/proctest"
 	"github.com/assistlog/assistlog/internal/stacktest"
 	"github.com/assistlog/assistlog/stack"
 )
-
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// collectorBinary builds the collector once per test run: crash tests need
-// a real process to kill.
-func collectorBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "assistlog-collector-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "collector")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // env is one collector under test with its own topics, files and ports.
 type env struct {
@@ -72,9 +31,7 @@ type env struct {
 	httpAddr    string
 	webhookAddr string
 	cfgPath     string
-	cmd         *exec.Cmd
-	exited      chan struct{}
-	starts      int
+	proc        *proctest.Process
 }
 
 // envSettings are what tests vary in the generated configuration.
@@ -87,7 +44,7 @@ type envOption func(*env, *envSettings)
 
 func withWebhook(tenant, token, hmacSecret string) envOption {
 	return func(e *env, s *envSettings) {
-		e.webhookAddr = freePort(e.t)
+		e.webhookAddr = proctest.FreeAddr(e.t)
 		s.extra += fmt.Sprintf("webhook:\n  listen: %s\n  max_body_bytes: 65536\n  produce_timeout: 5s\n  tenants:\n    - tenant: %s\n      tokens: [%q]\n      hmac_secret: %q\n",
 			e.webhookAddr, tenant, token, hmacSecret)
 	}
@@ -110,7 +67,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	e.topic = "test-events-" + name + "-" + suffix
 	e.dlq = "test-dlq-" + name + "-" + suffix
 	createTopics(t, ep.KafkaBrokers, map[string]int{e.topic: 3, e.dlq: 1})
-	e.httpAddr = freePort(t)
+	e.httpAddr = proctest.FreeAddr(t)
 
 	set := envSettings{maxLine: 262144}
 	for _, o := range opts {
@@ -143,7 +100,11 @@ shutdown_timeout: 10s
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { e.kill() })
+	t.Cleanup(func() {
+		if e.proc != nil {
+			e.kill()
+		}
+	})
 	return e
 }
 
@@ -168,39 +129,8 @@ func createTopics(t *testing.T, broker string, topics map[string]int) {
 // start runs the collector and waits until it answers /readyz.
 func (e *env) start() {
 	e.t.Helper()
-	e.starts++
-	logf, err := os.OpenFile(filepath.Join(e.dir, "collector.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	cmd := exec.Command(collectorBinary(e.t), "--config", e.cfgPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		e.t.Fatal(err)
-	}
-	logf.Close()
-	e.cmd = cmd
-	e.exited = make(chan struct{})
-	go func(c *exec.Cmd, done chan struct{}) { _ = c.Wait(); close(done) }(cmd, e.exited)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get("http://" + e.httpAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		select {
-		case <-e.exited:
-			e.t.Fatalf("collector exited during start-up; log:\n%s", e.logTail())
-		default:
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("collector not ready after 60s; log:\n%s", e.logTail())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	e.proc = proctest.Start(e.t, proctest.Build(e.t, "."), []string{"--config", e.cfgPath},
+		filepath.Join(e.dir, "collector.log"), "http://"+e.httpAddr+"/readyz")
 }
 
 // metrics returns the collector's /metrics text.
@@ -216,40 +146,25 @@ func (e *env) metrics() string {
 }
 
 func (e *env) logTail() string {
-	b, _ := os.ReadFile(filepath.Join(e.dir, "collector.log"))
-	lines := strings.Split(string(b), "\n")
-	if len(lines) > 40 {
-		lines = lines[len(lines)-40:]
+	if e.proc == nil {
+		return "(not started)"
 	}
-	return strings.Join(lines, "\n")
+	return e.proc.LogTail(40)
 }
 
-// kill9 ends the collector without any chance to flush.
+// kill ends the collector with SIGKILL: no chance to flush.
 func (e *env) kill() {
-	if e.cmd == nil || e.cmd.Process == nil {
-		return
-	}
-	_ = e.cmd.Process.Signal(syscall.SIGKILL)
-	<-e.exited
-	e.cmd = nil
+	e.proc.Kill()
+	e.proc = nil
 }
 
 // stop sends SIGTERM and waits for a clean exit.
 func (e *env) stop() {
 	e.t.Helper()
-	if e.cmd == nil {
-		return
+	if e.proc != nil {
+		e.proc.Stop(30 * time.Second)
+		e.proc = nil
 	}
-	_ = e.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-e.exited:
-	case <-time.After(30 * time.Second):
-		e.t.Fatalf("collector did not stop within 30s of SIGTERM; log:\n%s", e.logTail())
-	}
-	if code := e.cmd.ProcessState.ExitCode(); code != 0 {
-		e.t.Errorf("collector exited with %d after SIGTERM; log:\n%s", code, e.logTail())
-	}
-	e.cmd = nil
 }
 
 // readTopic reads every message of every partition of topic, from the

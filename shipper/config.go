@@ -1,0 +1,143 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/assistlog/assistlog/internal/config"
+	"github.com/assistlog/assistlog/internal/elastic"
+	"github.com/assistlog/assistlog/internal/kafka"
+	"github.com/assistlog/assistlog/internal/loki"
+)
+
+// Config is the shipper's configuration; shipper.example.yaml documents
+// every field.
+type Config struct {
+	Kafka         KafkaConfig    `yaml:"kafka"`
+	Elasticsearch elastic.Config `yaml:"elasticsearch"`
+	Loki          LokiConfig     `yaml:"loki"`
+	PII           PIIConfig      `yaml:"pii"`
+	HTTP          HTTPConfig     `yaml:"http"`
+	Log           LogConfig      `yaml:"log"`
+	// ShutdownTimeout bounds how long SIGTERM waits for the batch in
+	// flight to be acknowledged by both sinks and committed.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// KafkaConfig is where events come from and dead letters go.
+type KafkaConfig struct {
+	kafka.ProducerConfig `yaml:",inline"`
+	Topic                string `yaml:"topic"`
+	DeadLetterTopic      string `yaml:"dead_letter_topic"`
+	// GroupID is shared by every shipper instance: they split partitions.
+	GroupID string `yaml:"group_id"`
+	// BatchSize and BatchWait bound one batch: it is shipped when full or
+	// when BatchWait passed since its first message.
+	BatchSize int           `yaml:"batch_messages"`
+	BatchWait time.Duration `yaml:"batch_wait"`
+}
+
+// LokiConfig adds the static labels every stream carries.
+type LokiConfig struct {
+	loki.Config `yaml:",inline"`
+	// Labels are added to every stream, e.g. {env: prod}. The per-event
+	// labels are tenant, channel, event_type and level; session and user
+	// ids are structured metadata, never labels.
+	Labels map[string]string `yaml:"labels"`
+}
+
+// PIIConfig keys the phone hash.
+type PIIConfig struct {
+	// HashSecret keys HMAC-SHA256 of phone numbers (at least 16
+	// characters). Write it as ${ENV_VAR}; changing it breaks searches by
+	// number over older events.
+	HashSecret string `yaml:"hash_secret"`
+}
+
+// HTTPConfig is the operations endpoint: /metrics, /healthz, /readyz.
+type HTTPConfig struct {
+	Listen string `yaml:"listen"`
+}
+
+// LogConfig sets the slog level.
+type LogConfig struct {
+	Level string `yaml:"level"`
+}
+
+// DefaultConfig is what an empty file means (but pii.hash_secret, which
+// has no default).
+func DefaultConfig() Config {
+	return Config{
+		Kafka: KafkaConfig{ProducerConfig: kafka.DefaultProducerConfig(), Topic: kafka.EventsTopic,
+			DeadLetterTopic: kafka.DeadLetterTopic, GroupID: "assistlog-shipper", BatchSize: 1000, BatchWait: 500 * time.Millisecond},
+		Elasticsearch:   elastic.DefaultConfig(),
+		Loki:            LokiConfig{Config: loki.DefaultConfig(), Labels: map[string]string{"app": "assistlog"}},
+		HTTP:            HTTPConfig{Listen: "127.0.0.1:19102"},
+		Log:             LogConfig{Level: "info"},
+		ShutdownTimeout: 30 * time.Second,
+	}
+}
+
+// LoadConfig reads path strictly over the defaults, expands secrets and
+// validates.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	if err := config.Load(path, &cfg); err != nil {
+		return cfg, err
+	}
+	var errs []error
+	for _, s := range []struct {
+		field string
+		v     *string
+	}{{"pii.hash_secret", &cfg.PII.HashSecret}, {"elasticsearch.password", &cfg.Elasticsearch.Password},
+		{"elasticsearch.api_key", &cfg.Elasticsearch.APIKey}} {
+		errs = append(errs, config.Expand(s.field, s.v))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Validate checks the configuration; every error names its field.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	errs = append(errs, config.Prefixed("kafka.", c.Kafka.ProducerConfig.Validate())...)
+	if c.Kafka.Topic == "" || c.Kafka.DeadLetterTopic == "" || c.Kafka.Topic == c.Kafka.DeadLetterTopic {
+		add("kafka.topic, kafka.dead_letter_topic: both required and different")
+	}
+	if c.Kafka.GroupID == "" {
+		add("kafka.group_id: is required")
+	}
+	if c.Kafka.BatchSize < 1 || c.Kafka.BatchWait <= 0 {
+		add("kafka.batch_messages, kafka.batch_wait: must be positive")
+	}
+	errs = append(errs, config.Prefixed("elasticsearch.", c.Elasticsearch.Validate())...)
+	errs = append(errs, config.Prefixed("loki.", c.Loki.Config.Validate())...)
+	for k := range c.Loki.Labels {
+		switch k {
+		case "tenant", "channel", "event_type", "level":
+			add("loki.labels: %q is set per event", k)
+		}
+	}
+	if len(c.PII.HashSecret) < 16 {
+		add("pii.hash_secret: is required, at least 16 characters (write it as ${ENV_VAR})")
+	}
+	if c.HTTP.Listen == "" {
+		add("http.listen: is required")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level: must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	if c.ShutdownTimeout <= 0 {
+		add("shutdown_timeout: must be positive")
+	}
+	return errors.Join(errs...)
+}

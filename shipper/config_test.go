@@ -1,0 +1,42 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestExampleConfigLoads(t *testing.T) {
+	t.Setenv("ASSISTLOG_PII_SECRET", "a-secret-of-sixteen+")
+	cfg, err := LoadConfig("shipper.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.PII.HashSecret != "a-secret-of-sixteen+" || cfg.Elasticsearch.Alias != "assistant-events" || cfg.Loki.Labels["app"] != "assistlog" {
+		t.Errorf("unexpected values: %+v", cfg)
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(path, []byte(`
+kafka:
+  group_id: ""
+elasticsearch:
+  alias: Assistant Events
+loki:
+  url: 127.0.0.1:3100
+  labels: {tenant: x}
+pii:
+  hash_secret: short
+`), 0o644)
+	_, err := LoadConfig(path)
+	for _, want := range []string{"kafka.group_id: is required", `elasticsearch.alias: must be a lower-case index name, got "Assistant Events"`,
+		`loki.url: must be http(s)://host:port, got "127.0.0.1:3100"`, `loki.labels: "tenant" is set per event`,
+		"pii.hash_secret: is required, at least 16 characters"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	kafkago "github.com/segmentio/kafka-go"
+)
+
+// consumer reads the events topic in a consumer group and commits, per
+// partition, only offsets whose messages both sinks acknowledged: a batch is
+// fetched, shipped, and then committed as a whole (commit by mark, never by
+// time).
+type consumer struct {
+	r        *kafkago.Reader
+	p        *pipeline
+	size     int
+	wait     time.Duration
+	shutdown time.Duration
+	log      *slog.Logger
+	lag      prometheus.Gauge
+}
+
+func newConsumer(cfg Config, p *pipeline, log *slog.Logger, reg prometheus.Registerer) (*consumer, error) {
+	r := kafkago.NewReader(kafkago.ReaderConfig{
+		Brokers:        cfg.Kafka.Brokers,
+		GroupID:        cfg.Kafka.GroupID,
+		Topic:          cfg.Kafka.Topic,
+		MinBytes:       1,
+		MaxBytes:       16 << 20,
+		MaxWait:        250 * time.Millisecond,
+		CommitInterval: 0, // synchronous commits, after the sinks acknowledged
+		StartOffset:    kafkago.FirstOffset,
+		// A departed instance's partitions move quickly to the others.
+		SessionTimeout:    10 * time.Second,
+		HeartbeatInterval: 2 * time.Second,
+		RebalanceTimeout:  15 * time.Second,
+	})
+	lag := prometheus.NewGauge(prometheus.GaugeOpts{Name: "assistlog_shipper_consumer_lag",
+		Help: "Messages between the last fetched and the end of the assigned partitions (kafka-go's estimate)."})
+	if err := reg.Register(lag); err != nil {
+		return nil, fmt.Errorf("register consumer metrics: %w", err)
+	}
+	return &consumer{r: r, p: p, size: cfg.Kafka.BatchSize, wait: cfg.Kafka.BatchWait, shutdown: cfg.ShutdownTimeout, log: log, lag: lag}, nil
+}
+
+// fetch collects up to size messages, waiting at most wait after the first.
+func (c *consumer) fetch(ctx context.Context) ([]kafkago.Message, error) {
+	first, err := c.r.FetchMessage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	batch := []kafkago.Message{first}
+	fctx, cancel := context.WithTimeout(ctx, c.wait)
+	defer cancel()
+	for len(batch) < c.size {
+		m, err := c.r.FetchMessage(fctx)
+		if err != nil {
+			break // the wait ran out (or shutdown): ship what we have
+		}
+		batch = append(batch, m)
+	}
+	return batch, nil
+}
+
+// Run consumes until ctx ends; the batch in flight then gets up to the
+// shutdown timeout to be acknowledged and committed.
+func (c *consumer) Run(ctx context.Context) error {
+	defer c.r.Close()
+	for {
+		batch, err := c.fetch(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("fetch from kafka: %w", err)
+		}
+		start := time.Now()
+		// Shipping and committing outlive ctx by the shutdown timeout, so a
+		// SIGTERM finishes the batch rather than throwing it away.
+		sendCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		stop := context.AfterFunc(ctx, func() {
+			time.AfterFunc(c.shutdown, cancel)
+		})
+		err = c.p.ship(sendCtx, batch)
+		if err == nil {
+			err = c.commit(sendCtx, batch)
+		}
+		stop()
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				c.log.Warn("shutdown before the batch was acknowledged; it will be shipped again", "messages", len(batch), "err", err)
+				return nil
+			}
+			return err
+		}
+		c.p.m.batch.Observe(time.Since(start).Seconds())
+		c.lag.Set(float64(c.r.Stats().Lag))
+	}
+}
+
+// commit stores the batch's offsets. A commit refused because the group
+// rebalanced is not fatal: the new owner ships those messages again, which
+// the sinks absorb (create-if-absent by event_id; Loki deduplicates).
+func (c *consumer) commit(ctx context.Context, batch []kafkago.Message) error {
+	err := c.r.CommitMessages(ctx, batch...)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, kafkago.RebalanceInProgress) || errors.Is(err, kafkago.IllegalGeneration) ||
+		errors.Is(err, kafkago.UnknownMemberId) || errors.Is(err, kafkago.NotCoordinatorForGroup) {
+		c.log.Warn("commit refused by a rebalance; the messages will be shipped again by their new owner", "messages", len(batch), "err", err)
+		return nil
+	}
+	return fmt.Errorf("commit offsets: %w", err)
+}

@@ -1,0 +1,163 @@
+// Command shipper consumes assistant events from Kafka, masks personal
+// data, and writes every event to Elasticsearch and Grafana Loki, committing
+// a Kafka offset only after both acknowledged the events before it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/assistlog/assistlog/internal/elastic"
+	"github.com/assistlog/assistlog/internal/kafka"
+	"github.com/assistlog/assistlog/internal/loki"
+	"github.com/assistlog/assistlog/internal/pii"
+)
+
+const usage = `shipper — Kafka → Elasticsearch and Loki, masked, acknowledged.
+
+Usage:
+  shipper --config shipper.yaml          run (several instances share the partitions)
+  shipper --config shipper.yaml --check  validate the configuration and exit
+
+Every field is documented in shipper/shipper.example.yaml; pii.hash_secret is
+best written as ${ENV_VAR}.
+
+Endpoints (http.listen): /metrics, /healthz, /readyz.
+
+Flags:
+`
+
+func main() {
+	if err := run(os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "shipper:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("shipper", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "path to the YAML configuration (required)")
+	check := fs.Bool("check", false, "validate the configuration and exit")
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *cfgPath == "" {
+		fs.Usage()
+		return errors.New("--config is required")
+	}
+	cfg, err := LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if *check {
+		fmt.Fprintln(stderr, "configuration OK")
+		return nil
+	}
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return serve(ctx, cfg, log)
+}
+
+func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	es, err := elastic.New(cfg.Elasticsearch, log, reg)
+	if err != nil {
+		return err
+	}
+	lk, err := loki.New(cfg.Loki.Config, log, reg)
+	if err != nil {
+		return err
+	}
+	dlq, err := kafka.NewProducer(cfg.Kafka.ProducerConfig, log, reg)
+	if err != nil {
+		return err
+	}
+	defer dlq.Close()
+	masker, err := pii.New(cfg.PII.HashSecret)
+	if err != nil {
+		return err
+	}
+	// The template must exist before the first index is created; wait for
+	// Elasticsearch rather than fail when started before it.
+	for backoff := time.Second; ; backoff = min(backoff*2, 15*time.Second) {
+		if err = es.Setup(ctx); err == nil {
+			break
+		}
+		log.Warn("waiting for Elasticsearch to install the index template", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+	}
+	m, err := newPipelineMetrics(reg)
+	if err != nil {
+		return err
+	}
+	p := &pipeline{es: es, loki: lk, dlq: dlq, dlqTopic: cfg.Kafka.DeadLetterTopic, masker: masker,
+		lokiLabels: cfg.Loki.Labels, log: log, m: m}
+	cons, err := newConsumer(cfg, p, log, reg)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("listen http.listen %s: %w", cfg.HTTP.Listen, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := es.Ping(r.Context()); err != nil {
+			http.Error(w, "elasticsearch: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	log.Info("shipper started", "topic", cfg.Kafka.Topic, "group", cfg.Kafka.GroupID,
+		"elasticsearch", cfg.Elasticsearch.URLs, "alias", cfg.Elasticsearch.Alias, "loki", cfg.Loki.URL, "http", cfg.HTTP.Listen)
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", "err", err)
+		}
+	}()
+	runErr := cons.Run(ctx)
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutCtx)
+	wg.Wait()
+	if runErr != nil {
+		log.Error("shipper stopped", "err", runErr)
+		return runErr
+	}
+	log.Info("shipper stopped")
+	return nil
+}

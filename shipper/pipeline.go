@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/assistlog/assistlog/internal/deadletter"
+	"github.com/assistlog/assistlog/internal/elastic"
+	"github.com/assistlog/assistlog/internal/event"
+	"github.com/assistlog/assistlog/internal/loki"
+	"github.com/assistlog/assistlog/internal/pii"
+)
+
+// Dead-letter reasons of the shipper.
+const (
+	ReasonDecode        = "shipper_decode"
+	ReasonElasticsearch = "elasticsearch_rejected"
+	ReasonLoki          = "loki_rejected"
+)
+
+// Sinks the pipeline writes to; the real ones in production and tests.
+type esSink interface {
+	Write(ctx context.Context, docs []elastic.Doc) ([]elastic.Failure, error)
+	IndexFor(t time.Time) string
+}
+
+type lokiSink interface {
+	Push(ctx context.Context, entries []loki.Entry) ([]loki.Rejection, error)
+}
+
+type dlqSink interface {
+	Send(ctx context.Context, msgs []kafkago.Message) error
+}
+
+// pipeline turns a batch of Kafka messages into Elasticsearch documents and
+// Loki lines, masked, and returns once both sinks acknowledged every event
+// (or it was dead-lettered with the reason).
+type pipeline struct {
+	es         esSink
+	loki       lokiSink
+	dlq        dlqSink
+	dlqTopic   string
+	masker     *pii.Masker
+	lokiLabels map[string]string
+	log        *slog.Logger
+	m          pipelineMetrics
+}
+
+type pipelineMetrics struct {
+	consumed    prometheus.Counter
+	shipped     prometheus.Counter
+	deadLetters *prometheus.CounterVec
+	batch       prometheus.Histogram
+}
+
+func newPipelineMetrics(reg prometheus.Registerer) (pipelineMetrics, error) {
+	m := pipelineMetrics{
+		consumed: prometheus.NewCounter(prometheus.CounterOpts{Name: "assistlog_shipper_consumed_total",
+			Help: "Messages read from Kafka (a batch read again after a restart counts again)."}),
+		shipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "assistlog_shipper_events_total",
+			Help: "Events acknowledged by Elasticsearch and Loki."}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "assistlog_shipper_dead_letters_total",
+			Help: "Events sent to the dead-letter topic, by reason."}, []string{"reason"}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "assistlog_shipper_batch_seconds",
+			Help: "Time from a batch's fetch to its commit.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
+	}
+	for _, c := range []prometheus.Collector{m.consumed, m.shipped, m.deadLetters, m.batch} {
+		if err := reg.Register(c); err != nil {
+			return m, fmt.Errorf("register shipper metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// item is one message on its way through the batch.
+type item struct {
+	msg    kafkago.Message
+	masked pii.Masked
+}
+
+// document renders the masked event as stored in Elasticsearch.
+func document(m pii.Masked, ingested time.Time) ([]byte, error) {
+	b, err := m.Event.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, err
+	}
+	doc["@timestamp"] = m.Event.Timestamp
+	doc["ingested_at"] = ingested.UTC().Format(time.RFC3339Nano)
+	if m.PhoneHash != "" {
+		doc["user_phone_hash"] = m.PhoneHash
+	}
+	if len(m.Fields) > 0 {
+		doc["pii_masked"] = m.Fields
+	}
+	if m.Event.CRMID != "" {
+		doc["crm_status"] = "resolved"
+	}
+	return json.Marshal(doc)
+}
+
+// lokiEntry is the Loki line of a masked event: low-cardinality labels,
+// the masked event JSON as the line, ids as structured metadata.
+func (p *pipeline) lokiEntry(it *item) (loki.Entry, error) {
+	e := it.masked.Event
+	line, err := e.Marshal()
+	if err != nil {
+		return loki.Entry{}, err
+	}
+	labels := map[string]string{"tenant": e.Tenant, "channel": e.Channel, "event_type": string(e.Type), "level": e.Level}
+	for k, v := range p.lokiLabels {
+		labels[k] = v
+	}
+	md := map[string]string{"session_id": e.SessionID, "event_id": e.EventID}
+	if e.Intent != "" {
+		md["intent"] = e.Intent
+	}
+	if e.CRMID != "" {
+		md["crm_id"] = e.CRMID
+	}
+	return loki.Entry{Labels: labels, Time: e.Time(), Line: string(line), Metadata: md, Ref: it}, nil
+}
+
+func (p *pipeline) deadLetter(msg kafkago.Message, reason, errText, tenant string) kafkago.Message {
+	rec := deadletter.Record{Reason: reason, Error: errText, Source: "shipper:" + msg.Topic + "/" + strconv.Itoa(msg.Partition),
+		Offset: msg.Offset, Tenant: tenant, Raw: msg.Value}
+	return rec.Message(p.dlqTopic)
+}
+
+// ship processes one batch; it returns nil once every message is in both
+// sinks or dead-lettered, and an error only when ctx ended first (then no
+// offset may be committed).
+func (p *pipeline) ship(ctx context.Context, msgs []kafkago.Message) error {
+	p.m.consumed.Add(float64(len(msgs)))
+	now := time.Now()
+	var items []*item
+	var dead []kafkago.Message
+	var docs []elastic.Doc
+	var entries []loki.Entry
+	reasons := map[string]int{}
+	for _, msg := range msgs {
+		e, err := event.Parse(msg.Value)
+		if err != nil {
+			// The collector validates; this guards against other producers.
+			dead = append(dead, p.deadLetter(msg, ReasonDecode, err.Error(), deadletter.TenantOf(msg.Value)))
+			reasons[ReasonDecode]++
+			continue
+		}
+		it := &item{msg: msg, masked: p.masker.Apply(e)}
+		body, err := document(it.masked, now)
+		if err != nil {
+			dead = append(dead, p.deadLetter(msg, ReasonDecode, err.Error(), e.Tenant))
+			reasons[ReasonDecode]++
+			continue
+		}
+		entry, err := p.lokiEntry(it)
+		if err != nil {
+			dead = append(dead, p.deadLetter(msg, ReasonDecode, err.Error(), e.Tenant))
+			reasons[ReasonDecode]++
+			continue
+		}
+		items = append(items, it)
+		docs = append(docs, elastic.Doc{Action: "create", Index: p.es.IndexFor(e.Time()), ID: e.EventID, Body: body})
+		entries = append(entries, entry)
+	}
+
+	// Both sinks at once; each returns only when it acknowledged or gave a
+	// final verdict per item.
+	var wg sync.WaitGroup
+	var esFailures []elastic.Failure
+	var lokiRejections []loki.Rejection
+	var esErr, lokiErr error
+	wg.Add(2)
+	go func() { defer wg.Done(); esFailures, esErr = p.es.Write(ctx, docs) }()
+	go func() { defer wg.Done(); lokiRejections, lokiErr = p.loki.Push(ctx, entries) }()
+	wg.Wait()
+	if esErr != nil || lokiErr != nil {
+		return fmt.Errorf("ship batch of %d: elasticsearch: %v; loki: %v", len(msgs), esErr, lokiErr)
+	}
+	byID := map[string]*item{}
+	for _, it := range items {
+		byID[it.masked.Event.EventID] = it
+	}
+	for _, f := range esFailures {
+		if it := byID[f.Doc.ID]; it != nil {
+			p.log.Warn("elasticsearch rejected an event", "event_id", f.Doc.ID, "type", f.Type, "reason", f.Reason)
+			dead = append(dead, p.deadLetter(it.msg, ReasonElasticsearch, f.Type+": "+f.Reason, it.masked.Event.Tenant))
+			reasons[ReasonElasticsearch]++
+		}
+	}
+	for _, r := range lokiRejections {
+		it := r.Entry.Ref.(*item)
+		p.log.Warn("loki rejected an event", "event_id", it.masked.Event.EventID, "reason", r.Reason)
+		dead = append(dead, p.deadLetter(it.msg, ReasonLoki, r.Reason, it.masked.Event.Tenant))
+		reasons[ReasonLoki]++
+	}
+	if len(dead) > 0 {
+		if err := p.dlq.Send(ctx, dead); err != nil {
+			return fmt.Errorf("dead-letter %d events: %w", len(dead), err)
+		}
+	}
+	for r, n := range reasons {
+		p.m.deadLetters.WithLabelValues(r).Add(float64(n))
+	}
+	p.m.shipped.Add(float64(len(items) - len(esFailures)))
+	return nil
+}
