@@ -13,6 +13,7 @@ import (
 	"github.com/assistlog/assistlog/demo"
 	"github.com/assistlog/assistlog/internal/deadletter"
 	"github.com/assistlog/assistlog/internal/event"
+	"github.com/assistlog/assistlog/internal/stacktest"
 )
 
 // waitAcked waits until Kafka holds every id, so a rotation that follows
@@ -297,7 +298,7 @@ func TestDeadLetters(t *testing.T) {
 	var recs []deadletter.Record
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		recs = nil
-		for _, m := range readTopic(t, e.ep.KafkaBrokers, e.dlq) {
+		for _, m := range stacktest.ReadTopic(t, e.ep.KafkaBrokers, e.dlq) {
 			recs = append(recs, deadletter.FromMessage(m))
 		}
 		if len(recs) >= len(bad) {
@@ -422,7 +423,7 @@ func TestEndToEndGeneratedLogs(t *testing.T) {
 		t.Errorf("%d duplicates", d)
 	}
 	byType := map[string]int{}
-	for _, m := range readTopic(t, e.ep.KafkaBrokers, e.topic) {
+	for _, m := range stacktest.ReadTopic(t, e.ep.KafkaBrokers, e.topic) {
 		ev, _ := event.Parse(m.Value)
 		byType[string(ev.Type)]++
 		if string(m.Key) != ev.Tenant+"/"+ev.SessionID {
@@ -434,7 +435,7 @@ func TestEndToEndGeneratedLogs(t *testing.T) {
 			t.Errorf("%s: Kafka holds %d, ground truth %d", typ, byType[typ], n)
 		}
 	}
-	if n := len(readTopic(t, e.ep.KafkaBrokers, e.dlq)); n != 0 {
+	if n := len(stacktest.ReadTopic(t, e.ep.KafkaBrokers, e.dlq)); n != 0 {
 		t.Errorf("%d dead letters from valid generated logs", n)
 	}
 	t.Logf("%d events (%d appointment.confirmed) from %d dialogues in Kafka", truth.Events, byType["appointment.confirmed"], truth.Dialogues)

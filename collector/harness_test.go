@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,8 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/assistlog/assistlog/demo"
 	"github.com/assistlog/assistlog/internal/event"
@@ -66,7 +62,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	suffix := fmt.Sprintf("%d", time.Now().UnixNano()%1e9)
 	e.topic = "test-events-" + name + "-" + suffix
 	e.dlq = "test-dlq-" + name + "-" + suffix
-	createTopics(t, ep.KafkaBrokers, map[string]int{e.topic: 3, e.dlq: 1})
+	stacktest.CreateTopics(t, ep.KafkaBrokers, map[string]int{e.topic: 3, e.dlq: 1})
 	e.httpAddr = proctest.FreeAddr(t)
 
 	set := envSettings{maxLine: 262144}
@@ -106,24 +102,6 @@ shutdown_timeout: 10s
 		}
 	})
 	return e
-}
-
-func createTopics(t *testing.T, broker string, topics map[string]int) {
-	t.Helper()
-	client := &kafkago.Client{Addr: kafkago.TCP(broker), Timeout: 30 * time.Second}
-	req := &kafkago.CreateTopicsRequest{}
-	for name, parts := range topics {
-		req.Topics = append(req.Topics, kafkago.TopicConfig{Topic: name, NumPartitions: parts, ReplicationFactor: 1})
-	}
-	resp, err := client.CreateTopics(context.Background(), req)
-	if err != nil {
-		t.Fatalf("create topics: %v", err)
-	}
-	for name, err := range resp.Errors {
-		if err != nil {
-			t.Fatalf("create topic %s: %v", name, err)
-		}
-	}
 }
 
 // start runs the collector and waits until it answers /readyz.
@@ -167,62 +145,11 @@ func (e *env) stop() {
 	}
 }
 
-// readTopic reads every message of every partition of topic, from the
-// first offset to the current end.
-func readTopic(t *testing.T, broker, topic string) []kafkago.Message {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	conn, err := kafkago.DialContext(ctx, "tcp", broker)
-	if err != nil {
-		t.Fatalf("dial kafka: %v", err)
-	}
-	parts, err := conn.ReadPartitions(topic)
-	conn.Close()
-	if err != nil {
-		t.Fatalf("partitions of %s: %v", topic, err)
-	}
-	var out []kafkago.Message
-	for _, p := range parts {
-		lc, err := kafkago.DialLeader(ctx, "tcp", broker, topic, p.ID)
-		if err != nil {
-			t.Fatalf("dial leader %s/%d: %v", topic, p.ID, err)
-		}
-		first, last, err := lc.ReadOffsets()
-		if err != nil {
-			lc.Close()
-			t.Fatalf("offsets %s/%d: %v", topic, p.ID, err)
-		}
-		if _, err := lc.Seek(first, kafkago.SeekAbsolute); err != nil {
-			lc.Close()
-			t.Fatal(err)
-		}
-		for off := first; off < last; {
-			_ = lc.SetReadDeadline(time.Now().Add(10 * time.Second))
-			b := lc.ReadBatch(1, 10<<20)
-			for {
-				m, err := b.ReadMessage()
-				if err != nil {
-					break
-				}
-				out = append(out, m)
-				off = m.Offset + 1
-			}
-			if err := b.Close(); err != nil && !errors.Is(err, kafkago.ErrGenerationEnded) {
-				lc.Close()
-				t.Fatalf("read %s/%d at %d: %v", topic, p.ID, off, err)
-			}
-		}
-		lc.Close()
-	}
-	return out
-}
-
 // idCounts counts event ids in the events topic.
 func (e *env) idCounts() map[string]int {
 	e.t.Helper()
 	counts := map[string]int{}
-	for _, m := range readTopic(e.t, e.ep.KafkaBrokers, e.topic) {
+	for _, m := range stacktest.ReadTopic(e.t, e.ep.KafkaBrokers, e.topic) {
 		ev, err := event.Parse(m.Value)
 		if err != nil {
 			e.t.Fatalf("events topic holds an invalid event: %v\n%s", err, m.Value)

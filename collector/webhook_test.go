@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/assistlog/assistlog/internal/deadletter"
+	"github.com/assistlog/assistlog/internal/stacktest"
 	"github.com/assistlog/assistlog/stack"
 )
 
@@ -116,7 +117,7 @@ func TestWebhook(t *testing.T) {
 			t.Errorf("good events of a mixed batch: %d, %d", counts[good1], counts[good2])
 		}
 		var webhookDLQ int
-		for _, m := range readTopic(t, e.ep.KafkaBrokers, e.dlq) {
+		for _, m := range stacktest.ReadTopic(t, e.ep.KafkaBrokers, e.dlq) {
 			if rec := deadletter.FromMessage(m); rec.Source == "webhook" && rec.Tenant == "salon-aurora" {
 				webhookDLQ++
 			}

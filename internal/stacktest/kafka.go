@@ -1,0 +1,81 @@
+package stacktest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+)
+
+// CreateTopics creates topics with the given partition counts; it fails
+// the test if any exists already.
+func CreateTopics(t *testing.T, broker string, topics map[string]int) {
+	t.Helper()
+	client := &kafkago.Client{Addr: kafkago.TCP(broker), Timeout: 30 * time.Second}
+	req := &kafkago.CreateTopicsRequest{}
+	for name, parts := range topics {
+		req.Topics = append(req.Topics, kafkago.TopicConfig{Topic: name, NumPartitions: parts, ReplicationFactor: 1})
+	}
+	resp, err := client.CreateTopics(context.Background(), req)
+	if err != nil {
+		t.Fatalf("create topics: %v", err)
+	}
+	for name, err := range resp.Errors {
+		if err != nil {
+			t.Fatalf("create topic %s: %v", name, err)
+		}
+	}
+}
+
+// ReadTopic reads every message of every partition of topic, from the
+// first offset to the current end.
+func ReadTopic(t *testing.T, broker, topic string) []kafkago.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn, err := kafkago.DialContext(ctx, "tcp", broker)
+	if err != nil {
+		t.Fatalf("dial kafka: %v", err)
+	}
+	parts, err := conn.ReadPartitions(topic)
+	conn.Close()
+	if err != nil {
+		t.Fatalf("partitions of %s: %v", topic, err)
+	}
+	var out []kafkago.Message
+	for _, p := range parts {
+		lc, err := kafkago.DialLeader(ctx, "tcp", broker, topic, p.ID)
+		if err != nil {
+			t.Fatalf("dial leader %s/%d: %v", topic, p.ID, err)
+		}
+		first, last, err := lc.ReadOffsets()
+		if err != nil {
+			lc.Close()
+			t.Fatalf("offsets %s/%d: %v", topic, p.ID, err)
+		}
+		if _, err := lc.Seek(first, kafkago.SeekAbsolute); err != nil {
+			lc.Close()
+			t.Fatal(err)
+		}
+		for off := first; off < last; {
+			_ = lc.SetReadDeadline(time.Now().Add(10 * time.Second))
+			b := lc.ReadBatch(1, 10<<20)
+			for {
+				m, err := b.ReadMessage()
+				if err != nil {
+					break
+				}
+				out = append(out, m)
+				off = m.Offset + 1
+			}
+			if err := b.Close(); err != nil && !errors.Is(err, kafkago.ErrGenerationEnded) {
+				lc.Close()
+				t.Fatalf("read %s/%d at %d: %v", topic, p.ID, off, err)
+			}
+		}
+		lc.Close()
+	}
+	return out
+}
