@@ -111,6 +111,11 @@ limits_config:
 ingester:
   # Flush quickly so queries over fresh data hit chunks a restart keeps.
   chunk_idle_period: 1m
+  # Loki refuses an entry older than the newest of its stream by more than
+  # max_chunk_age/2 ("entry too far behind"). Events of one stream arrive
+  # interleaved from several Kafka partitions, and a backfill (the demo
+  # loads a week) spans days, so the window is widened to 7 days.
+  max_chunk_age: 336h
   wal:
     dir: %[3]s/wal
 ruler:

@@ -130,16 +130,18 @@ func TestRejectionsDoNotDropTheRest(t *testing.T) {
 	if len(rej) != 3 || refs["old"] == "" || refs["long"] == "" || refs["future"] == "" {
 		t.Fatalf("rejections = %v", refs)
 	}
-	// Loki's own verdict: an entry far behind the newest of its stream.
-	behind := []Entry{
-		{Labels: labels, Time: now.Add(-2 * time.Hour), Line: "far behind", Ref: "behind"},
+	// Loki's own verdict on one stream of a batch (a label value over its
+	// 2048-character limit): found by re-pushing one by one.
+	badLabels := map[string]string{"app": "assistlog-test", "tenant": run, "bad": strings.Repeat("v", 3000)}
+	mixed := []Entry{
+		{Labels: badLabels, Time: now, Line: "bad stream", Ref: "badlabel"},
 		{Labels: labels, Time: now.Add(time.Millisecond), Line: "good 3", Ref: "g3"},
 	}
-	rej, err = c.Push(context.Background(), behind)
+	rej, err = c.Push(context.Background(), mixed)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rej) != 1 || rej[0].Entry.Ref != "behind" || !strings.Contains(rej[0].Reason, "too far behind") {
+	if len(rej) != 1 || rej[0].Entry.Ref != "badlabel" || !strings.Contains(rej[0].Reason, "label value") {
 		t.Fatalf("rejections = %+v", rej)
 	}
 	got := eventually(t, base, fmt.Sprintf(`{tenant=%q}`, run), 3)

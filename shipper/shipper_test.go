@@ -1,0 +1,376 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/assistlog/assistlog/demo"
+	"github.com/assistlog/assistlog/internal/deadletter"
+	"github.com/assistlog/assistlog/internal/event"
+	"github.com/assistlog/assistlog/internal/pii"
+	"github.com/assistlog/assistlog/internal/proctest"
+	"github.com/assistlog/assistlog/internal/stacktest"
+	"github.com/assistlog/assistlog/stack"
+)
+
+const testSecret = "pii-secret-for-tests-0123"
+
+// env is one shipper deployment under test: its own topics, consumer
+// group, Elasticsearch alias and Loki label.
+type env struct {
+	t          *testing.T
+	ep         stack.Endpoints
+	dir        string
+	run        string // unique: topic suffix, alias, Loki "deployment" label
+	topic, dlq string
+	alias      string
+	procs      []*proctest.Process
+	addrs      []string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ep := stacktest.Require(t, stacktest.Kafka, stacktest.Elasticsearch, stacktest.Loki)
+	run := fmt.Sprintf("s%d", time.Now().UnixNano()%1e12)
+	e := &env{t: t, ep: ep, dir: t.TempDir(), run: run, topic: "test-events-" + run, dlq: "test-dlq-" + run, alias: "test-" + run}
+	stacktest.CreateTopics(t, ep.KafkaBrokers, map[string]int{e.topic: 6, e.dlq: 1})
+	t.Cleanup(func() {
+		for _, p := range e.procs {
+			p.Kill()
+		}
+		req, _ := http.NewRequest(http.MethodDelete, ep.ElasticsearchURL+"/"+e.alias+"-*", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	})
+	return e
+}
+
+// start runs one more shipper instance of this deployment.
+func (e *env) start() *proctest.Process {
+	e.t.Helper()
+	addr := proctest.FreeAddr(e.t)
+	cfg := fmt.Sprintf(`kafka:
+  brokers: [%q]
+  topic: %s
+  dead_letter_topic: %s
+  group_id: group-%s
+  batch_messages: 500
+  batch_wait: 200ms
+  retry_backoff_max: 2s
+elasticsearch:
+  urls: [%q]
+  alias: %s
+  retry_backoff_max: 2s
+loki:
+  url: %s
+  retry_backoff_max: 2s
+  labels: {app: assistlog-test, deployment: %s}
+pii:
+  hash_secret: %q
+http:
+  listen: %s
+shutdown_timeout: 20s
+`, e.ep.KafkaBrokers, e.topic, e.dlq, e.run, e.ep.ElasticsearchURL, e.alias, e.ep.LokiURL, e.run, testSecret, addr)
+	path := filepath.Join(e.dir, fmt.Sprintf("shipper-%d.yaml", len(e.procs)))
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	p := proctest.Start(e.t, proctest.Build(e.t, "."), []string{"--config", path},
+		filepath.Join(e.dir, fmt.Sprintf("shipper-%d.log", len(e.procs))), "http://"+addr+"/readyz")
+	e.procs = append(e.procs, p)
+	e.addrs = append(e.addrs, addr)
+	return p
+}
+
+// generate makes events from the first n dialogues, ids unique to this run.
+func (e *env) generate(n int) ([]event.Event, *demo.Truth) {
+	e.t.Helper()
+	dir, err := demo.FindDataDir()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ds, err := demo.LoadDialogues(dir)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cfg := demo.DefaultConfig()
+	cfg.End = time.Now().UTC().Truncate(time.Minute)
+	evs, truth, err := demo.Generate(ds[:n], cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for i := range evs {
+		evs[i].EventID = e.run + "-" + evs[i].EventID
+	}
+	return evs, truth
+}
+
+func (e *env) produce(evs []event.Event) {
+	e.t.Helper()
+	w := &kafkago.Writer{Addr: kafkago.TCP(e.ep.KafkaBrokers), Topic: e.topic, Balancer: &kafkago.Hash{}, RequiredAcks: kafkago.RequireAll}
+	defer w.Close()
+	var msgs []kafkago.Message
+	for i := range evs {
+		b, _ := evs[i].Marshal()
+		msgs = append(msgs, kafkago.Message{Key: evs[i].Key(), Value: b})
+	}
+	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// esSearch runs a query_string query on the alias and returns hit count
+// and sources (up to size).
+func (e *env) esSearch(q string, size int) (int, []map[string]any) {
+	e.t.Helper()
+	http.Post(e.ep.ElasticsearchURL+"/"+e.alias+"/_refresh", "application/json", nil)
+	body := fmt.Sprintf(`{"size":%d,"track_total_hits":true,"query":{"query_string":{"query":%q}}}`, size, q)
+	resp, err := http.Post(e.ep.ElasticsearchURL+"/"+e.alias+"/_search", "application/json", strings.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Hits struct {
+			Total struct{ Value int }
+			Hits  []struct {
+				Source map[string]any `json:"_source"`
+			}
+		}
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusNotFound {
+		return 0, nil // no index yet
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		e.t.Fatalf("search: %s", b)
+	}
+	var out []map[string]any
+	for _, h := range r.Hits.Hits {
+		out = append(out, h.Source)
+	}
+	return r.Hits.Total.Value, out
+}
+
+// lokiCount counts lines of this deployment matching a selector suffix.
+func (e *env) lokiCount(extra string) int {
+	e.t.Helper()
+	q := fmt.Sprintf(`sum(count_over_time({deployment=%q%s}[8d]))`, e.run, extra)
+	resp, err := http.Get(e.ep.LokiURL + "/loki/api/v1/query?" + url.Values{"query": {q}}.Encode())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Data struct {
+			Result []struct {
+				Value [2]any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	json.NewDecoder(resp.Body).Decode(&r)
+	if len(r.Data.Result) == 0 {
+		return 0
+	}
+	n, _ := strconv.Atoi(fmt.Sprint(r.Data.Result[0].Value[1]))
+	return n
+}
+
+// waitShipped waits until Elasticsearch holds want events and Loki as many.
+func (e *env) waitShipped(want int, timeout time.Duration) {
+	e.t.Helper()
+	stacktest.Eventually(e.t, timeout, "events in Elasticsearch and Loki", func() error {
+		es, _ := e.esSearch("*", 0)
+		lk := e.lokiCount("")
+		if es != want || lk != want {
+			return fmt.Errorf("elasticsearch %d, loki %d, want %d", es, lk, want)
+		}
+		return nil
+	})
+}
+
+// TestEndToEnd: generated conversations through Kafka → shipper → both
+// sinks: exactly the input set in Elasticsearch, every event in Loki,
+// the ground truth's counts, and no raw phone number anywhere.
+func TestEndToEnd(t *testing.T) {
+	e := newEnv(t)
+	evs, truth := e.generate(150)
+	e.start()
+	e.produce(evs)
+	e.waitShipped(len(evs), 3*time.Minute)
+
+	total, docs := e.esSearch("*", 10000)
+	ids := map[string]bool{}
+	for _, d := range docs {
+		ids[fmt.Sprint(d["event_id"])] = true
+	}
+	for i := range evs {
+		if !ids[evs[i].EventID] {
+			t.Fatalf("event %s missing from Elasticsearch", evs[i].EventID)
+		}
+	}
+	if total != len(evs) || len(ids) != len(evs) {
+		t.Fatalf("Elasticsearch holds %d documents (%d ids) for %d events", total, len(ids), len(evs))
+	}
+	confirmed := truth.ByType[string(event.AppointmentConfirmed)]
+	if n, _ := e.esSearch("event_type:appointment.confirmed", 0); n != confirmed {
+		t.Errorf("appointment.confirmed in Elasticsearch = %d, ground truth %d", n, confirmed)
+	}
+	if n := e.lokiCount(`, event_type="appointment.confirmed"`); n != confirmed {
+		t.Errorf("appointment.confirmed in Loki = %d, ground truth %d", n, confirmed)
+	}
+
+	// No raw phone number in either sink; the keyed hash finds a customer.
+	raw, _ := json.Marshal(docs)
+	lokiLines := e.lokiLines(5000)
+	re := regexp.MustCompile(`\d[\d\s\-()]{8,}\d`)
+	for _, p := range truth.Phones {
+		digits := pii.Digits(p)
+		for _, hay := range []string{string(raw), lokiLines} {
+			for _, m := range re.FindAllString(hay, -1) {
+				if strings.Contains(pii.Digits(m), digits[1:]) {
+					t.Fatalf("raw phone number %s found in a sink: %q", p, m)
+				}
+			}
+		}
+	}
+	m, _ := pii.New(testSecret)
+	if n, _ := e.esSearch("user_phone_hash:"+m.HashPhone(truth.Phones[0]), 0); n == 0 {
+		t.Errorf("no event found by the hash of %s", truth.Phones[0])
+	}
+	if n, _ := e.esSearch(`pii_masked:"payload.text"`, 0); n == 0 {
+		t.Error("no event records that its text was masked")
+	}
+	t.Logf("%d events, %d appointment.confirmed, %d phone numbers checked", len(evs), confirmed, len(truth.Phones))
+}
+
+func (e *env) lokiLines(limit int) string {
+	v := url.Values{"query": {fmt.Sprintf(`{deployment=%q}`, e.run)}, "limit": {strconv.Itoa(limit)},
+		"start": {strconv.FormatInt(time.Now().Add(-8*24*time.Hour).UnixNano(), 10)}}
+	resp, err := http.Get(e.ep.LokiURL + "/loki/api/v1/query_range?" + v.Encode())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// TestKillLoop: kill -9 the shipper repeatedly while it ships; afterwards
+// Elasticsearch holds exactly the input set and Loki every event once.
+func TestKillLoop(t *testing.T) {
+	kills := 6
+	if v := os.Getenv("ASSISTLOG_SHIPPER_KILLS"); v != "" {
+		kills, _ = strconv.Atoi(v)
+	}
+	e := newEnv(t)
+	evs, _ := e.generate(300)
+	e.produce(evs)
+	for i := 0; i < kills; i++ {
+		p := e.start()
+		time.Sleep(time.Duration(300+200*i) * time.Millisecond)
+		p.Kill()
+	}
+	e.start()
+	e.waitShipped(len(evs), 4*time.Minute)
+	t.Logf("%d kill -9 restarts: Elasticsearch and Loki each hold exactly %d events", kills, len(evs))
+}
+
+// TestTwoInstances: two shippers in one group split the partitions; the
+// result is still exact.
+func TestTwoInstances(t *testing.T) {
+	e := newEnv(t)
+	evs, _ := e.generate(300)
+	e.start()
+	e.start()
+	e.produce(evs)
+	e.waitShipped(len(evs), 3*time.Minute)
+	for i, addr := range e.addrs {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		m := regexp.MustCompile(`assistlog_shipper_events_total (\d+)`).FindStringSubmatch(string(b))
+		if m == nil || m[1] == "0" {
+			t.Errorf("instance %d shipped nothing: %v", i, m)
+		} else {
+			t.Logf("instance %d shipped %s events", i, m[1])
+		}
+	}
+}
+
+// TestMappingConflictDeadLettered: an event Elasticsearch cannot index goes
+// to the dead-letter topic with Elasticsearch's reason; the rest arrive.
+func TestMappingConflictDeadLettered(t *testing.T) {
+	e := newEnv(t)
+	evs, _ := e.generate(20)
+	bad := evs[len(evs)-1]
+	bad.EventID = e.run + "-bad"
+	bad.Type, bad.Level = event.AppointmentConfirmed, "info"
+	bad.Payload = map[string]any{"appointment_id": "a-bad", "starts_at": "next Friday"}
+	e.start()
+	e.produce(append(evs, bad))
+	stacktest.Eventually(t, 2*time.Minute, "the dead letter", func() error {
+		msgs := stacktest.ReadTopic(t, e.ep.KafkaBrokers, e.dlq)
+		if len(msgs) != 1 {
+			return fmt.Errorf("%d dead letters", len(msgs))
+		}
+		r := deadletter.FromMessage(msgs[0])
+		if r.Reason != ReasonElasticsearch || !strings.Contains(r.Error, "payload.starts_at") || !strings.Contains(string(r.Raw), bad.EventID) {
+			t.Fatalf("dead letter = %+v", r)
+		}
+		return nil
+	})
+	stacktest.Eventually(t, time.Minute, "the other events", func() error {
+		if n, _ := e.esSearch("*", 0); n != len(evs) {
+			return fmt.Errorf("%d in Elasticsearch, want %d", n, len(evs))
+		}
+		return nil
+	})
+}
+
+// TestSinkOutages stops the real Elasticsearch and then the real Loki for
+// 30 s each while events keep coming: nothing is lost.
+func TestSinkOutages(t *testing.T) {
+	e := newEnv(t)
+	evs, _ := e.generate(300)
+	layout, err := stack.LayoutFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := stack.New(layout, io.Discard)
+	ctx := context.Background()
+	t.Cleanup(func() { _ = s.Up(ctx, "elasticsearch", "loki") })
+	e.start()
+	third := len(evs) / 3
+	parts := [][]event.Event{evs[:third], evs[third : 2*third], evs[2*third:]}
+	e.produce(parts[0])
+	for i, c := range []string{"elasticsearch", "loki"} {
+		if err := s.Down(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Second)
+		e.produce(parts[i+1]) // arrives while the sink is down
+		time.Sleep(25 * time.Second)
+		if err := s.Up(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.waitShipped(len(evs), 4*time.Minute)
+}
