@@ -297,6 +297,29 @@ func TestTwoInstances(t *testing.T) {
 	evs, _ := e.generate(300)
 	e.start()
 	e.start()
+	// Both must own partitions before the load arrives: ask the group
+	// coordinator, as an operator would.
+	client := &kafkago.Client{Addr: kafkago.TCP(e.ep.KafkaBrokers)}
+	stacktest.Eventually(t, time.Minute, "two members with partitions", func() error {
+		resp, err := client.DescribeGroups(context.Background(), &kafkago.DescribeGroupsRequest{GroupIDs: []string{"group-" + e.run}})
+		if err != nil {
+			return err
+		}
+		owners := 0
+		for _, g := range resp.Groups {
+			for _, m := range g.Members {
+				for _, tp := range m.MemberAssignments.Topics {
+					if tp.Topic == e.topic && len(tp.Partitions) > 0 {
+						owners++
+					}
+				}
+			}
+		}
+		if owners != 2 {
+			return fmt.Errorf("%d members own partitions", owners)
+		}
+		return nil
+	})
 	e.produce(evs)
 	e.waitShipped(len(evs), 3*time.Minute)
 	for i, addr := range e.addrs {
