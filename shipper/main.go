@@ -33,6 +33,8 @@ const usage = `shipper — Kafka → Elasticsearch and Loki, masked, acknowledge
 Usage:
   shipper --config shipper.yaml          run (several instances share the partitions)
   shipper --config shipper.yaml --check  validate the configuration and exit
+  shipper dlq replay --config shipper.yaml [--reason R] [--dry-run]
+                                         re-drive dead letters after a fix
 
 Every field is documented in shipper/shipper.example.yaml; pii.hash_secret is
 best written as ${ENV_VAR}.
@@ -50,6 +52,9 @@ func main() {
 }
 
 func run(args []string, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "dlq" {
+		return dlqMain(args[1:], os.Stdout, stderr)
+	}
 	fs := flag.NewFlagSet("shipper", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "path to the YAML configuration (required)")
