@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: bring the real stack up and run assistlog on demo
 # conversations generated from the shared booking dialogues.
-#   assistant log files ──▶ collector ──▶ Kafka (assistant.events)
+#   assistant log files ──▶ collector ──▶ Kafka ──▶ shipper ──▶ Elasticsearch + Loki
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
@@ -21,6 +21,7 @@ confirmed=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["by_t
 echo
 echo "== running the collector on them"
 go build -o "$out/bin/collector" ./collector
+go build -o "$out/bin/shipper" ./shipper
 export DEMO_WEBHOOK_TOKEN="demo-token-salon-aurora-0001"
 cat > "$out/collector.yaml" <<YAML
 kafka:
@@ -58,22 +59,72 @@ kill -TERM $pid; wait $pid || true
 trap - EXIT
 
 echo
-echo "== reading assistant.events back with Kafka's own console consumer"
+echo "== running the shipper: Kafka → masked → Elasticsearch and Loki"
+export ASSISTLOG_PII_SECRET="${ASSISTLOG_PII_SECRET:-demo-pii-secret-change-me}"
+cat > "$out/shipper.yaml" <<YAML
+kafka:
+  brokers: ["$ASSISTLOG_KAFKA_BROKERS"]
+  group_id: assistlog-demo
+elasticsearch:
+  urls: ["$ASSISTLOG_ELASTICSEARCH_URL"]
+loki:
+  url: $ASSISTLOG_LOKI_URL
+pii:
+  hash_secret: "\${ASSISTLOG_PII_SECRET}"
+http:
+  listen: 127.0.0.1:19102
+YAML
+"$out/bin/shipper" --config "$out/shipper.yaml" 2> "$out/shipper.log" &
+spid=$!
+trap 'kill $spid 2>/dev/null || true' EXIT
+# Done when the group has no lag left, as Kafka's own tool reports it.
+lag() {
+  "$ASSISTLOG_JAVA" -Xmx128m -cp "$ASSISTLOG_KAFKA_CLASSPATH" org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
+    --bootstrap-server "$ASSISTLOG_KAFKA_BROKERS" --describe --group assistlog-demo 2>/dev/null |
+    awk '$1=="assistlog-demo" && $6 ~ /^[0-9]+$/ {s+=$6; n++} END {if (n==0) print -1; else print s}'
+}
+for i in $(seq 1 600); do
+  m=$(curl -fs http://127.0.0.1:19102/metrics 2>/dev/null || true)
+  shipped=$(printf '%s\n' "$m" | awk '$1=="assistlog_shipper_events_total" {s+=$2} END {print int(s)}')
+  left=$(lag)
+  printf '\r   shipper: %s events into Elasticsearch and Loki; consumer lag %s    ' "$shipped" "$left"
+  [ "$left" = "0" ] && break
+  kill -0 $spid 2>/dev/null || { echo; echo "shipper exited; log:"; tail -20 "$out/shipper.log"; exit 1; }
+  sleep 1
+done
+echo
+kill -TERM $spid; wait $spid || true
+trap - EXIT
+
+echo
+echo "== reading back"
 count=$("$ASSISTLOG_JAVA" -Xmx256m -cp "$ASSISTLOG_KAFKA_CLASSPATH" org.apache.kafka.tools.consumer.ConsoleConsumer \
   --bootstrap-server "$ASSISTLOG_KAFKA_BROKERS" --topic assistant.events --from-beginning \
   --timeout-ms 15000 2>/dev/null | grep -c '"event_id"' || true)
+curl -fs -X POST "$ASSISTLOG_ELASTICSEARCH_URL/assistant-events/_refresh" >/dev/null
+summary=$(curl -fs "$ASSISTLOG_ELASTICSEARCH_URL/assistant-events/_search" -H 'Content-Type: application/json' \
+  -d '{"size":0,"track_total_hits":true,"aggs":{"types":{"terms":{"field":"event_type","size":30}},"tenants":{"cardinality":{"field":"tenant"}},"sessions":{"cardinality":{"field":"session_id"}}}}' |
+  python3 -c '
+import json,sys
+r=json.load(sys.stdin); a=r["aggregations"]; t={b["key"]:b["doc_count"] for b in a["types"]["buckets"]}
+print("  %d events, %d sessions, %d tenants" % (r["hits"]["total"]["value"], a["sessions"]["value"], a["tenants"]["value"]))
+print("  leads created: %d   appointments confirmed: %d   attended: %d   no-show: %d" % (t.get("lead.created",0), t.get("appointment.confirmed",0), t.get("appointment.attended",0), t.get("appointment.no_show",0)))
+print("  handed to a manager: %d   complaints: %d   errors: %d" % (t.get("handoff.requested",0), t.get("complaint.received",0), t.get("error",0)))')
+loki=$(curl -fs -G "$ASSISTLOG_LOKI_URL/loki/api/v1/query" --data-urlencode 'query=sum(count_over_time({app="assistlog"}[7d]))' |
+  python3 -c 'import json,sys;r=json.load(sys.stdin)["data"]["result"];print(r[0]["value"][1] if r else 0)')
 
 cat <<MSG
 
 assistlog demo
-  generated:   $events events ($confirmed appointment.confirmed) from the SGD booking dialogues
-  collected:   $out/logs/assistant-*.jsonl* → Kafka by the collector (log: $out/collector.log)
-  in Kafka:    $count events in assistant.events (each demo run adds its events again;
-               event ids repeat, so downstream writes are idempotent)
-  metrics:     the collector's /metrics is scraped by Prometheus at $ASSISTLOG_PROMETHEUS_URL
-  stack:       go run ./stack/cmd/stack status   (make down stops it)
-  read Kafka:  $ASSISTLOG_JAVA -cp '$ASSISTLOG_KAFKA_CLASSPATH' \\
-                 org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server $ASSISTLOG_KAFKA_BROKERS \\
-                 --topic assistant.events --from-beginning --max-messages 5
+  generated:      $events events ($confirmed appointment.confirmed) from the SGD booking dialogues
+  collector:      $out/logs/assistant-*.jsonl* → Kafka (log: $out/collector.log)
+  Kafka:          $count events in assistant.events (each run adds its events again; ids repeat)
+  shipper:        Kafka → Elasticsearch + Loki, phone numbers masked (log: $out/shipper.log)
+  Elasticsearch:  $ASSISTLOG_ELASTICSEARCH_URL/assistant-events/_search  (alias over assistant-events-YYYY.MM)
+$summary
+  Loki:           $loki lines (each run adds lines: its timestamps differ); try: curl -G $ASSISTLOG_LOKI_URL/loki/api/v1/query_range \\
+                    --data-urlencode 'query={app="assistlog", event_type="appointment.confirmed"}'
+  metrics:        collector 127.0.0.1:19101 and shipper 127.0.0.1:19102 /metrics, scraped by Prometheus at $ASSISTLOG_PROMETHEUS_URL
+  stack:          go run ./stack/cmd/stack status   (make down stops it)
 MSG
 [ "$count" -ge "$events" ]
