@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/assistlog/assistlog/internal/config"
+	"github.com/assistlog/assistlog/internal/program"
 
 	"github.com/assistlog/assistlog/internal/kafka"
 	"github.com/assistlog/assistlog/internal/tail"
@@ -19,8 +20,8 @@ type Config struct {
 	Files     FilesConfig     `yaml:"files"`
 	Positions PositionsConfig `yaml:"positions"`
 	Webhook   WebhookConfig   `yaml:"webhook"`
-	HTTP      HTTPConfig      `yaml:"http"`
-	Log       LogConfig       `yaml:"log"`
+	HTTP      program.HTTP    `yaml:"http"`
+	Log       program.Log     `yaml:"log"`
 	// ShutdownTimeout bounds how long SIGTERM waits for in-flight batches
 	// to be acknowledged and positions to be saved.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
@@ -71,16 +72,6 @@ type TenantConfig struct {
 	HMACSecret string   `yaml:"hmac_secret"`
 }
 
-// HTTPConfig is the operations endpoint: /metrics, /healthz, /readyz.
-type HTTPConfig struct {
-	Listen string `yaml:"listen"`
-}
-
-// LogConfig sets the slog level: debug, info, warn, error.
-type LogConfig struct {
-	Level string `yaml:"level"`
-}
-
 // DefaultConfig is what an empty file means.
 func DefaultConfig() Config {
 	return Config{
@@ -94,8 +85,8 @@ func DefaultConfig() Config {
 		Positions: PositionsConfig{Path: "/var/lib/assistlog/collector/positions.json", SyncInterval: time.Second,
 			ForgetAfter: 7 * 24 * time.Hour},
 		Webhook:         WebhookConfig{MaxBodyBytes: 5 << 20, MaxInFlight: 64, ProduceTimeout: 15 * time.Second},
-		HTTP:            HTTPConfig{Listen: "127.0.0.1:19101"},
-		Log:             LogConfig{Level: "info"},
+		HTTP:            program.HTTP{Listen: "127.0.0.1:19101"},
+		Log:             program.Log{Level: "info"},
 		ShutdownTimeout: 15 * time.Second,
 	}
 }
@@ -200,10 +191,8 @@ func (c Config) Validate() error {
 	if c.HTTP.Listen == "" {
 		add("http.listen: is required (metrics and health)")
 	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		add("log.level: must be debug, info, warn or error, got %q", c.Log.Level)
+	if err := c.Log.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.ShutdownTimeout <= 0 {
 		add("shutdown_timeout: must be positive")

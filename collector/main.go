@@ -7,16 +7,13 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +23,7 @@ import (
 
 	"github.com/assistlog/assistlog/internal/kafka"
 	"github.com/assistlog/assistlog/internal/positions"
+	"github.com/assistlog/assistlog/internal/program"
 	"github.com/assistlog/assistlog/internal/tail"
 )
 
@@ -53,33 +51,8 @@ func main() {
 }
 
 func run(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("collector", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "path to the YAML configuration (required)")
-	check := fs.Bool("check", false, "validate the configuration and exit")
-	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *cfgPath == "" {
-		fs.Usage()
-		return errors.New("--config is required")
-	}
-	cfg, err := LoadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	if *check {
-		fmt.Fprintln(stderr, "configuration OK")
-		return nil
-	}
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.Log.Level))
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return serve(ctx, cfg, log)
+	return program.Run(program.Spec[Config]{Name: "collector", Usage: usage, Load: LoadConfig,
+		Log: func(c Config) program.Log { return c.Log }, Serve: serve}, args, stderr)
 }
 
 // serve wires the components and runs them until ctx ends.

@@ -9,6 +9,7 @@ import (
 	"github.com/assistlog/assistlog/internal/elastic"
 	"github.com/assistlog/assistlog/internal/kafka"
 	"github.com/assistlog/assistlog/internal/loki"
+	"github.com/assistlog/assistlog/internal/program"
 )
 
 // Config is the shipper's configuration; shipper.example.yaml documents
@@ -18,8 +19,8 @@ type Config struct {
 	Elasticsearch elastic.Config `yaml:"elasticsearch"`
 	Loki          LokiConfig     `yaml:"loki"`
 	PII           PIIConfig      `yaml:"pii"`
-	HTTP          HTTPConfig     `yaml:"http"`
-	Log           LogConfig      `yaml:"log"`
+	HTTP          program.HTTP   `yaml:"http"`
+	Log           program.Log    `yaml:"log"`
 	// ShutdownTimeout bounds how long SIGTERM waits for the batch in
 	// flight to be acknowledged by both sinks and committed.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
@@ -55,16 +56,6 @@ type PIIConfig struct {
 	HashSecret string `yaml:"hash_secret"`
 }
 
-// HTTPConfig is the operations endpoint: /metrics, /healthz, /readyz.
-type HTTPConfig struct {
-	Listen string `yaml:"listen"`
-}
-
-// LogConfig sets the slog level.
-type LogConfig struct {
-	Level string `yaml:"level"`
-}
-
 // DefaultConfig is what an empty file means (but pii.hash_secret, which
 // has no default).
 func DefaultConfig() Config {
@@ -73,8 +64,8 @@ func DefaultConfig() Config {
 			DeadLetterTopic: kafka.DeadLetterTopic, GroupID: "assistlog-shipper", BatchSize: 1000, BatchWait: 500 * time.Millisecond},
 		Elasticsearch:   elastic.DefaultConfig(),
 		Loki:            LokiConfig{Config: loki.DefaultConfig(), Labels: map[string]string{"app": "assistlog"}},
-		HTTP:            HTTPConfig{Listen: "127.0.0.1:19102"},
-		Log:             LogConfig{Level: "info"},
+		HTTP:            program.HTTP{Listen: "127.0.0.1:19102"},
+		Log:             program.Log{Level: "info"},
 		ShutdownTimeout: 30 * time.Second,
 	}
 }
@@ -131,10 +122,8 @@ func (c Config) Validate() error {
 	if c.HTTP.Listen == "" {
 		add("http.listen: is required")
 	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		add("log.level: must be debug, info, warn or error, got %q", c.Log.Level)
+	if err := c.Log.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.ShutdownTimeout <= 0 {
 		add("shutdown_timeout: must be positive")

@@ -6,16 +6,13 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +23,7 @@ import (
 	"github.com/assistlog/assistlog/internal/kafka"
 	"github.com/assistlog/assistlog/internal/loki"
 	"github.com/assistlog/assistlog/internal/pii"
+	"github.com/assistlog/assistlog/internal/program"
 )
 
 const usage = `shipper — Kafka → Elasticsearch and Loki, masked, acknowledged.
@@ -55,32 +53,8 @@ func run(args []string, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "dlq" {
 		return dlqMain(args[1:], os.Stdout, stderr)
 	}
-	fs := flag.NewFlagSet("shipper", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "path to the YAML configuration (required)")
-	check := fs.Bool("check", false, "validate the configuration and exit")
-	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *cfgPath == "" {
-		fs.Usage()
-		return errors.New("--config is required")
-	}
-	cfg, err := LoadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	if *check {
-		fmt.Fprintln(stderr, "configuration OK")
-		return nil
-	}
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.Log.Level))
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return serve(ctx, cfg, log)
+	return program.Run(program.Spec[Config]{Name: "shipper", Usage: usage, Load: LoadConfig,
+		Log: func(c Config) program.Log { return c.Log }, Serve: serve}, args, stderr)
 }
 
 func serve(ctx context.Context, cfg Config, log *slog.Logger) error {

@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/assistlog/assistlog/internal/stacktest"
-	"github.com/assistlog/assistlog/stack"
 )
 
 func newWriter(t *testing.T) *Writer {
@@ -150,41 +149,13 @@ func TestUpdateFillsFields(t *testing.T) {
 // pending and starts it again: the write completes, nothing is lost.
 func TestWriteWaitsOutAnOutage(t *testing.T) {
 	w := newWriter(t)
-	layout, err := stack.LayoutFromEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := stack.New(layout, io.Discard)
-	ctx := context.Background()
-	t.Cleanup(func() { _ = s.Up(ctx, "elasticsearch") })
-	if err := s.Down(ctx, "elasticsearch"); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() {
-		f, err := w.Write(ctx, []Doc{doc(w, "o1", "2026-11-20T10:00:00+03:00", ""), doc(w, "o2", "2026-11-20T10:00:01+03:00", "")})
+	stacktest.DuringOutage(t, "elasticsearch", func() error {
+		f, err := w.Write(context.Background(), []Doc{doc(w, "o1", "2026-11-20T10:00:00+03:00", ""), doc(w, "o2", "2026-11-20T10:00:01+03:00", "")})
 		if err == nil && len(f) > 0 {
 			err = fmt.Errorf("failures: %v", f)
 		}
-		done <- err
-	}()
-	time.Sleep(3 * time.Second)
-	select {
-	case err := <-done:
-		t.Fatalf("write returned while Elasticsearch was down: %v", err)
-	default:
-	}
-	if err := s.Up(ctx, "elasticsearch"); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(3 * time.Minute):
-		t.Fatal("write did not complete after Elasticsearch came back")
-	}
+		return err
+	})
 	if ids := search(t, w, "*"); len(ids) != 2 {
 		t.Errorf("after the outage the index holds %v", ids)
 	}

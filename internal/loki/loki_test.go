@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/assistlog/assistlog/internal/stacktest"
-	"github.com/assistlog/assistlog/stack"
 )
 
 func newClient(t *testing.T) (*Client, string) {
@@ -153,38 +152,10 @@ func TestRejectionsDoNotDropTheRest(t *testing.T) {
 // TestPushWaitsOutAnOutage stops the real Loki while a push is pending.
 func TestPushWaitsOutAnOutage(t *testing.T) {
 	c, base := newClient(t)
-	layout, err := stack.LayoutFromEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := stack.New(layout, io.Discard)
-	ctx := context.Background()
-	t.Cleanup(func() { _ = s.Up(ctx, "loki") })
-	if err := s.Down(ctx, "loki"); err != nil {
-		t.Fatal(err)
-	}
 	run := fmt.Sprintf("r%d", time.Now().UnixNano())
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.Push(ctx, []Entry{{Labels: map[string]string{"tenant": run}, Time: time.Now(), Line: "during the outage"}})
-		done <- err
-	}()
-	time.Sleep(3 * time.Second)
-	select {
-	case err := <-done:
-		t.Fatalf("push returned while Loki was down: %v", err)
-	default:
-	}
-	if err := s.Up(ctx, "loki"); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(3 * time.Minute):
-		t.Fatal("push did not complete after Loki came back")
-	}
+	stacktest.DuringOutage(t, "loki", func() error {
+		_, err := c.Push(context.Background(), []Entry{{Labels: map[string]string{"tenant": run}, Time: time.Now(), Line: "during the outage"}})
+		return err
+	})
 	eventually(t, base, fmt.Sprintf(`{tenant=%q}`, run), 1)
 }

@@ -8,6 +8,7 @@ package stacktest
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -117,5 +118,41 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() er
 			t.Fatalf("%s: still failing after %s: %v", what, timeout, err)
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// DuringOutage stops a real component of the stack, runs op while it is
+// down, checks op is still waiting after a few seconds (it must retry, not
+// give up), starts the component again and requires op to finish without
+// error.
+func DuringOutage(t testing.TB, component string, op func() error) {
+	t.Helper()
+	layout, err := stack.LayoutFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := stack.New(layout, io.Discard)
+	ctx := context.Background()
+	t.Cleanup(func() { _ = s.Up(ctx, component) }) // whatever happens, leave it running
+	if err := s.Down(ctx, component); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- op() }()
+	select {
+	case err := <-done:
+		t.Fatalf("returned while %s was down: %v", component, err)
+	case <-time.After(3 * time.Second):
+	}
+	if err := s.Up(ctx, component); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("after %s came back: %v", component, err)
+		}
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("did not complete within 3 minutes of %s coming back", component)
 	}
 }
