@@ -3,6 +3,8 @@
 package proctest
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
@@ -34,8 +36,11 @@ func Build(t testing.TB, dir string) string {
 	if bin, ok := builds[abs]; ok {
 		return bin
 	}
-	out, err := os.MkdirTemp("", "assistlog-bin")
-	if err != nil {
+	// One place per package directory, rebuilt each run: no pile-up of
+	// binaries in the temp directory.
+	sum := sha256.Sum256([]byte(abs))
+	out := filepath.Join(os.TempDir(), "assistlog-test-bin", hex.EncodeToString(sum[:6]))
+	if err := os.MkdirAll(out, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(out, filepath.Base(abs))
