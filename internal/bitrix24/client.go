@@ -114,6 +114,23 @@ func IsNotFound(err error) bool {
 		(e.Code == "" && strings.Contains(strings.ToLower(e.Description), "not found"))
 }
 
+// ErrMaybeApplied marks a failed call that changes data (lead.add,
+// todo.add) when the portal may have carried it out anyway: a 5xx, a reset
+// connection or a timeout after the request was sent. Such calls are not
+// retried blindly, or a lost reply would create a second lead; the caller
+// looks first (e.g. LeadsByOrigin) and only then tries again.
+var ErrMaybeApplied = errors.New("bitrix24: the call may have been applied")
+
+// rejectedBeforeRunning reports failures that prove the method did not run:
+// rate and overload limits, and a connection that was never made.
+func rejectedBeforeRunning(err error) bool {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code == "QUERY_LIMIT_EXCEEDED" || e.Code == "OPERATION_TIME_LIMIT" || e.Code == "OVERLOAD_LIMIT"
+	}
+	return strings.Contains(err.Error(), "connection refused")
+}
+
 // Retryable reports whether a failure may succeed if tried again later:
 // rate limits, overload, server errors and network failures. Validation and
 // auth errors are not.
@@ -188,11 +205,13 @@ type envelope struct {
 // may be nil). Retryable failures are retried with backoff (on 429, until
 // operating_reset_at); the last error is returned.
 func (c *Client) Call(ctx context.Context, method string, params any, out any) error {
-	_, err := c.call(ctx, method, params, out)
+	_, err := c.call(ctx, method, params, out, true)
 	return err
 }
 
-func (c *Client) call(ctx context.Context, method string, params any, out any) (*envelope, error) {
+// call runs method; a call that is not idempotent is retried only when the
+// failure proves it did not run, otherwise its error wraps ErrMaybeApplied.
+func (c *Client) call(ctx context.Context, method string, params any, out any, idempotent bool) (*envelope, error) {
 	body, err := json.Marshal(params)
 	if err != nil {
 		return nil, fmt.Errorf("bitrix24 %s: encode params: %w", method, err)
@@ -208,6 +227,10 @@ func (c *Client) call(ctx context.Context, method string, params any, out any) (
 				}
 			}
 			return env, nil
+		}
+		if !idempotent && Retryable(err) && !rejectedBeforeRunning(err) {
+			c.calls.WithLabelValues(method, "error").Inc()
+			return nil, fmt.Errorf("%w: %w", ErrMaybeApplied, err)
 		}
 		if !Retryable(err) || attempt >= c.cfg.MaxRetries || ctx.Err() != nil {
 			c.calls.WithLabelValues(method, "error").Inc()
@@ -319,10 +342,12 @@ type Lead struct {
 	Phone             []Multifield `json:"PHONE,omitempty"`
 }
 
-// LeadAdd creates a lead and returns its id.
+// LeadAdd creates a lead and returns its id. It is not retried after an
+// ambiguous failure (errors.Is(err, ErrMaybeApplied)): look the lead up by
+// its ORIGIN_ID before trying again.
 func (c *Client) LeadAdd(ctx context.Context, l Lead) (ID, error) {
 	var id ID
-	err := c.Call(ctx, "crm.lead.add", map[string]any{"fields": l, "params": map[string]string{"REGISTER_SONET_EVENT": "N"}}, &id)
+	_, err := c.call(ctx, "crm.lead.add", map[string]any{"fields": l, "params": map[string]string{"REGISTER_SONET_EVENT": "N"}}, &id, false)
 	return id, err
 }
 
@@ -376,10 +401,10 @@ func (c *Client) TodoAdd(ctx context.Context, t Todo) (ID, error) {
 	var res struct {
 		ID ID `json:"id"`
 	}
-	err := c.Call(ctx, "crm.activity.todo.add", map[string]any{
+	_, err := c.call(ctx, "crm.activity.todo.add", map[string]any{
 		"ownerTypeId": 1, "ownerId": int64(t.LeadID), "deadline": t.Deadline.Format("2006-01-02T15:04:05"),
 		"title": t.Title, "description": t.Description,
-	}, &res)
+	}, &res, false)
 	return res.ID, err
 }
 

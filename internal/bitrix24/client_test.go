@@ -81,11 +81,27 @@ func TestRetriesOn503And5xx(t *testing.T) {
 	c, srv := newPair(t, bitrix24test.Config{}, nil)
 	srv.FailNext(3, http.StatusServiceUnavailable, "QUERY_LIMIT_EXCEEDED", "Too many requests")
 	srv.FailNext(1, http.StatusInternalServerError, "INTERNAL_SERVER_ERROR", "boom")
-	if _, err := c.LeadAdd(context.Background(), Lead{Title: "x"}); err != nil {
-		t.Fatalf("lead.add after 503s and a 500: %v", err)
+	if _, err := c.LeadsByOrigin(context.Background(), "x"); err != nil {
+		t.Fatalf("lead.list after 503s and a 500: %v", err)
 	}
-	if srv.Requests() != 5 || len(srv.Leads()) != 1 {
-		t.Errorf("requests %d, leads %d; want 5 and 1", srv.Requests(), len(srv.Leads()))
+	if srv.Requests() != 5 {
+		t.Errorf("requests %d, want 5", srv.Requests())
+	}
+	// A lead.add refused by the rate limit did not run: retried.
+	srv.FailNext(2, http.StatusServiceUnavailable, "QUERY_LIMIT_EXCEEDED", "Too many requests")
+	if _, err := c.LeadAdd(context.Background(), Lead{Title: "x"}); err != nil || len(srv.Leads()) != 1 {
+		t.Fatalf("lead.add after 503s: %v, %d leads", err, len(srv.Leads()))
+	}
+}
+
+// TestAmbiguousFailureIsNotRetried: after a 500 the portal may have created
+// the lead; retrying blindly could make a second one.
+func TestAmbiguousFailureIsNotRetried(t *testing.T) {
+	c, srv := newPair(t, bitrix24test.Config{}, nil)
+	srv.FailNext(1, http.StatusInternalServerError, "INTERNAL_SERVER_ERROR", "boom")
+	_, err := c.LeadAdd(context.Background(), Lead{Title: "x", OriginID: "t/s"})
+	if !errors.Is(err, ErrMaybeApplied) || srv.Requests() != 1 {
+		t.Fatalf("lead.add after a 500: %v after %d requests; want ErrMaybeApplied after 1", err, srv.Requests())
 	}
 }
 
