@@ -10,6 +10,8 @@ package bitrix24
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +20,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -47,6 +50,9 @@ type Config struct {
 	RetryBackoffMax time.Duration `yaml:"retry_backoff_max"`
 	// MaxOperatingWait caps how long a call waits for operating_reset_at.
 	MaxOperatingWait time.Duration `yaml:"max_operating_wait"`
+	// CAFile is a PEM bundle trusted besides the system roots: a
+	// self-hosted portal behind a private CA, or the test fake.
+	CAFile string `yaml:"ca_file"`
 }
 
 // DefaultConfig has the contract's limits for non-enterprise plans.
@@ -166,6 +172,22 @@ func New(cfg Config, httpClient *http.Client, reg prometheus.Registerer) (*Clien
 	}
 	if httpClient == nil {
 		httpClient = &http.Client{Timeout: cfg.Timeout}
+		if cfg.CAFile != "" {
+			pem, err := os.ReadFile(cfg.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("bitrix24 config: ca_file: %w", err)
+			}
+			roots, err := x509.SystemCertPool()
+			if err != nil {
+				roots = x509.NewCertPool()
+			}
+			if !roots.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("bitrix24 config: ca_file %s: no PEM certificate in it", cfg.CAFile)
+			}
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+			httpClient.Transport = tr
+		}
 	}
 	// A renamed portal answers 302; the POST must be re-sent as it was,
 	// not turned into a GET, so redirects are not followed blindly.

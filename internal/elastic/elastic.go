@@ -299,3 +299,55 @@ func (w *Writer) Refresh(ctx context.Context) error {
 	}
 	return nil
 }
+
+// FillSession sets fields on every document of one conversation that lacks
+// field missing (e.g. the CRM id, once the lead is known) and returns how
+// many it updated. It refreshes first so that events acknowledged just
+// before are found; updates go item by item like any write.
+func (w *Writer) FillSession(ctx context.Context, tenant, session, missing string, fields map[string]any) (int, error) {
+	if err := w.Refresh(ctx); err != nil {
+		return 0, fmt.Errorf("fill session %s/%s: %w", tenant, session, err)
+	}
+	q := map[string]any{"size": 10000, "_source": false, "query": map[string]any{"bool": map[string]any{
+		"filter":   []any{map[string]any{"term": map[string]any{"tenant": tenant}}, map[string]any{"term": map[string]any{"session_id": session}}},
+		"must_not": []any{map[string]any{"exists": map[string]any{"field": missing}}},
+	}}}
+	body, _ := json.Marshal(q)
+	res, err := w.es.Search(w.es.Search.WithContext(ctx), w.es.Search.WithIndex(w.cfg.Alias), w.es.Search.WithBody(bytes.NewReader(body)),
+		w.es.Search.WithIgnoreUnavailable(true), w.es.Search.WithAllowNoIndices(true))
+	if err != nil {
+		return 0, fmt.Errorf("fill session %s/%s: search: %w", tenant, session, err)
+	}
+	defer res.Body.Close()
+	if res.IsError() {
+		b, _ := io.ReadAll(res.Body)
+		return 0, fmt.Errorf("fill session %s/%s: search: %s: %s", tenant, session, res.Status(), b)
+	}
+	var r struct {
+		Hits struct {
+			Hits []struct {
+				Index string `json:"_index"`
+				ID    string `json:"_id"`
+			} `json:"hits"`
+		} `json:"hits"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&r); err != nil {
+		return 0, fmt.Errorf("fill session %s/%s: decode search: %w", tenant, session, err)
+	}
+	if len(r.Hits.Hits) == 0 {
+		return 0, nil
+	}
+	upd, _ := json.Marshal(map[string]any{"doc": fields})
+	docs := make([]Doc, 0, len(r.Hits.Hits))
+	for _, h := range r.Hits.Hits {
+		docs = append(docs, Doc{Action: "update", Index: h.Index, ID: h.ID, Body: upd})
+	}
+	failed, err := w.Write(ctx, docs)
+	if err != nil {
+		return 0, fmt.Errorf("fill session %s/%s: %w", tenant, session, err)
+	}
+	if len(failed) > 0 {
+		return len(docs) - len(failed), fmt.Errorf("fill session %s/%s: %d updates refused, first: %w", tenant, session, len(failed), failed[0])
+	}
+	return len(docs), nil
+}

@@ -145,6 +145,35 @@ func TestUpdateFillsFields(t *testing.T) {
 	}
 }
 
+// TestFillSession: the documents of one conversation that lack the CRM id
+// get it (across monthly indices); other conversations and documents that
+// have one are left alone.
+func TestFillSession(t *testing.T) {
+	w := newWriter(t)
+	docs := []Doc{
+		doc(w, "f1", "2026-10-31T23:59:00+03:00", `,"session_id":"s1"`),
+		doc(w, "f2", "2026-11-01T10:00:00+03:00", `,"session_id":"s1"`),
+		doc(w, "f3", "2026-11-01T10:01:00+03:00", `,"session_id":"s1","crm_id":"9"`),
+		doc(w, "f4", "2026-11-01T10:02:00+03:00", `,"session_id":"s2"`),
+	}
+	if _, err := w.Write(context.Background(), docs); err != nil {
+		t.Fatal(err)
+	}
+	n, err := w.FillSession(context.Background(), "salon-aurora", "s1", "crm_id", map[string]any{"crm_id": "4711", "crm_status": "resolved"})
+	if err != nil || n != 2 {
+		t.Fatalf("filled %d (%v), want 2", n, err)
+	}
+	if ids := search(t, w, "crm_id:4711 AND crm_status:resolved"); len(ids) != 2 {
+		t.Errorf("filled documents: %v, want f1 f2", ids)
+	}
+	if ids := search(t, w, "crm_id:9 OR (session_id:s2 AND NOT crm_id:*)"); len(ids) != 2 {
+		t.Errorf("documents that should be untouched: %v, want f3 f4", ids)
+	}
+	if n, err := w.FillSession(context.Background(), "salon-aurora", "s1", "crm_id", map[string]any{"crm_id": "4711"}); err != nil || n != 0 {
+		t.Errorf("a second fill updated %d (%v), want 0", n, err)
+	}
+}
+
 // TestWriteWaitsOutAnOutage stops the real Elasticsearch while a write is
 // pending and starts it again: the write completes, nothing is lost.
 func TestWriteWaitsOutAnOutage(t *testing.T) {

@@ -25,6 +25,9 @@ type ProducerConfig struct {
 	// RetryBackoffMax caps the wait between retries of a failed send; the
 	// send itself is retried until it succeeds or its context ends.
 	RetryBackoffMax time.Duration `yaml:"retry_backoff_max"`
+	// Balancer picks a message's partition; nil hashes the key, so one
+	// key always lands on one partition.
+	Balancer kafkago.Balancer `yaml:"-"`
 }
 
 // DefaultProducerConfig favours throughput with a small added latency.
@@ -86,9 +89,13 @@ func NewProducer(cfg ProducerConfig, log *slog.Logger, reg prometheus.Registerer
 	if c := codecs[cfg.Compression]; c != nil {
 		comp = kafkago.Compression(c.Code())
 	}
+	balancer := cfg.Balancer
+	if balancer == nil {
+		balancer = &kafkago.Hash{}
+	}
 	p := &Producer{cfg: cfg, log: log, w: &kafkago.Writer{
 		Addr:                   kafkago.TCP(cfg.Brokers...),
-		Balancer:               &kafkago.Hash{},
+		Balancer:               balancer,
 		RequiredAcks:           kafkago.RequireAll,
 		Compression:            comp,
 		BatchSize:              cfg.BatchSize,

@@ -9,7 +9,10 @@ package bitrix24test
 
 import (
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -32,6 +35,9 @@ type Config struct {
 	// The contract's defaults for non-enterprise plans are 2/s and 50.
 	Drain float64
 	Limit float64
+	// Listen is the address to serve on (default: a free port on
+	// 127.0.0.1), for a fake that other processes reach.
+	Listen string
 }
 
 // Server is a running fake portal.
@@ -50,16 +56,29 @@ type Server struct {
 	blocked    map[string]time.Time // method → operating_reset_at
 	calls      map[string]int
 	requests   int
+	down       bool
 }
 
 type fault struct {
 	status      int
 	code, descr string
+	after       bool // run the method, then answer the error: a lost reply
 }
 
-// New starts a fake portal over HTTPS (the cloud refuses plain HTTP).
-// Use Server.Client() as the HTTP client and WebhookURL as the base.
+// New starts a fake portal over HTTPS (the cloud refuses plain HTTP) on a
+// free local port, for tests. Use Server.Client() as the HTTP client and
+// WebhookURL as the base.
 func New(cfg Config) *Server {
+	cfg.Listen = ""
+	s, err := Start(cfg)
+	if err != nil {
+		panic(err) // as httptest.NewServer does: only a listen failure gets here
+	}
+	return s
+}
+
+// Start is New with an error instead of a panic, and cfg.Listen honoured.
+func Start(cfg Config) (*Server, error) {
 	if cfg.Secret == "" {
 		cfg.Secret = "8g9l071eismy9q2l"
 	}
@@ -75,8 +94,22 @@ func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, nextID: 4700, lastDrain: time.Now(), leads: map[int64]map[string]any{},
 		activities: map[int64]map[string]any{}, comments: map[int64]map[string]any{},
 		blocked: map[string]time.Time{}, calls: map[string]int{}}
-	s.Server = httptest.NewTLSServer(http.HandlerFunc(s.serve))
-	return s
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	if cfg.Listen != "" {
+		ln, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("bitrix24 fake: listen %s: %w", cfg.Listen, err)
+		}
+		s.Server.Listener.Close()
+		s.Server.Listener = ln
+	}
+	s.Server.StartTLS()
+	return s, nil
+}
+
+// CertPEM is the server's certificate, for a client's ca_file.
+func (s *Server) CertPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Certificate().Raw})
 }
 
 // WebhookURL is the incoming-webhook base, ending in a slash.
@@ -93,8 +126,25 @@ func (s *Server) FailNext(n, status int, code, descr string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := 0; i < n; i++ {
-		s.faults = append(s.faults, fault{status, code, descr})
+		s.faults = append(s.faults, fault{status: status, code: code, descr: descr})
 	}
+}
+
+// SetDown makes the portal unreachable behind its load balancer (every
+// request gets 503 with an HTML page, nothing runs) until SetDown(false).
+func (s *Server) SetDown(down bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.down = down
+}
+
+// LoseNextReply runs the next request's method (a lead really gets
+// created) and then answers status with code: a reply lost on the way, the
+// case where a blind retry makes a duplicate.
+func (s *Server) LoseNextReply(status int, code, descr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, fault{status, code, descr, true})
 }
 
 // BlockMethod makes method answer 429 OPERATION_TIME_LIMIT for d, as when
@@ -181,6 +231,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	method, authErr := s.route(r)
 	s.mu.Lock()
+	if s.down {
+		s.mu.Unlock()
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>")
+		return
+	}
 	s.requests++
 	// Leaky bucket: every request counts, drained continuously.
 	now := time.Now()
@@ -199,7 +256,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 
 	switch {
-	case f != nil:
+	case f != nil && !f.after:
 		writeJSON(w, f.status, map[string]any{"error": f.code, "error_description": f.descr})
 		return
 	case authErr != nil:
@@ -219,6 +276,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	result, extra, aerr := s.call(method, p)
+	if f != nil && f.after {
+		writeJSON(w, f.status, map[string]any{"error": f.code, "error_description": f.descr})
+		return
+	}
 	if aerr != nil {
 		body := errorBody(aerr)
 		if aerr.code == "OPERATION_TIME_LIMIT" {

@@ -1,0 +1,321 @@
+// Package crm links conversations to Bitrix24 leads. Links live in a
+// compacted Kafka topic (assistant.crm-links): every shipper instance reads
+// it whole at start and follows it, so mappings survive restarts and are
+// shared; a CRM worker, in a consumer group of its own, turns pending
+// records into leads and activities, one owner per record key at a time.
+package crm
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+)
+
+// Kinds and states of a link record.
+const (
+	KindSession     = "session"
+	KindAppointment = "appointment"
+
+	StatePending = "pending" // waiting for the CRM worker
+	StateLinked  = "linked"  // session: crm_id known
+	StateNoLead  = "no_lead" // session: the CRM has no lead for the number, and none is to be made
+	StateDone    = "done"    // appointment: activity added
+	StateFailed  = "failed"  // the CRM refused for good (Error says why)
+)
+
+// Link is one record of the links topic. It may hold a raw phone number:
+// Kafka is internal and short-lived; the sinks never see it.
+type Link struct {
+	Kind          string    `json:"kind"`
+	State         string    `json:"state"`
+	Tenant        string    `json:"tenant"`
+	SessionID     string    `json:"session_id"`
+	Channel       string    `json:"channel,omitempty"`
+	Phone         string    `json:"phone,omitempty"`
+	CreateLead    bool      `json:"create_lead,omitempty"`
+	CRMID         string    `json:"crm_id,omitempty"`
+	AppointmentID string    `json:"appointment_id,omitempty"`
+	StartsAt      string    `json:"starts_at,omitempty"`
+	Service       string    `json:"service,omitempty"`
+	ActivityID    string    `json:"activity_id,omitempty"`
+	Error         string    `json:"error,omitempty"`
+	Updated       time.Time `json:"updated"`
+}
+
+// SessionKey is the record key of a conversation.
+func SessionKey(tenant, session string) string { return KindSession + "/" + tenant + "/" + session }
+
+// AppointmentKey is the record key of an appointment's activity.
+func AppointmentKey(tenant, appointment string) string {
+	return KindAppointment + "/" + tenant + "/" + appointment
+}
+
+// Key is the record key of l.
+func (l Link) Key() string {
+	if l.Kind == KindAppointment {
+		return AppointmentKey(l.Tenant, l.AppointmentID)
+	}
+	return SessionKey(l.Tenant, l.SessionID)
+}
+
+// HeaderSession carries tenant/session_id on every link record; Balancer
+// partitions by it, so a conversation's record and its appointments' records
+// share a partition and the worker meets them in the order written.
+const HeaderSession = "assistlog-session"
+
+// Balancer partitions by the HeaderSession header when a message has one
+// and by key otherwise (so it can serve a producer shared with other topics).
+func Balancer() kafkago.Balancer { return &sessionBalancer{} }
+
+type sessionBalancer struct{ h kafkago.Hash }
+
+func (b *sessionBalancer) Balance(msg kafkago.Message, partitions ...int) int {
+	for _, h := range msg.Headers {
+		if h.Key == HeaderSession {
+			msg.Key = h.Value
+			break
+		}
+	}
+	return b.h.Balance(msg, partitions...)
+}
+
+// resolved reports whether a record is a worker's result rather than a
+// request.
+func (l Link) resolved() bool { return l.State != StatePending }
+
+// Sender produces messages and returns once Kafka acknowledged them.
+type Sender interface {
+	Send(ctx context.Context, msgs []kafkago.Message) error
+}
+
+// Store is the in-memory view of the links topic.
+type Store struct {
+	brokers []string
+	topic   string
+	out     Sender
+	log     *slog.Logger
+
+	mu       sync.RWMutex
+	m        map[string]Link
+	ends     map[int]int64 // partition → offset the tail starts from
+	watchers []func(key string, l Link)
+}
+
+// NewStore returns an empty store; Load fills it, Run follows the topic.
+func NewStore(brokers []string, topic string, out Sender, log *slog.Logger) *Store {
+	return &Store{brokers: brokers, topic: topic, out: out, log: log, m: map[string]Link{}, ends: map[int]int64{}}
+}
+
+// Watch registers f to be called for every record the tail applies.
+func (s *Store) Watch(f func(key string, l Link)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.watchers = append(s.watchers, f)
+}
+
+// Get returns the latest record of key.
+func (s *Store) Get(key string) (Link, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	l, ok := s.m[key]
+	return l, ok
+}
+
+// Pending counts conversations and appointments waiting for the CRM.
+func (s *Store) Pending() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := 0
+	for _, l := range s.m {
+		if l.State == StatePending {
+			n++
+		}
+	}
+	return n
+}
+
+// Len is the number of keys known.
+func (s *Store) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.m)
+}
+
+// Put writes l to the topic (acknowledged) and to the view.
+func (s *Store) Put(ctx context.Context, l Link) error { return s.PutAll(ctx, []Link{l}) }
+
+// PutAll writes records in order (acknowledged) and then to the view.
+func (s *Store) PutAll(ctx context.Context, ls []Link) error {
+	msgs := make([]kafkago.Message, 0, len(ls))
+	now := time.Now().UTC()
+	for i := range ls {
+		if ls[i].Updated.IsZero() {
+			ls[i].Updated = now
+		}
+		v, err := json.Marshal(ls[i])
+		if err != nil {
+			return err
+		}
+		msgs = append(msgs, kafkago.Message{Topic: s.topic, Key: []byte(ls[i].Key()), Value: v,
+			Headers: []kafkago.Header{{Key: HeaderSession, Value: []byte(ls[i].Tenant + "/" + ls[i].SessionID)}}})
+	}
+	if err := s.out.Send(ctx, msgs); err != nil {
+		return fmt.Errorf("write %d crm links (first %s): %w", len(ls), ls[0].Key(), err)
+	}
+	for _, l := range ls {
+		s.apply(l.Key(), l, false)
+	}
+	return nil
+}
+
+// apply updates the view. A request does not hide a result: the shipper
+// asks again for conversations it already knows, and the view must keep
+// saying what the CRM answered (but a request to create a lead reopens
+// a conversation that had none).
+func (s *Store) apply(key string, l Link, notify bool) {
+	s.mu.Lock()
+	if cur, ok := s.m[key]; !ok || l.resolved() || !cur.resolved() || (cur.State == StateNoLead && l.CreateLead) {
+		s.m[key] = l
+	}
+	w := append([]func(string, Link){}, s.watchers...)
+	s.mu.Unlock()
+	if notify {
+		for _, f := range w {
+			f(key, l)
+		}
+	}
+}
+
+// Load reads every partition from its first offset to its current end.
+func (s *Store) Load(ctx context.Context) error {
+	conn, err := kafkago.DialContext(ctx, "tcp", s.brokers[0])
+	if err != nil {
+		return fmt.Errorf("load links: %w", err)
+	}
+	parts, err := conn.ReadPartitions(s.topic)
+	conn.Close()
+	if err != nil {
+		return fmt.Errorf("load links: partitions of %s: %w", s.topic, err)
+	}
+	n := 0
+	for _, p := range parts {
+		first, last, err := s.offsets(ctx, p.ID)
+		if err != nil {
+			return fmt.Errorf("load links %s/%d: %w", s.topic, p.ID, err)
+		}
+		if last > first {
+			// A short MaxWait: Close waits for the fetch in flight, and the
+			// default (10 s) per partition would make a restart slow.
+			r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: s.brokers, Topic: s.topic, Partition: p.ID, MaxBytes: 16 << 20,
+				MaxWait: 100 * time.Millisecond})
+			if err := r.SetOffset(first); err != nil {
+				r.Close()
+				return err
+			}
+			for off := first; off < last; {
+				m, err := r.ReadMessage(ctx)
+				if err != nil {
+					r.Close()
+					return fmt.Errorf("load links %s/%d at %d: %w", s.topic, p.ID, off, err)
+				}
+				s.applyMessage(m, false)
+				n++
+				off = m.Offset + 1
+			}
+			r.Close()
+		}
+		s.mu.Lock()
+		s.ends[p.ID] = last
+		s.mu.Unlock()
+	}
+	s.log.Info("crm links loaded", "records", n, "keys", s.Len(), "topic", s.topic)
+	return nil
+}
+
+func (s *Store) applyMessage(m kafkago.Message, notify bool) {
+	if m.Value == nil {
+		s.mu.Lock()
+		delete(s.m, string(m.Key)) // a tombstone
+		s.mu.Unlock()
+		return
+	}
+	var l Link
+	if err := json.Unmarshal(m.Value, &l); err != nil {
+		s.log.Warn("unreadable crm link record", "key", string(m.Key), "offset", m.Offset, "err", err)
+		return
+	}
+	s.apply(string(m.Key), l, notify)
+}
+
+// Run follows every partition from where Load stopped until ctx ends.
+func (s *Store) Run(ctx context.Context) error {
+	s.mu.RLock()
+	ends := map[int]int64{}
+	for p, o := range s.ends {
+		ends[p] = o
+	}
+	s.mu.RUnlock()
+	var wg sync.WaitGroup
+	for p, off := range ends {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.follow(ctx, p, off)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// follow applies one partition's records from off until ctx ends; a
+// broken read (Kafka away) is resumed after the last record applied.
+func (s *Store) follow(ctx context.Context, p int, off int64) {
+	for backoff := time.Second; ctx.Err() == nil; backoff = min(backoff*2, 30*time.Second) {
+		r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: s.brokers, Topic: s.topic, Partition: p, MaxBytes: 16 << 20,
+			MaxWait: 200 * time.Millisecond})
+		err := r.SetOffset(off)
+		for err == nil {
+			var m kafkago.Message
+			if m, err = r.ReadMessage(ctx); err == nil {
+				s.applyMessage(m, true)
+				off, backoff = m.Offset+1, time.Second
+			}
+		}
+		r.Close()
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("following crm links failed; resuming", "partition", p, "offset", off, "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// offsets asks the partition's leader for its first and next offsets,
+// trying a few times while leadership settles (a new topic, a restarted
+// broker).
+func (s *Store) offsets(ctx context.Context, partition int) (first, last int64, err error) {
+	for attempt := 0; attempt < 20; attempt++ {
+		var lc *kafkago.Conn
+		if lc, err = kafkago.DialLeader(ctx, "tcp", s.brokers[0], s.topic, partition); err == nil {
+			first, last, err = lc.ReadOffsets()
+			lc.Close()
+			if err == nil {
+				return first, last, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return 0, 0, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return 0, 0, err
+}
