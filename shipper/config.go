@@ -19,6 +19,7 @@ type Config struct {
 	Elasticsearch elastic.Config `yaml:"elasticsearch"`
 	Loki          LokiConfig     `yaml:"loki"`
 	PII           PIIConfig      `yaml:"pii"`
+	CRM           CRMConfig      `yaml:"crm"`
 	HTTP          program.HTTP   `yaml:"http"`
 	Log           program.Log    `yaml:"log"`
 	// ShutdownTimeout bounds how long SIGTERM waits for the batch in
@@ -64,6 +65,7 @@ func DefaultConfig() Config {
 			DeadLetterTopic: kafka.DeadLetterTopic, GroupID: "assistlog-shipper", BatchSize: 1000, BatchWait: 500 * time.Millisecond},
 		Elasticsearch:   elastic.DefaultConfig(),
 		Loki:            LokiConfig{Config: loki.DefaultConfig(), Labels: map[string]string{"app": "assistlog"}},
+		CRM:             defaultCRMConfig(),
 		HTTP:            program.HTTP{Listen: "127.0.0.1:19102"},
 		Log:             program.Log{Level: "info"},
 		ShutdownTimeout: 30 * time.Second,
@@ -84,6 +86,10 @@ func LoadConfig(path string) (Config, error) {
 	}{{"pii.hash_secret", &cfg.PII.HashSecret}, {"elasticsearch.password", &cfg.Elasticsearch.Password},
 		{"elasticsearch.api_key", &cfg.Elasticsearch.APIKey}} {
 		errs = append(errs, config.Expand(s.field, s.v))
+	}
+	if cfg.CRM.Enabled { // the example's ${BITRIX24_WEBHOOK_URL} need not be set when off
+		errs = append(errs, config.Expand("crm.bitrix24.webhook_url", &cfg.CRM.Bitrix24.WebhookURL),
+			config.Expand("crm.bitrix24.access_token", &cfg.CRM.Bitrix24.AccessToken))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return cfg, fmt.Errorf("config %s: %w", path, err)
@@ -115,6 +121,10 @@ func (c Config) Validate() error {
 		case "tenant", "channel", "event_type", "level":
 			add("loki.labels: %q is set per event", k)
 		}
+	}
+	errs = append(errs, c.CRM.validate()...)
+	if c.CRM.Enabled && c.CRM.LinksTopic == c.Kafka.Topic {
+		add("crm.links_topic: must differ from kafka.topic")
 	}
 	if len(c.PII.HashSecret) < 16 {
 		add("pii.hash_secret: is required, at least 16 characters (write it as ${ENV_VAR})")

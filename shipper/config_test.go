@@ -9,6 +9,7 @@ import (
 
 func TestExampleConfigLoads(t *testing.T) {
 	t.Setenv("ASSISTLOG_PII_SECRET", "a-secret-of-sixteen+")
+	t.Setenv("BITRIX24_WEBHOOK_URL", "https://yourco.bitrix24.ru/rest/1/abc123/")
 	cfg, err := LoadConfig("shipper.example.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -30,11 +31,17 @@ loki:
   labels: {tenant: x}
 pii:
   hash_secret: short
+crm:
+  enabled: true
+  links_topic: assistant.events
+  bitrix24:
+    webhook_url: http://yourco.bitrix24.ru/rest/1/abc/
 `), 0o644)
 	_, err := LoadConfig(path)
 	for _, want := range []string{"kafka.group_id: is required", `elasticsearch.alias: must be a lower-case index name, got "Assistant Events"`,
 		`loki.url: must be http(s)://host:port, got "127.0.0.1:3100"`, `loki.labels: "tenant" is set per event`,
-		"pii.hash_secret: is required, at least 16 characters"} {
+		"pii.hash_secret: is required, at least 16 characters", "crm.bitrix24.webhook_url: must be https",
+		"crm.links_topic: must differ from kafka.topic"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/assistlog/assistlog/internal/crm"
 	"github.com/assistlog/assistlog/internal/elastic"
 	"github.com/assistlog/assistlog/internal/kafka"
 	"github.com/assistlog/assistlog/internal/loki"
@@ -26,7 +27,7 @@ import (
 	"github.com/assistlog/assistlog/internal/program"
 )
 
-const usage = `shipper — Kafka → Elasticsearch and Loki, masked, acknowledged.
+const usage = `shipper — Kafka → Bitrix24 CRM ids → Elasticsearch and Loki, masked, acknowledged.
 
 Usage:
   shipper --config shipper.yaml          run (several instances share the partitions)
@@ -69,7 +70,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	dlq, err := kafka.NewProducer(cfg.Kafka.ProducerConfig, log, reg)
+	// One producer for dead letters and CRM link records; the balancer keeps
+	// a conversation's link records on one partition.
+	pcfg := cfg.Kafka.ProducerConfig
+	pcfg.Balancer = crm.Balancer()
+	dlq, err := kafka.NewProducer(pcfg, log, reg)
 	if err != nil {
 		return err
 	}
@@ -97,6 +102,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	p := &pipeline{es: es, loki: lk, dlq: dlq, dlqTopic: cfg.Kafka.DeadLetterTopic, masker: masker,
 		lokiLabels: cfg.Loki.Labels, log: log, m: m}
+	var crmStage *crmStage
+	if cfg.CRM.Enabled {
+		if crmStage, err = newCRMStage(ctx, cfg, dlq, es, log, reg); err != nil {
+			return err
+		}
+		p.crm = crmStage.linker
+	}
 	cons, err := newConsumer(cfg, p, log, reg)
 	if err != nil {
 		return err
@@ -128,7 +140,18 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 			log.Error("http server", "err", err)
 		}
 	}()
+	crmCtx, stopCRM := context.WithCancel(context.WithoutCancel(ctx))
+	crmDone := make(chan struct{})
+	if crmStage != nil {
+		go func() { defer close(crmDone); crmStage.run(crmCtx) }()
+	} else {
+		close(crmDone)
+	}
 	runErr := cons.Run(ctx)
+	// The CRM worker stops after the consumer: its records are committed
+	// one by one, so whatever it was doing is simply taken up again.
+	stopCRM()
+	<-crmDone
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shutCtx)

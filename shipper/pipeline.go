@@ -49,6 +49,7 @@ type pipeline struct {
 	dlq        dlqSink
 	dlqTopic   string
 	masker     *pii.Masker
+	crm        *linker // nil: CRM enrichment off
 	lokiLabels map[string]string
 	log        *slog.Logger
 	m          pipelineMetrics
@@ -83,11 +84,15 @@ func newPipelineMetrics(reg prometheus.Registerer) (pipelineMetrics, error) {
 // item is one message on its way through the batch.
 type item struct {
 	msg    kafkago.Message
+	raw    *event.Event // before masking: the CRM requests need the number
 	masked pii.Masked
+	// status is the crm_status stored; ownCRMID: the event came with it.
+	status   string
+	ownCRMID bool
 }
 
 // document renders the masked event as stored in Elasticsearch.
-func document(m pii.Masked, ingested time.Time) ([]byte, error) {
+func document(m pii.Masked, crmStatus string, ingested time.Time) ([]byte, error) {
 	b, err := m.Event.Marshal()
 	if err != nil {
 		return nil, err
@@ -104,8 +109,11 @@ func document(m pii.Masked, ingested time.Time) ([]byte, error) {
 	if len(m.Fields) > 0 {
 		doc["pii_masked"] = m.Fields
 	}
-	if m.Event.CRMID != "" {
-		doc["crm_status"] = "resolved"
+	switch {
+	case crmStatus != "":
+		doc["crm_status"] = crmStatus
+	case m.Event.CRMID != "":
+		doc["crm_status"] = crmResolved
 	}
 	return json.Marshal(doc)
 }
@@ -157,8 +165,12 @@ func (p *pipeline) ship(ctx context.Context, msgs []kafkago.Message) error {
 			reasons[ReasonDecode]++
 			continue
 		}
-		it := &item{msg: msg, masked: p.masker.Apply(e)}
-		body, err := document(it.masked, now)
+		it := &item{msg: msg, raw: e, ownCRMID: e.CRMID != ""}
+		if p.crm != nil {
+			it.status = p.crm.enrich(e)
+		}
+		it.masked = p.masker.Apply(e)
+		body, err := document(it.masked, it.status, now)
 		if err != nil {
 			dead = append(dead, p.deadLetter(msg, ReasonDecode, err.Error(), e.Tenant))
 			reasons[ReasonDecode]++
@@ -192,8 +204,10 @@ func (p *pipeline) ship(ctx context.Context, msgs []kafkago.Message) error {
 	for _, it := range items {
 		byID[it.masked.Event.EventID] = it
 	}
+	refused := map[*item]bool{}
 	for _, f := range esFailures {
 		if it := byID[f.Doc.ID]; it != nil {
+			refused[it] = true
 			p.log.Warn("elasticsearch rejected an event", "event_id", f.Doc.ID, "type", f.Type, "reason", f.Reason)
 			dead = append(dead, p.deadLetter(it.msg, ReasonElasticsearch, f.Type+": "+f.Reason, it.masked.Event.Tenant))
 			reasons[ReasonElasticsearch]++
@@ -212,6 +226,19 @@ func (p *pipeline) ship(ctx context.Context, msgs []kafkago.Message) error {
 	}
 	for r, n := range reasons {
 		p.m.deadLetters.WithLabelValues(r).Add(float64(n))
+	}
+	if p.crm != nil {
+		// Asked only now: the events are in Elasticsearch, so the id the
+		// answer brings is filled into them too.
+		var stored []*item
+		for _, it := range items {
+			if !refused[it] {
+				stored = append(stored, it)
+			}
+		}
+		if err := p.crm.request(ctx, stored); err != nil {
+			return fmt.Errorf("ask the crm about %d events: %w", len(stored), err)
+		}
 	}
 	p.m.shipped.Add(float64(len(items) - len(esFailures)))
 	return nil

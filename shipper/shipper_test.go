@@ -39,6 +39,7 @@ type env struct {
 	alias      string
 	procs      []*proctest.Process
 	addrs      []string
+	crm        string // the crm: section, when the deployment links to a CRM
 }
 
 func newEnv(t *testing.T) *env {
@@ -84,7 +85,7 @@ pii:
 http:
   listen: %s
 shutdown_timeout: 20s
-`, e.ep.KafkaBrokers, e.topic, e.dlq, e.run, e.ep.ElasticsearchURL, e.alias, e.ep.LokiURL, e.run, testSecret, addr)
+%s`, e.ep.KafkaBrokers, e.topic, e.dlq, e.run, e.ep.ElasticsearchURL, e.alias, e.ep.LokiURL, e.run, testSecret, addr, e.crm)
 	path := filepath.Join(e.dir, fmt.Sprintf("shipper-%d.yaml", len(e.procs)))
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		e.t.Fatal(err)
