@@ -10,9 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/assistlog/assistlog/demo"
 	"github.com/assistlog/assistlog/internal/bitrix24/bitrix24test"
 	"github.com/assistlog/assistlog/internal/crm"
 	"github.com/assistlog/assistlog/internal/event"
+	"github.com/assistlog/assistlog/internal/proctest"
 	"github.com/assistlog/assistlog/internal/stacktest"
 )
 
@@ -135,27 +137,74 @@ func (e *env) checkLinks(fake *bitrix24test.Server, evs []event.Event, exact boo
 		len(withLead), len(appts), repeated)
 }
 
-// TestCRMEndToEnd: conversations through the shipper with lead sync: one
-// lead per conversation with lead.created (with the channel, source and a
-// link to the conversation), the lead's id on every one of its events,
-// the events before lead.created included, and an activity per confirmed
-// appointment.
+// TestCRMEndToEnd: generated assistant log files through the real
+// collector, Kafka and the shipper with lead sync: Elasticsearch holds
+// exactly the input set, Loki every event, the ground truth's confirmed
+// appointments; one lead per conversation with lead.created (with source,
+// channel and a link to the conversation), the lead's id on every one of
+// its events (those before lead.created included) and an activity per
+// confirmed appointment.
 func TestCRMEndToEnd(t *testing.T) {
 	e := newEnv(t)
 	fake := e.withCRM(25)
-	evs, truth := e.generate(60)
+	evs, truth := e.generate(80)
+	logs := filepath.Join(e.dir, "logs")
+	if _, err := demo.WriteFiles(evs, demo.FileOptions{Dir: logs, Files: 2, RotateBytes: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	caddr := proctest.FreeAddr(t)
+	ccfg := filepath.Join(e.dir, "collector.yaml")
+	os.WriteFile(ccfg, []byte(fmt.Sprintf(`kafka:
+  brokers: [%q]
+  topic: %s
+  dead_letter_topic: %s
+files:
+  include: [%q, %q]
+  scan_interval: 200ms
+positions:
+  path: %s
+http:
+  listen: %s
+`, e.ep.KafkaBrokers, e.topic, e.dlq, filepath.Join(logs, "*.jsonl"), filepath.Join(logs, "*.jsonl.[0-9]*"),
+		filepath.Join(e.dir, "positions.json"), caddr)), 0o644)
+	e.procs = append(e.procs, proctest.Start(t, proctest.Build(t, "../collector"), []string{"--config", ccfg},
+		filepath.Join(e.dir, "collector.log"), "http://"+caddr+"/readyz"))
 	e.start()
-	e.produce(evs)
 	e.waitShipped(len(evs), 3*time.Minute)
+
+	_, docs := e.esSearch("*", 10000)
+	ids := map[string]bool{}
+	for _, d := range docs {
+		ids[fmt.Sprint(d["event_id"])] = true
+	}
+	for i := range evs {
+		if !ids[evs[i].EventID] {
+			t.Fatalf("event %s missing from Elasticsearch", evs[i].EventID)
+		}
+	}
+	if len(ids) != len(evs) || len(docs) != len(evs) {
+		t.Fatalf("Elasticsearch holds %d documents (%d ids) for %d events", len(docs), len(ids), len(evs))
+	}
+	confirmed := truth.ByType[string(event.AppointmentConfirmed)]
+	if n, _ := e.esSearch("event_type:appointment.confirmed", 0); n != confirmed {
+		t.Errorf("appointment.confirmed in Elasticsearch = %d, ground truth %d", n, confirmed)
+	}
+	if n := e.lokiCount(`, event_type="appointment.confirmed"`); n != confirmed {
+		t.Errorf("appointment.confirmed in Loki = %d, ground truth %d", n, confirmed)
+	}
 	if len(sessionsWithLead(evs)) != truth.Leads || truth.Leads == 0 {
 		t.Fatalf("generator: %d conversations with a lead, truth says %d", len(sessionsWithLead(evs)), truth.Leads)
 	}
 	e.checkLinks(fake, evs, true, 3*time.Minute)
 	for _, l := range fake.Leads() {
-		if l["SOURCE_ID"] != "WEB" || l["SOURCE_DESCRIPTION"] == "" || l["COMMENTS"] == "" {
-			t.Fatalf("lead without source or link: %v", l)
+		origin := fmt.Sprint(l["ORIGIN_ID"])
+		if l["SOURCE_ID"] != "WEB" || !strings.HasPrefix(fmt.Sprint(l["SOURCE_DESCRIPTION"]), "assistlog ") ||
+			!strings.Contains(fmt.Sprint(l["COMMENTS"]), "session="+origin[strings.LastIndex(origin, "/")+1:]) {
+			t.Fatalf("lead without source, channel or link to its conversation: %v", l)
 		}
-		break
+	}
+	if n, _ := e.esSearch("crm_status:no_lead OR crm_status:failed", 0); n != 0 {
+		t.Errorf("%d events whose CRM lookup failed or found nothing", n)
 	}
 }
 
