@@ -59,7 +59,22 @@ kill -TERM $pid; wait $pid || true
 trap - EXIT
 
 echo
-echo "== running the shipper: Kafka → masked → Elasticsearch and Loki"
+echo "== starting the Bitrix24 stand-in (the tests' contract-faithful fake portal, HTTPS)"
+go build -o "$out/bin/bitrix24-fake" ./demo/cmd/bitrix24-fake
+rm -f "$out/bitrix24-ca.pem"
+# The cloud drains 2 requests/s; the demo's portal drains 50/s (an
+# enterprise-sized plan) so that some 1,300 leads take a minute, not half
+# an hour. The client keeps to the same rate.
+"$out/bin/bitrix24-fake" --listen 127.0.0.1:19180 --cert-out "$out/bitrix24-ca.pem" --state "$out/bitrix24-state.json" \
+  --rate 50 > "$out/bitrix24-url" 2> "$out/bitrix24.log" &
+fpid=$!
+trap 'kill $fpid 2>/dev/null || true' EXIT
+for i in $(seq 1 100); do [ -s "$out/bitrix24-url" ] && break; sleep 0.1; done
+export BITRIX24_WEBHOOK_URL=$(cat "$out/bitrix24-url")
+echo "   portal: $BITRIX24_WEBHOOK_URL (certificate $out/bitrix24-ca.pem)"
+
+echo
+echo "== running the shipper: Kafka → Bitrix24 lead ids → masked → Elasticsearch and Loki"
 export ASSISTLOG_PII_SECRET="${ASSISTLOG_PII_SECRET:-demo-pii-secret-change-me}"
 cat > "$out/shipper.yaml" <<YAML
 kafka:
@@ -71,29 +86,45 @@ loki:
   url: $ASSISTLOG_LOKI_URL
 pii:
   hash_secret: "\${ASSISTLOG_PII_SECRET}"
+crm:
+  enabled: true
+  sync: true
+  bitrix24:
+    webhook_url: "\${BITRIX24_WEBHOOK_URL}"
+    ca_file: $out/bitrix24-ca.pem
+    rate_per_second: 50
+  worker_group_id: assistlog-demo-crm
+  conversation_url: "http://127.0.0.1:5601/app/discover#/?_a=(query:(language:lucene,query:'tenant:\"{tenant}\" AND session_id:\"{session_id}\"'))"
 http:
   listen: 127.0.0.1:19102
 YAML
 "$out/bin/shipper" --config "$out/shipper.yaml" 2> "$out/shipper.log" &
 spid=$!
-trap 'kill $spid 2>/dev/null || true' EXIT
+trap 'kill $spid $fpid 2>/dev/null || true' EXIT
 # Done when the group has no lag left, as Kafka's own tool reports it.
 lag() {
   "$ASSISTLOG_JAVA" -Xmx128m -cp "$ASSISTLOG_KAFKA_CLASSPATH" org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
-    --bootstrap-server "$ASSISTLOG_KAFKA_BROKERS" --describe --group assistlog-demo 2>/dev/null |
-    awk '$1=="assistlog-demo" && $6 ~ /^[0-9]+$/ {s+=$6; n++} END {if (n==0) print -1; else print s}'
+    --bootstrap-server "$ASSISTLOG_KAFKA_BROKERS" --describe --group "$1" 2>/dev/null |
+    awk -v g="$1" '$1==g && $6 ~ /^[0-9]+$/ {s+=$6; n++} END {if (n==0) print -1; else print s}'
 }
-for i in $(seq 1 600); do
+for i in $(seq 1 900); do
   m=$(curl -fs http://127.0.0.1:19102/metrics 2>/dev/null || true)
   shipped=$(printf '%s\n' "$m" | awk '$1=="assistlog_shipper_events_total" {s+=$2} END {print int(s)}')
-  left=$(lag)
-  printf '\r   shipper: %s events into Elasticsearch and Loki; consumer lag %s    ' "$shipped" "$left"
-  [ "$left" = "0" ] && break
+  pending=$(printf '%s\n' "$m" | awk '$1=="assistlog_crm_pending_links" {print int($2)}')
+  left=$(lag assistlog-demo)
+  crmleft=$(lag assistlog-demo-crm)
+  printf '\r   shipper: %s events into Elasticsearch and Loki; consumer lag %s; CRM links pending %s, requests left %s    ' \
+    "$shipped" "$left" "${pending:-?}" "$crmleft"
+  [ "$left" = "0" ] && [ "${pending:-1}" = "0" ] && [ "$crmleft" = "0" ] && break
   kill -0 $spid 2>/dev/null || { echo; echo "shipper exited; log:"; tail -20 "$out/shipper.log"; exit 1; }
   sleep 1
 done
 echo
 kill -TERM $spid; wait $spid || true
+# The portal's own view: leads made by the assistant, read over its REST API.
+crm=$(curl -fs --cacert "$out/bitrix24-ca.pem" "${BITRIX24_WEBHOOK_URL}crm.lead.list.json" -H 'Content-Type: application/json' \
+  -d '{"filter":{"SOURCE_ID":"WEB"},"select":["ID"]}' | python3 -c 'import json,sys;print(json.load(sys.stdin).get("total",0))' || echo "?")
+kill -TERM $fpid; wait $fpid || true
 trap - EXIT
 
 echo
@@ -103,13 +134,15 @@ count=$("$ASSISTLOG_JAVA" -Xmx256m -cp "$ASSISTLOG_KAFKA_CLASSPATH" org.apache.k
   --timeout-ms 15000 2>/dev/null | grep -c '"event_id"' || true)
 curl -fs -X POST "$ASSISTLOG_ELASTICSEARCH_URL/assistant-events/_refresh" >/dev/null
 summary=$(curl -fs "$ASSISTLOG_ELASTICSEARCH_URL/assistant-events/_search" -H 'Content-Type: application/json' \
-  -d '{"size":0,"track_total_hits":true,"aggs":{"types":{"terms":{"field":"event_type","size":30}},"tenants":{"cardinality":{"field":"tenant"}},"sessions":{"cardinality":{"field":"session_id"}}}}' |
+  -d '{"size":0,"track_total_hits":true,"aggs":{"types":{"terms":{"field":"event_type","size":30}},"tenants":{"cardinality":{"field":"tenant"}},"sessions":{"cardinality":{"field":"session_id"}},"crm":{"terms":{"field":"crm_status"}}}}' |
   python3 -c '
 import json,sys
 r=json.load(sys.stdin); a=r["aggregations"]; t={b["key"]:b["doc_count"] for b in a["types"]["buckets"]}
 print("  %d events, %d sessions, %d tenants" % (r["hits"]["total"]["value"], a["sessions"]["value"], a["tenants"]["value"]))
 print("  leads created: %d   appointments confirmed: %d   attended: %d   no-show: %d" % (t.get("lead.created",0), t.get("appointment.confirmed",0), t.get("appointment.attended",0), t.get("appointment.no_show",0)))
-print("  handed to a manager: %d   complaints: %d   errors: %d" % (t.get("handoff.requested",0), t.get("complaint.received",0), t.get("error",0)))')
+print("  handed to a manager: %d   complaints: %d   errors: %d" % (t.get("handoff.requested",0), t.get("complaint.received",0), t.get("error",0)))
+c={b["key"]:b["doc_count"] for b in a["crm"]["buckets"]}
+print("  CRM: %d events carry their conversation'"'"'s lead id; pending %d, no lead %d, failed %d" % (c.get("resolved",0), c.get("pending",0), c.get("no_lead",0), c.get("failed",0)))')
 loki=$(curl -fs -G "$ASSISTLOG_LOKI_URL/loki/api/v1/query" --data-urlencode 'query=sum(count_over_time({app="assistlog"}[7d]))' |
   python3 -c 'import json,sys;r=json.load(sys.stdin)["data"]["result"];print(r[0]["value"][1] if r else 0)')
 
@@ -119,7 +152,8 @@ assistlog demo
   generated:      $events events ($confirmed appointment.confirmed) from the SGD booking dialogues
   collector:      $out/logs/assistant-*.jsonl* → Kafka (log: $out/collector.log)
   Kafka:          $count events in assistant.events (each run adds its events again; ids repeat)
-  shipper:        Kafka → Elasticsearch + Loki, phone numbers masked (log: $out/shipper.log)
+  shipper:        Kafka → Bitrix24 lead ids → Elasticsearch + Loki, phone numbers masked (log: $out/shipper.log)
+  Bitrix24:       $crm leads made by the assistant in the stand-in portal (crm.lead.list; log: $out/bitrix24.log)
   Elasticsearch:  $ASSISTLOG_ELASTICSEARCH_URL/assistant-events/_search  (alias over assistant-events-YYYY.MM)
 $summary
   Loki:           $loki lines (each run adds lines: its timestamps differ); try: curl -G $ASSISTLOG_LOKI_URL/loki/api/v1/query_range \\

@@ -86,3 +86,32 @@ func TestBucketAnswers503(t *testing.T) {
 		t.Fatalf("status codes %v: want 5 × 200 then 503", codes)
 	}
 }
+
+// TestStateSurvivesRestart: a fake started from a saved state answers as
+// the old one would: same ids, the lead found by number and origin, new ids
+// after the old ones.
+func TestStateSurvivesRestart(t *testing.T) {
+	path := t.TempDir() + "/state.json"
+	a := New(Config{})
+	_, m := raw(t, a, "crm.lead.add", "application/json",
+		`{"fields":{"TITLE":"x","ORIGIN_ID":"assistlog:t/s1","PHONE":[{"VALUE":"+79161234567","VALUE_TYPE":"MOBILE"}]}}`)
+	if err := a.SaveState(path); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	b := New(Config{})
+	defer b.Close()
+	if err := b.LoadState(path); err != nil {
+		t.Fatal(err)
+	}
+	id := string(m["result"])
+	if _, got := raw(t, b, "crm.lead.list", "application/json", `{"filter":{"ORIGIN_ID":"assistlog:t/s1"},"select":["ID"]}`); !strings.Contains(string(got["result"]), `"ID":"`+id+`"`) {
+		t.Errorf("lead %s not listed by origin after a restart: %s", id, got["result"])
+	}
+	if _, got := raw(t, b, "crm.duplicate.findbycomm", "application/json", `{"type":"PHONE","values":["+79161234567"],"entity_type":"LEAD"}`); !strings.Contains(string(got["result"]), id) {
+		t.Errorf("lead %s not found by number after a restart: %s", id, got["result"])
+	}
+	if _, got := raw(t, b, "crm.lead.add", "application/json", `{"fields":{"TITLE":"y"}}`); string(got["result"]) <= id {
+		t.Errorf("new lead id %s does not follow %s", got["result"], id)
+	}
+}
