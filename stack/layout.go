@@ -40,6 +40,10 @@ type Ports struct {
 	// Collector and Shipper are where Prometheus expects the pipeline
 	// programs' /metrics.
 	Collector, Shipper int
+	// OnCallWebhook is where the stack's Alertmanager delivers the on-call
+	// webhook (alerts/alertmanager.yml's oncall-webhook receiver): the
+	// end-to-end alert tests listen there.
+	OnCallWebhook int
 }
 
 // DefaultPorts are the ports the stack uses unless told otherwise.
@@ -50,6 +54,7 @@ var DefaultPorts = Ports{
 	Prometheus:   19090,
 	Alertmanager: 19094,
 	Collector:    19101, Shipper: 19102,
+	OnCallWebhook: 19099,
 }
 
 // Layout says where things are.

@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"time"
+
+	"github.com/assistlog/assistlog/alerts"
 )
 
 func lokiComponent() *component {
@@ -72,6 +74,14 @@ func lokiComponent() *component {
 			dir := s.layout.componentDir("loki")
 			rules := filepath.Join(dir, "rules")
 			if err := os.MkdirAll(s.layout.Endpoints().LokiRulesDir, 0o755); err != nil {
+				return err
+			}
+			// The repository's content alerts, as shipped, for the ruler.
+			content, err := alerts.Files.ReadFile(alerts.LokiRules)
+			if err != nil {
+				return err
+			}
+			if err := writeFileAtomic(filepath.Join(s.layout.Endpoints().LokiRulesDir, "assistlog-content.yaml"), content, 0o644); err != nil {
 				return err
 			}
 			p := s.layout.Ports

@@ -1,12 +1,15 @@
 package stack
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"time"
+
+	"github.com/assistlog/assistlog/alerts"
 )
 
 func prometheusComponent() *component {
@@ -28,7 +31,16 @@ func prometheusComponent() *component {
 		},
 		prepare: func(ctx context.Context, s *Stack) error {
 			dir := s.layout.componentDir("prometheus")
-			if err := os.MkdirAll(s.layout.Endpoints().PrometheusRulesDir, 0o755); err != nil {
+			rulesDir := s.layout.Endpoints().PrometheusRulesDir
+			if err := os.MkdirAll(rulesDir, 0o755); err != nil {
+				return err
+			}
+			// The repository's pipeline rules, as shipped.
+			rules, err := alerts.Files.ReadFile(alerts.PrometheusRules)
+			if err != nil {
+				return err
+			}
+			if err := writeFileAtomic(filepath.Join(rulesDir, "assistlog-pipeline.yaml"), rules, 0o644); err != nil {
 				return err
 			}
 			return writeFileAtomic(filepath.Join(dir, "prometheus.yml"), []byte(prometheusConfig(s.layout)), 0o644)
@@ -96,8 +108,7 @@ func alertmanagerComponent() *component {
 				"github.com/prometheus/alertmanager/cmd/amtool@"+Versions.Alertmanager)
 		},
 		prepare: func(ctx context.Context, s *Stack) error {
-			dir := s.layout.componentDir("alertmanager")
-			return writeFileAtomic(filepath.Join(dir, "alertmanager.yml"), []byte(alertmanagerConfig), 0o644)
+			return installAlertmanagerConfig(s.layout)
 		},
 		command: func(s *Stack) (*exec.Cmd, error) {
 			dir := s.layout.componentDir("alertmanager")
@@ -117,15 +128,46 @@ func alertmanagerComponent() *component {
 	}
 }
 
-// alertmanagerConfig is the stack's starting configuration: alerts are
-// kept and listed by the API; routing to people is the alerts/ issue's.
-const alertmanagerConfig = `# Written by assistlog's stack.
-route:
-  receiver: "null"
-  group_by: ["alertname", "tenant"]
-  group_wait: 1s
-  group_interval: 5s
-  repeat_interval: 1h
-receivers:
-  - name: "null"
-`
+// installAlertmanagerConfig writes the repository's Alertmanager
+// configuration and templates, with its secret files under the stack
+// directory: the on-call webhook goes to 127.0.0.1:<OnCallWebhook>/alerts,
+// Telegram and e-mail get placeholders (no network here; their delivery
+// fails and is logged, which does not hold up the webhook).
+func installAlertmanagerConfig(l Layout) error {
+	dir := l.componentDir("alertmanager")
+	secrets := filepath.Join(dir, "secrets")
+	tmpl := filepath.Join(dir, "templates")
+	for _, d := range []string{secrets, tmpl} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	for name, v := range map[string]string{
+		"oncall-webhook-url": fmt.Sprintf("http://127.0.0.1:%d/alerts", l.Ports.OnCallWebhook),
+		"telegram-bot-token": "123456:stack-placeholder-no-telegram-here",
+		"smtp-password":      "stack-placeholder",
+	} {
+		if err := writeFileAtomic(filepath.Join(secrets, name), []byte(v), 0o600); err != nil {
+			return err
+		}
+	}
+	entries, err := alerts.Files.ReadDir(alerts.AlertmanagerTmpl)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		b, err := alerts.Files.ReadFile(alerts.AlertmanagerTmpl + "/" + e.Name())
+		if err != nil {
+			return err
+		}
+		if err := writeFileAtomic(filepath.Join(tmpl, e.Name()), b, 0o644); err != nil {
+			return err
+		}
+	}
+	conf, err := alerts.Files.ReadFile(alerts.AlertmanagerConfig)
+	if err != nil {
+		return err
+	}
+	conf = bytes.ReplaceAll(conf, []byte(alerts.SecretsDir), []byte(secrets))
+	return writeFileAtomic(filepath.Join(dir, "alertmanager.yml"), conf, 0o644)
+}
