@@ -314,10 +314,11 @@ func generateSession(d Dialogue, round int, cfg Config) ([]event.Event, error) {
 				s.emit(event.HandoffRequested, "warning", func(e *event.Event) {
 					e.Payload = map[string]any{"reason": "customer asked for a person"}
 				})
-				s.advance(3*time.Minute, 0.7)
+				wait := s.advance(3*time.Minute, 0.7).Milliseconds()
 				m := managers[rng.IntN(len(managers))]
 				s.emit(event.ManagerJoined, "info", func(e *event.Event) {
 					e.Payload = map[string]any{"manager": m}
+					e.LatencyMS = &wait // how long the customer waited for a person
 				})
 			}
 			continue
