@@ -57,6 +57,10 @@ func newPipeline(topic, dlqTopic string, out sender, reg prometheus.Registerer) 
 			return nil, fmt.Errorf("register pipeline metrics: %w", err)
 		}
 	}
+	// Both sources exist from the start at 0, so rate() and increase()
+	// see the first events rather than a series appearing already full.
+	m.events.WithLabelValues("file")
+	m.events.WithLabelValues("webhook")
 	return &pipeline{topic: topic, dlqTopic: dlqTopic, out: out, m: m}, nil
 }
 
