@@ -15,6 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/assistlog/assistlog/alerts"
 	"github.com/assistlog/assistlog/internal/stacktest"
 )
 
@@ -201,4 +202,81 @@ func TestLokiRulesLoadedByRuler(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestLokiRulesAreRendered: the rules file is the rendering of the
+// thresholds file (edit thresholds.yaml, run go run ./alerts/cmd/lokirules).
+func TestLokiRulesAreRendered(t *testing.T) {
+	b, err := os.ReadFile("loki/thresholds.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	th, err := alerts.ParseThresholds(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := alerts.RenderLokiRules(th)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile("loki/assistlog.rules.yaml")
+	if string(got) != string(want) {
+		t.Fatal("loki/assistlog.rules.yaml is not the rendering of loki/thresholds.yaml: run go run ./alerts/cmd/lokirules")
+	}
+}
+
+// TestThresholdOverrides: a tenant's override changes only what it names,
+// gets its own rules, and is left out of the shared ones; bad values are
+// refused with the field named.
+func TestThresholdOverrides(t *testing.T) {
+	th, err := alerts.ParseThresholds([]byte(`
+defaults:
+  error_spike: {count: 5, share: 0.05, window: 10m}
+  low_confidence: {count: 5, below: 0.6, window: 10m}
+  complaints: {count: 3, window: 1h}
+  booking_silence: {messages: 20, window: 2h, for: 10m}
+tenants:
+  big-clinic:
+    error_spike: {count: 15}
+    complaints: {window: 3h}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := th.For("big-clinic")
+	if big.ErrorSpike.Count != 15 || big.ErrorSpike.Share != 0.05 || big.Complaints.Window != "3h" || big.Complaints.Count != 3 {
+		t.Errorf("merged: %+v %+v", *big.ErrorSpike, *big.Complaints)
+	}
+	b, _ := alerts.RenderLokiRules(th)
+	rules := string(b)
+	for _, want := range []string{`level="error", tenant!~"big-clinic"}[10m])) >= 5)`, `level="error", tenant="big-clinic"}[10m])) >= 15)`,
+		`event_type="complaint.received", tenant="big-clinic"}[3h])) >= 3`} {
+		if !strings.Contains(rules, want) {
+			t.Errorf("rendered rules lack %s", want)
+		}
+	}
+	var f ruleFileT
+	if err := yaml.Unmarshal(b, &f); err != nil || len(f.Groups) != 1 || len(f.Groups[0].Rules) != 8 {
+		t.Errorf("rendered rules: %v, %+v", err, f)
+	}
+	_, err = alerts.ParseThresholds([]byte(`
+defaults:
+  error_spike: {count: 0, share: 2, window: ten minutes}
+  low_confidence: {count: 5, below: 0.6, window: 10m}
+  complaints: {count: 3, window: 1h}
+  booking_silence: {messages: 20, window: 2h, for: 10m}
+tenants:
+  "Bad.Name": {}
+`))
+	for _, want := range []string{"defaults.error_spike.count", "defaults.error_spike.share", "defaults.error_spike.window", "tenants.Bad.Name"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %s: %v", want, err)
+		}
+	}
+}
+
+type ruleFileT struct {
+	Groups []struct {
+		Rules []map[string]any `yaml:"rules"`
+	} `yaml:"groups"`
 }

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/assistlog/assistlog/internal/event"
-	"github.com/assistlog/assistlog/internal/proctest"
+	"github.com/assistlog/assistlog/internal/pipelinetest"
 	"github.com/assistlog/assistlog/internal/stacktest"
 	"github.com/assistlog/assistlog/stack"
 )
@@ -140,57 +140,17 @@ func TestAlertsEndToEnd(t *testing.T) {
 	topic, dlq := "test-alerts-"+run, "test-alerts-dlq-"+run
 	stacktest.CreateTopics(t, ep.KafkaBrokers, map[string]int{topic: 3, dlq: 1})
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "shipper.yaml")
-	// The shipper listens where the stack's Prometheus scrapes job="shipper".
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`kafka:
-  brokers: [%q]
-  topic: %s
-  dead_letter_topic: %s
-  group_id: %s
-  batch_wait: 100ms
-elasticsearch:
-  urls: [%q]
-  alias: test-%s
-loki:
-  url: %s
-  labels: {app: assistlog, deployment: %s}
-pii:
-  hash_secret: alerts-e2e-secret-0123456789
-http:
-  listen: 127.0.0.1:%d
-`, ep.KafkaBrokers, topic, dlq, run, ep.ElasticsearchURL, run, ep.LokiURL, run, l.Ports.Shipper)), 0o644)
-	shipper := proctest.Start(t, proctest.Build(t, "../shipper"), []string{"--config", cfg}, filepath.Join(dir, "shipper.log"),
-		fmt.Sprintf("http://127.0.0.1:%d/readyz", l.Ports.Shipper))
-	t.Cleanup(func() {
-		shipper.Kill()
-		req, _ := http.NewRequest(http.MethodDelete, ep.ElasticsearchURL+"/test-"+run+"-*", nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	})
-
-	// The collector tails the assistant's log where the stack's Prometheus
-	// scrapes job="collector": both programs up, so the pipeline-down alert
-	// that the idle stack has (nothing on those ports) resolves and stops
-	// inhibiting the content alerts.
+	// Both programs listen where the stack's Prometheus scrapes them: both
+	// up, the pipeline-down alert that the idle stack has (nothing on those
+	// ports) resolves and stops inhibiting the content alerts.
+	shipper := pipelinetest.StartShipper(t, ep, pipelinetest.Shipper{Dir: dir, Topic: topic, DLQ: dlq, Group: run, Alias: "test-" + run,
+		Labels: "{app: assistlog, deployment: " + run + "}", Listen: fmt.Sprintf("127.0.0.1:%d", l.Ports.Shipper),
+		ExtraYAML: "shutdown_timeout: 5s\n"})
+	pipelinetest.DropIndicesAtCleanup(t, ep, "test-"+run)
 	logs := filepath.Join(dir, "logs")
 	os.MkdirAll(logs, 0o755)
-	ccfg := filepath.Join(dir, "collector.yaml")
-	os.WriteFile(ccfg, []byte(fmt.Sprintf(`kafka:
-  brokers: [%q]
-  topic: %s
-  dead_letter_topic: %s
-files:
-  include: [%q]
-  scan_interval: 200ms
-positions:
-  path: %s
-http:
-  listen: 127.0.0.1:%d
-`, ep.KafkaBrokers, topic, dlq, filepath.Join(logs, "*.jsonl"), filepath.Join(dir, "positions.json"), l.Ports.Collector)), 0o644)
-	collector := proctest.Start(t, proctest.Build(t, "../collector"), []string{"--config", ccfg}, filepath.Join(dir, "collector.log"),
-		fmt.Sprintf("http://127.0.0.1:%d/readyz", l.Ports.Collector))
-	t.Cleanup(func() { collector.Kill() })
+	pipelinetest.StartCollector(t, ep, pipelinetest.Collector{Dir: dir, Topic: topic, DLQ: dlq,
+		Include: []string{filepath.Join(logs, "*.jsonl")}, Listen: fmt.Sprintf("127.0.0.1:%d", l.Ports.Collector)})
 	stacktest.Eventually(t, 2*time.Minute, "no pipeline-down alert active", func() error {
 		if n := activeAlerts(t, ep.AlertmanagerURL, `alertname="AssistlogProgramDown"`); n > 0 {
 			return fmt.Errorf("%d active", n)
@@ -245,7 +205,10 @@ http:
 		return promUp(ep.PrometheusURL, "1")
 	})
 	shipper.Kill()
-	stacktest.Eventually(t, 3*time.Minute, "AssistlogProgramDown at the on-call webhook", func() error {
+	// for: 1m, then Alertmanager's group wait, or the critical routes' 1 m
+	// group interval when the group was told before (the idle stack's own
+	// pipeline-down alert).
+	stacktest.Eventually(t, 4*time.Minute, "AssistlogProgramDown at the on-call webhook", func() error {
 		got := hook.find(map[string]string{"alertname": "AssistlogProgramDown", "job": "shipper", "severity": "critical"})
 		if len(got) == 0 {
 			return fmt.Errorf("not delivered yet")

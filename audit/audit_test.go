@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +17,7 @@ import (
 	"github.com/assistlog/assistlog/dashboards"
 	"github.com/assistlog/assistlog/demo"
 	"github.com/assistlog/assistlog/internal/event"
-	"github.com/assistlog/assistlog/internal/proctest"
+	"github.com/assistlog/assistlog/internal/pipelinetest"
 	"github.com/assistlog/assistlog/internal/stacktest"
 )
 
@@ -29,17 +27,9 @@ import (
 func shipped(t *testing.T, n int) ([]event.Event, *demo.Truth, string, string) {
 	t.Helper()
 	ep := stacktest.Require(t, stacktest.Kafka, stacktest.Elasticsearch, stacktest.Loki)
-	dir, err := demo.FindDataDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ds, err := demo.LoadDialogues(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := demo.DefaultConfig()
 	cfg.End = time.Now().UTC().Truncate(time.Minute)
-	evs, truth, err := demo.Generate(ds[:n], cfg)
+	evs, truth, err := demo.FromShared(n, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,33 +46,9 @@ func shipped(t *testing.T, n int) ([]event.Event, *demo.Truth, string, string) {
 		t.Fatal(err)
 	}
 	w.Close()
-	tmp := t.TempDir()
-	addr := proctest.FreeAddr(t)
-	path := filepath.Join(tmp, "shipper.yaml")
-	os.WriteFile(path, []byte(fmt.Sprintf(`kafka:
-  brokers: [%q]
-  topic: %s
-  dead_letter_topic: %s
-  group_id: %s
-elasticsearch:
-  urls: [%q]
-  alias: %s
-loki:
-  url: %s
-  labels: {app: assistlog-test, deployment: %s}
-pii:
-  hash_secret: audit-test-secret-0123456789
-http:
-  listen: %s
-`, ep.KafkaBrokers, topic, dlq, run, ep.ElasticsearchURL, alias, ep.LokiURL, run, addr)), 0o644)
-	p := proctest.Start(t, proctest.Build(t, "../shipper"), []string{"--config", path}, filepath.Join(tmp, "shipper.log"), "http://"+addr+"/readyz")
-	t.Cleanup(func() {
-		p.Kill()
-		req, _ := http.NewRequest(http.MethodDelete, ep.ElasticsearchURL+"/"+alias+"-*", nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	})
+	pipelinetest.StartShipper(t, ep, pipelinetest.Shipper{Dir: t.TempDir(), Topic: topic, DLQ: dlq, Group: run, Alias: alias,
+		Labels: "{app: assistlog-test, deployment: " + run + "}"})
+	pipelinetest.DropIndicesAtCleanup(t, ep, alias)
 	stacktest.Eventually(t, 3*time.Minute, "events in Elasticsearch", func() error {
 		http.Post(ep.ElasticsearchURL+"/"+alias+"/_refresh", "application/json", nil)
 		if n := count(t, ep.ElasticsearchURL, alias, "*"); n != len(evs) {

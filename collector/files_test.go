@@ -396,16 +396,7 @@ func TestDerivedEventIDIsStable(t *testing.T) {
 // equal the generator's ground truth.
 func TestEndToEndGeneratedLogs(t *testing.T) {
 	e := newEnv(t)
-	dir, err := demo.FindDataDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ds, err := demo.LoadDialogues(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := demo.DefaultConfig()
-	evs, truth, err := demo.Generate(ds, cfg)
+	evs, truth, err := demo.FromShared(0, demo.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

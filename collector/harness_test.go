@@ -214,18 +214,10 @@ type lines struct {
 
 func newLines(t *testing.T, n int) *lines {
 	t.Helper()
-	dir, err := demo.FindDataDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ds, err := demo.LoadDialogues(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := demo.DefaultConfig()
 	cfg.End = time.Now().UTC().Truncate(time.Hour)
 	cfg.Rounds = 1 + n/30000
-	evs, _, err := demo.Generate(ds, cfg)
+	evs, _, err := demo.FromShared(0, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/assistlog/assistlog/demo"
 	"github.com/assistlog/assistlog/internal/bitrix24/bitrix24test"
 	"github.com/assistlog/assistlog/internal/event"
-	"github.com/assistlog/assistlog/internal/proctest"
+	"github.com/assistlog/assistlog/internal/pipelinetest"
 	"github.com/assistlog/assistlog/internal/stacktest"
 	"github.com/assistlog/assistlog/stack"
 )
@@ -40,18 +40,10 @@ func TestPanelQueries(t *testing.T) {
 
 	// Conversations, written as the assistant would, plus one broken line
 	// (the dead-letter panel needs one).
-	dataDir, err := demo.FindDataDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ds, err := demo.LoadDialogues(dataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	gcfg := demo.DefaultConfig()
 	gcfg.End = time.Now().UTC().Truncate(time.Minute)
 	gcfg.FollowUpShare, gcfg.NoShowShare = 0.9, 0.3 // enough attended and no-show for the no-show panel
-	evs, truth, err := demo.Generate(ds[:200], gcfg)
+	evs, truth, err := demo.FromShared(200, gcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,32 +68,11 @@ func TestPanelQueries(t *testing.T) {
 	os.WriteFile(ca, fake.CertPEM(), 0o644)
 
 	// The programs listen where the stack's Prometheus scrapes them.
-	ccfg, scfg := filepath.Join(dir, "collector.yaml"), filepath.Join(dir, "shipper.yaml")
-	os.WriteFile(ccfg, []byte(fmt.Sprintf(`kafka:
-  brokers: [%q]
-  topic: %s
-  dead_letter_topic: %s
-files:
-  include: [%q]
-positions:
-  path: %s
-http:
-  listen: 127.0.0.1:%d
-`, ep.KafkaBrokers, topic, dlq, filepath.Join(logs, "*.jsonl"), filepath.Join(dir, "positions.json"), l.Ports.Collector)), 0o644)
-	os.WriteFile(scfg, []byte(fmt.Sprintf(`kafka:
-  brokers: [%q]
-  topic: %s
-  dead_letter_topic: %s
-  group_id: %s
-elasticsearch:
-  urls: [%q]
-  alias: test-%s
-loki:
-  url: %s
-  labels: {app: assistlog, deployment: %s}
-pii:
-  hash_secret: dashboards-test-secret-012345
-crm:
+	pipelinetest.StartCollector(t, ep, pipelinetest.Collector{Dir: dir, Topic: topic, DLQ: dlq,
+		Include: []string{filepath.Join(logs, "*.jsonl")}, Listen: fmt.Sprintf("127.0.0.1:%d", l.Ports.Collector)})
+	pipelinetest.StartShipper(t, ep, pipelinetest.Shipper{Dir: dir, Topic: topic, DLQ: dlq, Group: run, Alias: "test-" + run,
+		Labels: "{app: assistlog, deployment: " + run + "}", Listen: fmt.Sprintf("127.0.0.1:%d", l.Ports.Shipper),
+		ExtraYAML: fmt.Sprintf(`crm:
   enabled: true
   sync: true
   bitrix24:
@@ -110,21 +81,8 @@ crm:
     rate_per_second: 50
   links_topic: %s
   worker_group_id: crm-%s
-http:
-  listen: 127.0.0.1:%d
-`, ep.KafkaBrokers, topic, dlq, run, ep.ElasticsearchURL, run, ep.LokiURL, run, fake.WebhookURL(), ca, links, run, l.Ports.Shipper)), 0o644)
-	collector := proctest.Start(t, proctest.Build(t, "../collector"), []string{"--config", ccfg}, filepath.Join(dir, "collector.log"),
-		fmt.Sprintf("http://127.0.0.1:%d/readyz", l.Ports.Collector))
-	shipper := proctest.Start(t, proctest.Build(t, "../shipper"), []string{"--config", scfg}, filepath.Join(dir, "shipper.log"),
-		fmt.Sprintf("http://127.0.0.1:%d/readyz", l.Ports.Shipper))
-	t.Cleanup(func() {
-		collector.Kill()
-		shipper.Kill()
-		req, _ := http.NewRequest(http.MethodDelete, ep.ElasticsearchURL+"/test-"+run+"-*", nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	})
+`, fake.WebhookURL(), ca, links, run)})
+	pipelinetest.DropIndicesAtCleanup(t, ep, "test-"+run)
 	// Scraped once before the traffic, so that rate() sees it grow.
 	stacktest.Eventually(t, time.Minute, "Prometheus scraping both programs", func() error {
 		r, err := promQuery(ep.PrometheusURL, `sum(up{job=~"collector|shipper"})`, true)

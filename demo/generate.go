@@ -515,3 +515,20 @@ func formatPhone(p string, style int) string {
 		return p
 	}
 }
+
+// FromShared generates events from the first n shared dialogues (all of
+// them when n <= 0): what tests and benchmarks start from.
+func FromShared(n int, cfg Config) ([]event.Event, *Truth, error) {
+	dir, err := FindDataDir()
+	if err != nil {
+		return nil, nil, err
+	}
+	ds, err := LoadDialogues(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if n > 0 && n < len(ds) {
+		ds = ds[:n]
+	}
+	return Generate(ds, cfg)
+}

@@ -14,7 +14,7 @@ import (
 	"github.com/assistlog/assistlog/internal/bitrix24/bitrix24test"
 	"github.com/assistlog/assistlog/internal/crm"
 	"github.com/assistlog/assistlog/internal/event"
-	"github.com/assistlog/assistlog/internal/proctest"
+	"github.com/assistlog/assistlog/internal/pipelinetest"
 	"github.com/assistlog/assistlog/internal/stacktest"
 )
 
@@ -152,23 +152,8 @@ func TestCRMEndToEnd(t *testing.T) {
 	if _, err := demo.WriteFiles(evs, demo.FileOptions{Dir: logs, Files: 2, RotateBytes: 1 << 20}); err != nil {
 		t.Fatal(err)
 	}
-	caddr := proctest.FreeAddr(t)
-	ccfg := filepath.Join(e.dir, "collector.yaml")
-	os.WriteFile(ccfg, []byte(fmt.Sprintf(`kafka:
-  brokers: [%q]
-  topic: %s
-  dead_letter_topic: %s
-files:
-  include: [%q, %q]
-  scan_interval: 200ms
-positions:
-  path: %s
-http:
-  listen: %s
-`, e.ep.KafkaBrokers, e.topic, e.dlq, filepath.Join(logs, "*.jsonl"), filepath.Join(logs, "*.jsonl.[0-9]*"),
-		filepath.Join(e.dir, "positions.json"), caddr)), 0o644)
-	e.procs = append(e.procs, proctest.Start(t, proctest.Build(t, "../collector"), []string{"--config", ccfg},
-		filepath.Join(e.dir, "collector.log"), "http://"+caddr+"/readyz"))
+	pipelinetest.StartCollector(t, e.ep, pipelinetest.Collector{Dir: e.dir, Topic: e.topic, DLQ: e.dlq,
+		Include: []string{filepath.Join(logs, "*.jsonl"), filepath.Join(logs, "*.jsonl.[0-9]*")}})
 	e.start()
 	e.waitShipped(len(evs), 3*time.Minute)
 

@@ -100,17 +100,9 @@ shutdown_timeout: 20s
 // generate makes events from the first n dialogues, ids unique to this run.
 func (e *env) generate(n int) ([]event.Event, *demo.Truth) {
 	e.t.Helper()
-	dir, err := demo.FindDataDir()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	ds, err := demo.LoadDialogues(dir)
-	if err != nil {
-		e.t.Fatal(err)
-	}
 	cfg := demo.DefaultConfig()
 	cfg.End = time.Now().UTC().Truncate(time.Minute)
-	evs, truth, err := demo.Generate(ds[:n], cfg)
+	evs, truth, err := demo.FromShared(n, cfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}
