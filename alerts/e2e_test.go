@@ -219,23 +219,12 @@ func TestAlertsEndToEnd(t *testing.T) {
 }
 
 func promUp(base, want string) error {
-	resp, err := http.Get(base + `/api/v1/query?query=up%7Bjob%3D%22shipper%22%7D`)
+	r, err := stacktest.PromInstant(base, `up{job="shipper"}`)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	var r struct {
-		Data struct {
-			Result []struct {
-				Value [2]any `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		return err
-	}
-	if len(r.Data.Result) == 0 || r.Data.Result[0].Value[1] != want {
-		return fmt.Errorf("up{job=\"shipper\"} = %+v", r.Data.Result)
+	if len(r) == 0 || r[0].Value != want {
+		return fmt.Errorf("up{job=\"shipper\"} = %+v", r)
 	}
 	return nil
 }

@@ -157,19 +157,7 @@ func TestCRMEndToEnd(t *testing.T) {
 	e.start()
 	e.waitShipped(len(evs), 3*time.Minute)
 
-	_, docs := e.esSearch("*", 10000)
-	ids := map[string]bool{}
-	for _, d := range docs {
-		ids[fmt.Sprint(d["event_id"])] = true
-	}
-	for i := range evs {
-		if !ids[evs[i].EventID] {
-			t.Fatalf("event %s missing from Elasticsearch", evs[i].EventID)
-		}
-	}
-	if len(ids) != len(evs) || len(docs) != len(evs) {
-		t.Fatalf("Elasticsearch holds %d documents (%d ids) for %d events", len(docs), len(ids), len(evs))
-	}
+	e.exactSet(evs)
 	confirmed := truth.ByType[string(event.AppointmentConfirmed)]
 	if n, _ := e.esSearch("event_type:appointment.confirmed", 0); n != confirmed {
 		t.Errorf("appointment.confirmed in Elasticsearch = %d, ground truth %d", n, confirmed)

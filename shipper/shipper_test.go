@@ -206,19 +206,7 @@ func TestEndToEnd(t *testing.T) {
 	e.produce(evs)
 	e.waitShipped(len(evs), 3*time.Minute)
 
-	total, docs := e.esSearch("*", 10000)
-	ids := map[string]bool{}
-	for _, d := range docs {
-		ids[fmt.Sprint(d["event_id"])] = true
-	}
-	for i := range evs {
-		if !ids[evs[i].EventID] {
-			t.Fatalf("event %s missing from Elasticsearch", evs[i].EventID)
-		}
-	}
-	if total != len(evs) || len(ids) != len(evs) {
-		t.Fatalf("Elasticsearch holds %d documents (%d ids) for %d events", total, len(ids), len(evs))
-	}
+	docs := e.exactSet(evs)
 	confirmed := truth.ByType[string(event.AppointmentConfirmed)]
 	if n, _ := e.esSearch("event_type:appointment.confirmed", 0); n != confirmed {
 		t.Errorf("appointment.confirmed in Elasticsearch = %d, ground truth %d", n, confirmed)
@@ -249,6 +237,26 @@ func TestEndToEnd(t *testing.T) {
 		t.Error("no event records that its text was masked")
 	}
 	t.Logf("%d events, %d appointment.confirmed, %d phone numbers checked", len(evs), confirmed, len(truth.Phones))
+}
+
+// exactSet checks that Elasticsearch holds exactly the events' ids, each
+// once, and returns the documents.
+func (e *env) exactSet(evs []event.Event) []map[string]any {
+	e.t.Helper()
+	total, docs := e.esSearch("*", 10000)
+	ids := map[string]bool{}
+	for _, d := range docs {
+		ids[fmt.Sprint(d["event_id"])] = true
+	}
+	for i := range evs {
+		if !ids[evs[i].EventID] {
+			e.t.Fatalf("event %s missing from Elasticsearch", evs[i].EventID)
+		}
+	}
+	if total != len(evs) || len(ids) != len(evs) {
+		e.t.Fatalf("Elasticsearch holds %d documents (%d ids) for %d events", total, len(ids), len(evs))
+	}
+	return docs
 }
 
 func (e *env) lokiLines(limit int) string {

@@ -387,23 +387,12 @@ func TestPrometheusConfigAndScrape(t *testing.T) {
 		t.Fatalf("promtool check config did not report success:\n%s", out)
 	}
 	stacktest.Eventually(t, time.Minute, "prometheus scraping itself", func() error {
-		resp, err := http.Get(ep.PrometheusURL + "/api/v1/query?query=" + url.QueryEscape(`up{job="prometheus"}`))
+		r, err := stacktest.PromInstant(ep.PrometheusURL, `up{job="prometheus"}`)
 		if err != nil {
 			return err
 		}
-		defer resp.Body.Close()
-		var r struct {
-			Data struct {
-				Result []struct {
-					Value [2]any `json:"value"`
-				} `json:"result"`
-			} `json:"data"`
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-			return err
-		}
-		if len(r.Data.Result) != 1 || r.Data.Result[0].Value[1] != "1" {
-			return fmt.Errorf("up{job=\"prometheus\"} = %+v", r.Data.Result)
+		if len(r) != 1 || r[0].Value != "1" {
+			return fmt.Errorf("up{job=\"prometheus\"} = %+v", r)
 		}
 		return nil
 	})

@@ -8,9 +8,12 @@ package stacktest
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -155,4 +158,40 @@ func DuringOutage(t testing.TB, component string, op func() error) {
 	case <-time.After(3 * time.Minute):
 		t.Fatalf("did not complete within 3 minutes of %s coming back", component)
 	}
+}
+
+// Sample is one series of a Prometheus instant query's result.
+type Sample struct {
+	Metric map[string]string
+	Value  string
+}
+
+// PromInstant runs an instant PromQL query on a real Prometheus.
+func PromInstant(base, expr string) ([]Sample, error) {
+	resp, err := http.Get(base + "/api/v1/query?query=" + url.QueryEscape(expr))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			Result []struct {
+				Metric map[string]string `json:"metric"`
+				Value  [2]any            `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return nil, fmt.Errorf("query %s: %w", expr, err)
+	}
+	if r.Status != "success" {
+		return nil, fmt.Errorf("query %s: %s", expr, r.Error)
+	}
+	out := make([]Sample, 0, len(r.Data.Result))
+	for _, s := range r.Data.Result {
+		out = append(out, Sample{Metric: s.Metric, Value: fmt.Sprint(s.Value[1])})
+	}
+	return out, nil
 }
