@@ -158,6 +158,11 @@ assistlog demo
 $summary
   Loki:           $loki lines (each run adds lines: its timestamps differ); try: curl -G $ASSISTLOG_LOKI_URL/loki/api/v1/query_range \\
                     --data-urlencode 'query={app="assistlog", event_type="appointment.confirmed"}'
+  audit:          go run ./audit query appointments-confirmed --from $(date -u -d '-7 days' +%F) --to $(date -u +%F)
+                  (the saved searches of dashboards/kibana/assistlog.ndjson; --list shows them)
+  alerts:         $ASSISTLOG_ALERTMANAGER_URL/api/v2/alerts (content rules in the Loki ruler, pipeline rules in Prometheus;
+                  with the programs stopped, AssistlogProgramDown fires and holds back the content alerts)
+  dashboards:     dashboards/grafana/*.json with the provisioning in dashboards/grafana/provisioning/
   metrics:        collector 127.0.0.1:19101 and shipper 127.0.0.1:19102 /metrics, scraped by Prometheus at $ASSISTLOG_PROMETHEUS_URL
   stack:          go run ./stack/cmd/stack status   (make down stops it)
 MSG
