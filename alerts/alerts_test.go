@@ -255,7 +255,7 @@ tenants:
 			t.Errorf("rendered rules lack %s", want)
 		}
 	}
-	var f ruleFileT
+	var f ruleFile
 	if err := yaml.Unmarshal(b, &f); err != nil || len(f.Groups) != 1 || len(f.Groups[0].Rules) != 8 {
 		t.Errorf("rendered rules: %v, %+v", err, f)
 	}
@@ -273,10 +273,4 @@ tenants:
 			t.Errorf("error lacks %s: %v", want, err)
 		}
 	}
-}
-
-type ruleFileT struct {
-	Groups []struct {
-		Rules []map[string]any `yaml:"rules"`
-	} `yaml:"groups"`
 }

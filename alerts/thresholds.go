@@ -110,10 +110,10 @@ func (t Thresholds) For(tenant string) TenantThresholds {
 	d, o := t.Defaults, t.Tenants[tenant]
 	es, lc, c, bs := *d.ErrorSpike, *d.LowConfidence, *d.Complaints, *d.BookingSilence
 	if v := o.ErrorSpike; v != nil {
-		es = ErrorSpike{Count: or(v.Count, es.Count), Share: orf(v.Share, es.Share), Window: or(v.Window, es.Window)}
+		es = ErrorSpike{Count: or(v.Count, es.Count), Share: or(v.Share, es.Share), Window: or(v.Window, es.Window)}
 	}
 	if v := o.LowConfidence; v != nil {
-		lc = LowConfidence{Count: or(v.Count, lc.Count), Below: orf(v.Below, lc.Below), Window: or(v.Window, lc.Window)}
+		lc = LowConfidence{Count: or(v.Count, lc.Count), Below: or(v.Below, lc.Below), Window: or(v.Window, lc.Window)}
 	}
 	if v := o.Complaints; v != nil {
 		c = Complaints{Count: or(v.Count, c.Count), Window: or(v.Window, c.Window)}
@@ -131,8 +131,6 @@ func or[T comparable](v, def T) T {
 	}
 	return v
 }
-
-func orf(v, def float64) float64 { return or(v, def) }
 
 // ruleSet is one rendering of the four rules: for the tenants a selector
 // matches.

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/assistlog/assistlog/demo"
-	"github.com/assistlog/assistlog/internal/bitrix24/bitrix24test"
 	"github.com/assistlog/assistlog/internal/event"
 	"github.com/assistlog/assistlog/internal/pipelinetest"
 	"github.com/assistlog/assistlog/internal/stacktest"
@@ -62,26 +61,14 @@ func TestPanelQueries(t *testing.T) {
 	logs := filepath.Join(dir, "logs")
 	os.MkdirAll(logs, 0o755)
 
-	fake := bitrix24test.New(bitrix24test.Config{Drain: 50})
-	t.Cleanup(fake.Close)
-	ca := filepath.Join(dir, "ca.pem")
-	os.WriteFile(ca, fake.CertPEM(), 0o644)
+	_, crmSection := pipelinetest.FakeCRM(t, dir, 50, links, run)
 
 	// The programs listen where the stack's Prometheus scrapes them.
 	pipelinetest.StartCollector(t, ep, pipelinetest.Collector{Dir: dir, Topic: topic, DLQ: dlq,
 		Include: []string{filepath.Join(logs, "*.jsonl")}, Listen: fmt.Sprintf("127.0.0.1:%d", l.Ports.Collector)})
 	pipelinetest.StartShipper(t, ep, pipelinetest.Shipper{Dir: dir, Topic: topic, DLQ: dlq, Group: run, Alias: "test-" + run,
 		Labels: "{app: assistlog, deployment: " + run + "}", Listen: fmt.Sprintf("127.0.0.1:%d", l.Ports.Shipper),
-		ExtraYAML: fmt.Sprintf(`crm:
-  enabled: true
-  sync: true
-  bitrix24:
-    webhook_url: %q
-    ca_file: %s
-    rate_per_second: 50
-  links_topic: %s
-  worker_group_id: crm-%s
-`, fake.WebhookURL(), ca, links, run)})
+		ExtraYAML: crmSection})
 	pipelinetest.DropIndicesAtCleanup(t, ep, "test-"+run)
 	// Scraped once before the traffic, so that rate() sees it grow.
 	stacktest.Eventually(t, time.Minute, "Prometheus scraping both programs", func() error {

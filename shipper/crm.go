@@ -79,7 +79,6 @@ func (c CRMConfig) validate() []error {
 type linker struct {
 	store *crm.Store
 	sync  bool
-	log   *slog.Logger
 }
 
 // enrich sets e.CRMID from the links when known and returns the
@@ -108,9 +107,8 @@ func (k *linker) enrich(e *event.Event) string {
 // syncing, one per confirmed appointment not yet added.
 func (k *linker) request(ctx context.Context, events []*item) error {
 	type conv struct {
-		req     crm.Link
+		req     crm.Link // CRMID: the first id an event of it carried
 		ask     bool
-		ownID   string
 		appts   []crm.Link
 		hasView bool
 	}
@@ -136,8 +134,8 @@ func (k *linker) request(ctx context.Context, events []*item) error {
 		if k.sync && e.Type == event.LeadCreated {
 			c.req.CreateLead = true
 		}
-		if s.ownCRMID && c.ownID == "" {
-			c.ownID = e.CRMID
+		if s.ownCRMID && c.req.CRMID == "" {
+			c.req.CRMID = e.CRMID
 		}
 		if s.status == crmPending || (s.ownCRMID && !c.hasView) {
 			c.ask = true
@@ -159,9 +157,6 @@ func (k *linker) request(ctx context.Context, events []*item) error {
 	var out []crm.Link
 	for _, key := range order {
 		c := convs[key]
-		if c.ownID != "" {
-			c.req.CRMID = c.ownID
-		}
 		if c.ask {
 			out = append(out, c.req)
 		}
@@ -180,7 +175,6 @@ func (k *linker) request(ctx context.Context, events []*item) error {
 // crmStage is the CRM enrichment with its background parts.
 type crmStage struct {
 	linker *linker
-	store  *crm.Store
 	worker *crm.Worker
 	log    *slog.Logger
 }
@@ -193,16 +187,8 @@ func newCRMStage(ctx context.Context, cfg Config, out crm.Sender, es *elastic.Wr
 		return nil, err
 	}
 	store := crm.NewStore(cfg.Kafka.Brokers, cfg.CRM.LinksTopic, out, log)
-	for backoff := time.Second; ; backoff = min(backoff*2, 15*time.Second) {
-		if err = store.Load(ctx); err == nil {
-			break
-		}
-		log.Warn("waiting for Kafka to load the CRM links", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(backoff):
-		}
+	if err := untilOK(ctx, log, "waiting for Kafka to load the CRM links", store.Load); err != nil {
+		return nil, err
 	}
 	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "assistlog_crm_pending_links",
 		Help: "Conversations and appointments waiting for a CRM answer (growing: the CRM is failing or slow)."},
@@ -222,14 +208,14 @@ func newCRMStage(ctx context.Context, cfg Config, out crm.Sender, es *elastic.Wr
 		}
 		return err
 	}
-	return &crmStage{linker: &linker{store: store, sync: cfg.CRM.Sync, log: log}, store: store, worker: w, log: log}, nil
+	return &crmStage{linker: &linker{store: store, sync: cfg.CRM.Sync}, worker: w, log: log}, nil
 }
 
 // run follows the links topic and runs the worker until ctx ends; a
 // worker that fails (Kafka away) is started again.
 func (s *crmStage) run(ctx context.Context) {
 	done := make(chan struct{})
-	go func() { defer close(done); _ = s.store.Run(ctx) }()
+	go func() { defer close(done); _ = s.linker.store.Run(ctx) }()
 	for backoff := time.Second; ctx.Err() == nil; backoff = min(backoff*2, 30*time.Second) {
 		if err := s.worker.Run(ctx); err != nil {
 			s.log.Error("crm worker stopped; restarting", "err", err, "backoff", backoff)

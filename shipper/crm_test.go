@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -24,29 +23,10 @@ import (
 // leaky-bucket drain per second, and the client's rate.
 func (e *env) withCRM(rate float64) *bitrix24test.Server {
 	e.t.Helper()
-	fake := bitrix24test.New(bitrix24test.Config{Drain: rate, Limit: 50})
-	e.t.Cleanup(fake.Close)
-	ca := filepath.Join(e.dir, "bitrix24-ca.pem")
-	if err := os.WriteFile(ca, fake.CertPEM(), 0o644); err != nil {
-		e.t.Fatal(err)
-	}
 	links := "test-links-" + e.run
 	stacktest.CreateTopics(e.t, e.ep.KafkaBrokers, map[string]int{links: 6})
-	e.crm = fmt.Sprintf(`crm:
-  enabled: true
-  sync: true
-  bitrix24:
-    webhook_url: %q
-    ca_file: %s
-    rate_per_second: %g
-    retry_backoff_max: 2s
-    max_operating_wait: 1m
-  links_topic: %s
-  worker_group_id: crm-%s
-  source_id: WEB
-  conversation_url: "http://kibana.example/app/discover#/?session={session_id}"
-  retry_backoff_max: 2s
-`, fake.WebhookURL(), ca, rate, links, e.run)
+	fake, section := pipelinetest.FakeCRM(e.t, e.dir, rate, links, e.run)
+	e.crm = section
 	return fake
 }
 

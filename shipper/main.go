@@ -83,18 +83,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	// The template must exist before the first index is created; wait for
-	// Elasticsearch rather than fail when started before it.
-	for backoff := time.Second; ; backoff = min(backoff*2, 15*time.Second) {
-		if err = es.Setup(ctx); err == nil {
-			break
-		}
-		log.Warn("waiting for Elasticsearch to install the index template", "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
-		}
+	// The template must exist before the first index is created.
+	if err := untilOK(ctx, log, "waiting for Elasticsearch to install the index template", es.Setup); err != nil {
+		return err
 	}
 	m, err := newPipelineMetrics(reg)
 	if err != nil {
@@ -162,4 +153,22 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	log.Info("shipper stopped")
 	return nil
+}
+
+// untilOK runs f until it succeeds, waiting with backoff and saying why in
+// the log: a dependency that starts after the shipper is waited for, not a
+// reason to exit.
+func untilOK(ctx context.Context, log *slog.Logger, waiting string, f func(context.Context) error) error {
+	for backoff := time.Second; ; backoff = min(backoff*2, 15*time.Second) {
+		err := f(ctx)
+		if err == nil {
+			return nil
+		}
+		log.Warn(waiting, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+	}
 }

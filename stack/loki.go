@@ -73,15 +73,8 @@ func lokiComponent() *component {
 		prepare: func(ctx context.Context, s *Stack) error {
 			dir := s.layout.componentDir("loki")
 			rules := filepath.Join(dir, "rules")
-			if err := os.MkdirAll(s.layout.Endpoints().LokiRulesDir, 0o755); err != nil {
-				return err
-			}
 			// The repository's content alerts, as shipped, for the ruler.
-			content, err := alerts.Files.ReadFile(alerts.LokiRules)
-			if err != nil {
-				return err
-			}
-			if err := writeFileAtomic(filepath.Join(s.layout.Endpoints().LokiRulesDir, "assistlog-content.yaml"), content, 0o644); err != nil {
+			if err := installAlertsFile(alerts.LokiRules, filepath.Join(s.layout.Endpoints().LokiRulesDir, "assistlog-content.yaml")); err != nil {
 				return err
 			}
 			p := s.layout.Ports

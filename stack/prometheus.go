@@ -31,16 +31,8 @@ func prometheusComponent() *component {
 		},
 		prepare: func(ctx context.Context, s *Stack) error {
 			dir := s.layout.componentDir("prometheus")
-			rulesDir := s.layout.Endpoints().PrometheusRulesDir
-			if err := os.MkdirAll(rulesDir, 0o755); err != nil {
-				return err
-			}
 			// The repository's pipeline rules, as shipped.
-			rules, err := alerts.Files.ReadFile(alerts.PrometheusRules)
-			if err != nil {
-				return err
-			}
-			if err := writeFileAtomic(filepath.Join(rulesDir, "assistlog-pipeline.yaml"), rules, 0o644); err != nil {
+			if err := installAlertsFile(alerts.PrometheusRules, filepath.Join(s.layout.Endpoints().PrometheusRulesDir, "assistlog-pipeline.yaml")); err != nil {
 				return err
 			}
 			return writeFileAtomic(filepath.Join(dir, "prometheus.yml"), []byte(prometheusConfig(s.layout)), 0o644)
@@ -137,10 +129,8 @@ func installAlertmanagerConfig(l Layout) error {
 	dir := l.componentDir("alertmanager")
 	secrets := filepath.Join(dir, "secrets")
 	tmpl := filepath.Join(dir, "templates")
-	for _, d := range []string{secrets, tmpl} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
-		}
+	if err := os.MkdirAll(secrets, 0o755); err != nil {
+		return err
 	}
 	for name, v := range map[string]string{
 		"oncall-webhook-url": fmt.Sprintf("http://127.0.0.1:%d/alerts", l.Ports.OnCallWebhook),
@@ -156,11 +146,7 @@ func installAlertmanagerConfig(l Layout) error {
 		return err
 	}
 	for _, e := range entries {
-		b, err := alerts.Files.ReadFile(alerts.AlertmanagerTmpl + "/" + e.Name())
-		if err != nil {
-			return err
-		}
-		if err := writeFileAtomic(filepath.Join(tmpl, e.Name()), b, 0o644); err != nil {
+		if err := installAlertsFile(alerts.AlertmanagerTmpl+"/"+e.Name(), filepath.Join(tmpl, e.Name())); err != nil {
 			return err
 		}
 	}
@@ -170,4 +156,17 @@ func installAlertmanagerConfig(l Layout) error {
 	}
 	conf = bytes.ReplaceAll(conf, []byte(alerts.SecretsDir), []byte(secrets))
 	return writeFileAtomic(filepath.Join(dir, "alertmanager.yml"), conf, 0o644)
+}
+
+// installAlertsFile writes one of the repository's alerting files (as the
+// alerts package embeds it) to dst, creating dst's directory.
+func installAlertsFile(name, dst string) error {
+	b, err := alerts.Files.ReadFile(name)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	return writeFileAtomic(dst, b, 0o644)
 }

@@ -100,22 +100,14 @@ type Store struct {
 	out     Sender
 	log     *slog.Logger
 
-	mu       sync.RWMutex
-	m        map[string]Link
-	ends     map[int]int64 // partition → offset the tail starts from
-	watchers []func(key string, l Link)
+	mu   sync.RWMutex
+	m    map[string]Link
+	ends map[int]int64 // partition → offset the tail starts from
 }
 
 // NewStore returns an empty store; Load fills it, Run follows the topic.
 func NewStore(brokers []string, topic string, out Sender, log *slog.Logger) *Store {
 	return &Store{brokers: brokers, topic: topic, out: out, log: log, m: map[string]Link{}, ends: map[int]int64{}}
-}
-
-// Watch registers f to be called for every record the tail applies.
-func (s *Store) Watch(f func(key string, l Link)) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.watchers = append(s.watchers, f)
 }
 
 // Get returns the latest record of key.
@@ -168,7 +160,7 @@ func (s *Store) PutAll(ctx context.Context, ls []Link) error {
 		return fmt.Errorf("write %d crm links (first %s): %w", len(ls), ls[0].Key(), err)
 	}
 	for _, l := range ls {
-		s.apply(l.Key(), l, false)
+		s.apply(l.Key(), l)
 	}
 	return nil
 }
@@ -177,17 +169,11 @@ func (s *Store) PutAll(ctx context.Context, ls []Link) error {
 // asks again for conversations it already knows, and the view must keep
 // saying what the CRM answered (but a request to create a lead reopens
 // a conversation that had none).
-func (s *Store) apply(key string, l Link, notify bool) {
+func (s *Store) apply(key string, l Link) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if cur, ok := s.m[key]; !ok || l.resolved() || !cur.resolved() || (cur.State == StateNoLead && l.CreateLead) {
 		s.m[key] = l
-	}
-	w := append([]func(string, Link){}, s.watchers...)
-	s.mu.Unlock()
-	if notify {
-		for _, f := range w {
-			f(key, l)
-		}
 	}
 }
 
@@ -223,7 +209,7 @@ func (s *Store) Load(ctx context.Context) error {
 					r.Close()
 					return fmt.Errorf("load links %s/%d at %d: %w", s.topic, p.ID, off, err)
 				}
-				s.applyMessage(m, false)
+				s.applyMessage(m)
 				n++
 				off = m.Offset + 1
 			}
@@ -237,7 +223,7 @@ func (s *Store) Load(ctx context.Context) error {
 	return nil
 }
 
-func (s *Store) applyMessage(m kafkago.Message, notify bool) {
+func (s *Store) applyMessage(m kafkago.Message) {
 	if m.Value == nil {
 		s.mu.Lock()
 		delete(s.m, string(m.Key)) // a tombstone
@@ -249,7 +235,7 @@ func (s *Store) applyMessage(m kafkago.Message, notify bool) {
 		s.log.Warn("unreadable crm link record", "key", string(m.Key), "offset", m.Offset, "err", err)
 		return
 	}
-	s.apply(string(m.Key), l, notify)
+	s.apply(string(m.Key), l)
 }
 
 // Run follows every partition from where Load stopped until ctx ends.
@@ -282,7 +268,7 @@ func (s *Store) follow(ctx context.Context, p int, off int64) {
 		for err == nil {
 			var m kafkago.Message
 			if m, err = r.ReadMessage(ctx); err == nil {
-				s.applyMessage(m, true)
+				s.applyMessage(m)
 				off, backoff = m.Offset+1, time.Second
 			}
 		}

@@ -46,7 +46,6 @@ type Worker struct {
 	// OnLinked runs after a session got its CRM id (the shipper fills the
 	// id into documents already stored); it is retried until it succeeds.
 	OnLinked func(ctx context.Context, l Link) error
-	pending  prometheus.Gauge
 	outcomes *prometheus.CounterVec
 }
 
@@ -56,15 +55,11 @@ func NewWorker(cfg WorkerConfig, store *Store, client *bitrix24.Client, log *slo
 		cfg.RetryBackoffMax = 30 * time.Second
 	}
 	w := &Worker{cfg: cfg, store: store, client: client, log: log,
-		pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "assistlog_crm_unresolved",
-			Help: "Links the CRM worker is trying to resolve right now (non-zero for long: the CRM is failing)."}),
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "assistlog_crm_links_total",
 			Help: "Resolved links by kind and outcome (linked: found by phone or origin, created, from_event, no_lead, done, failed)."}, []string{"kind", "outcome"})}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{w.pending, w.outcomes} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("register crm metrics: %w", err)
-			}
+		if err := reg.Register(w.outcomes); err != nil {
+			return nil, fmt.Errorf("register crm metrics: %w", err)
 		}
 	}
 	return w, nil
@@ -106,11 +101,9 @@ func (w *Worker) handle(ctx context.Context, m kafkago.Message) error {
 		w.log.Warn("unreadable crm link record; skipped", "key", string(m.Key), "err", err)
 		return nil
 	}
-	if l.State != StatePending {
+	if l.resolved() {
 		return nil // a result, written by a worker
 	}
-	w.pending.Inc()
-	defer w.pending.Dec()
 	switch l.Kind {
 	case KindSession:
 		return w.retry(ctx, l.Key(), func() (bool, error) { return w.resolveSession(ctx, l) })

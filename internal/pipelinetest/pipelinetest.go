@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/assistlog/assistlog/internal/bitrix24/bitrix24test"
 	"github.com/assistlog/assistlog/internal/proctest"
 	"github.com/assistlog/assistlog/stack"
 )
@@ -131,4 +132,34 @@ func DropIndicesAtCleanup(t testing.TB, ep stack.Endpoints, alias string) {
 			resp.Body.Close()
 		}
 	})
+}
+
+// FakeCRM starts the contract-faithful Bitrix24 fake (HTTPS; its
+// certificate written to dir for crm.bitrix24.ca_file) with the leaky bucket
+// draining rate requests/s, and returns it with the shipper's crm: section:
+// lead sync on, the client at the same rate, links on linksTopic, workers in
+// group crm-<run>. The links topic is the caller's to create.
+func FakeCRM(t testing.TB, dir string, rate float64, linksTopic, run string) (*bitrix24test.Server, string) {
+	t.Helper()
+	fake := bitrix24test.New(bitrix24test.Config{Drain: rate, Limit: 50})
+	t.Cleanup(fake.Close)
+	ca := filepath.Join(dir, "bitrix24-ca.pem")
+	if err := os.WriteFile(ca, fake.CertPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return fake, fmt.Sprintf(`crm:
+  enabled: true
+  sync: true
+  bitrix24:
+    webhook_url: %q
+    ca_file: %s
+    rate_per_second: %g
+    retry_backoff_max: 2s
+    max_operating_wait: 1m
+  links_topic: %s
+  worker_group_id: crm-%s
+  source_id: WEB
+  conversation_url: "http://kibana.example/app/discover#/?session={session_id}"
+  retry_backoff_max: 2s
+`, fake.WebhookURL(), ca, rate, linksTopic, run)
 }
