@@ -113,8 +113,12 @@ func TestPanelQueries(t *testing.T) {
 		return nil
 	})
 
+	// Variables as Grafana substitutes them; and every Loki selector scoped
+	// to this run's streams, so the queries read this run's data and not
+	// whatever else the shared Loki holds (demo runs: 8 days of it, slow).
 	vars := strings.NewReplacer("$tenant", ".+", "$channel", ".+", "$session_id", session,
-		"$__interval", "1h", "$__range", "8d", "$__rate_interval", "1m")
+		"$__interval", "1h", "$__range", "8d", "$__rate_interval", "1m",
+		`app="assistlog"`, `app="assistlog", deployment="`+run+`"`)
 	byLabels := regexp.MustCompile(`^sum by \(([^)]*)\)`)
 	n := 0
 	for f, d := range loadDashboards(t) {
