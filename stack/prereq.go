@@ -18,6 +18,7 @@ var prerequisites = []prerequisite{
 	{"java", "openjdk-17-jre-headless"}, // Kafka 4 and Elasticsearch 8.19 need Java 17+
 	{"mvn", "maven"},                    // resolves Kafka and Elasticsearch from Maven Central
 	{"curl", "curl"},                    // the demo script reads /metrics
+	{"python3", "python3"},              // the demo script reads JSON replies
 }
 
 // ensurePrerequisites installs missing tools from Debian's packages when
