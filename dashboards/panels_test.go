@@ -101,9 +101,11 @@ func TestPanelQueries(t *testing.T) {
 		}
 		return nil
 	})
-	// Two scrapes at least after the traffic, for rate().
+	// Two scrapes at least after the traffic, for rate(): of the events, and
+	// of the series born during it (the dead letter, the CRM calls).
 	stacktest.Eventually(t, time.Minute, "Prometheus scraping the programs", func() error {
-		r, err := promQuery(ep.PrometheusURL, `sum(rate(assistlog_shipper_events_total[1m])) > 0 and sum(rate(assistlog_collector_events_total[1m])) > 0`, true)
+		r, err := promQuery(ep.PrometheusURL, `sum(rate(assistlog_shipper_events_total[1m])) > 0 and sum(rate(assistlog_collector_events_total[1m])) > 0`+
+			` and count(increase(assistlog_collector_dead_letters_total[1m])) > 0 and count(rate(assistlog_crm_calls_total[1m])) > 0`, true)
 		if err != nil {
 			return err
 		}
