@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/assistlog/assistlog/internal/config"
+	"github.com/assistlog/assistlog/internal/errpolicy"
 	"github.com/assistlog/assistlog/internal/program"
 
 	"github.com/assistlog/assistlog/internal/kafka"
@@ -22,6 +23,8 @@ type Config struct {
 	Webhook   WebhookConfig   `yaml:"webhook"`
 	HTTP      program.HTTP    `yaml:"http"`
 	Log       program.Log     `yaml:"log"`
+	// Retry is the one error policy's waits (Kafka).
+	Retry errpolicy.Config `yaml:"retry"`
 	// ShutdownTimeout bounds how long SIGTERM waits for in-flight batches
 	// to be acknowledged and positions to be saved.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
@@ -87,6 +90,7 @@ func DefaultConfig() Config {
 		Webhook:         WebhookConfig{MaxBodyBytes: 5 << 20, MaxInFlight: 64, ProduceTimeout: 15 * time.Second},
 		HTTP:            program.HTTP{Listen: "127.0.0.1:19101"},
 		Log:             program.Log{Level: "info"},
+		Retry:           errpolicy.DefaultConfig(),
 		ShutdownTimeout: 15 * time.Second,
 	}
 }
@@ -134,6 +138,7 @@ func (c Config) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	errs = append(errs, config.Prefixed("kafka.", c.Kafka.ProducerConfig.Validate())...)
+	errs = append(errs, config.Prefixed("retry.", c.Retry.Validate())...)
 	if c.Kafka.Topic == "" {
 		add("kafka.topic: is required")
 	}

@@ -73,8 +73,8 @@ func newEnv(t *testing.T, opts ...envOption) *env {
   brokers: [%q]
   topic: %s
   dead_letter_topic: %s
-  retry_backoff_max: 2s
   write_timeout: 5s
+retry: {max_backoff: 2s, pause_interval: 2s}
 files:
   include: [%q, %q]
   scan_interval: 200ms

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/assistlog/assistlog/internal/errpolicy"
 	"github.com/assistlog/assistlog/internal/kafka"
 	"github.com/assistlog/assistlog/internal/positions"
 	"github.com/assistlog/assistlog/internal/program"
@@ -60,7 +61,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	producer, err := kafka.NewProducer(cfg.Kafka.ProducerConfig, log, reg)
+	pol, err := errpolicy.New(cfg.Retry, log, reg)
+	if err != nil {
+		return err
+	}
+	producer, err := kafka.NewProducer(cfg.Kafka.ProducerConfig, pol, log, reg)
 	if err != nil {
 		return err
 	}

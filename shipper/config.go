@@ -7,6 +7,7 @@ import (
 
 	"github.com/assistlog/assistlog/internal/config"
 	"github.com/assistlog/assistlog/internal/elastic"
+	"github.com/assistlog/assistlog/internal/errpolicy"
 	"github.com/assistlog/assistlog/internal/kafka"
 	"github.com/assistlog/assistlog/internal/loki"
 	"github.com/assistlog/assistlog/internal/program"
@@ -22,6 +23,9 @@ type Config struct {
 	CRM           CRMConfig      `yaml:"crm"`
 	HTTP          program.HTTP   `yaml:"http"`
 	Log           program.Log    `yaml:"log"`
+	// Retry is the one error policy's waits, for Kafka, Elasticsearch,
+	// Loki and Bitrix24 alike.
+	Retry errpolicy.Config `yaml:"retry"`
 	// ShutdownTimeout bounds how long SIGTERM waits for the batch in
 	// flight to be acknowledged by both sinks and committed.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
@@ -68,6 +72,7 @@ func DefaultConfig() Config {
 		CRM:             defaultCRMConfig(),
 		HTTP:            program.HTTP{Listen: "127.0.0.1:19102"},
 		Log:             program.Log{Level: "info"},
+		Retry:           errpolicy.DefaultConfig(),
 		ShutdownTimeout: 30 * time.Second,
 	}
 }
@@ -114,6 +119,7 @@ func (c Config) Validate() error {
 	if c.Kafka.BatchSize < 1 || c.Kafka.BatchWait <= 0 {
 		add("kafka.batch_messages, kafka.batch_wait: must be positive")
 	}
+	errs = append(errs, config.Prefixed("retry.", c.Retry.Validate())...)
 	errs = append(errs, config.Prefixed("elasticsearch.", c.Elasticsearch.Validate())...)
 	errs = append(errs, config.Prefixed("loki.", c.Loki.Config.Validate())...)
 	for k := range c.Loki.Labels {

@@ -10,9 +10,11 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/assistlog/assistlog/internal/deadletter"
+	"github.com/assistlog/assistlog/internal/errpolicy"
 	"github.com/assistlog/assistlog/internal/event"
 	"github.com/assistlog/assistlog/internal/kafka"
 )
@@ -82,7 +84,13 @@ func dlqMain(args []string, stdout, stderr io.Writer) error {
 	if *dry || len(msgs) == 0 {
 		return nil
 	}
-	p, err := kafka.NewProducer(cfg.Kafka.ProducerConfig, slog.New(slog.NewJSONHandler(os.Stderr, nil)), nil)
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	reg := prometheus.NewRegistry()
+	pol, err := errpolicy.New(cfg.Retry, log, reg)
+	if err != nil {
+		return err
+	}
+	p, err := kafka.NewProducer(cfg.Kafka.ProducerConfig, pol, log, reg)
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/assistlog/assistlog/internal/crm"
 	"github.com/assistlog/assistlog/internal/elastic"
+	"github.com/assistlog/assistlog/internal/errpolicy"
 	"github.com/assistlog/assistlog/internal/kafka"
 	"github.com/assistlog/assistlog/internal/loki"
 	"github.com/assistlog/assistlog/internal/pii"
@@ -62,11 +63,15 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	es, err := elastic.New(cfg.Elasticsearch, log, reg)
+	pol, err := errpolicy.New(cfg.Retry, log, reg)
 	if err != nil {
 		return err
 	}
-	lk, err := loki.New(cfg.Loki.Config, log, reg)
+	es, err := elastic.New(cfg.Elasticsearch, pol, log, reg)
+	if err != nil {
+		return err
+	}
+	lk, err := loki.New(cfg.Loki.Config, pol, log, reg)
 	if err != nil {
 		return err
 	}
@@ -74,7 +79,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// a conversation's link records on one partition.
 	pcfg := cfg.Kafka.ProducerConfig
 	pcfg.Balancer = crm.Balancer()
-	dlq, err := kafka.NewProducer(pcfg, log, reg)
+	dlq, err := kafka.NewProducer(pcfg, pol, log, reg)
 	if err != nil {
 		return err
 	}

@@ -71,14 +71,12 @@ func (e *env) start() *proctest.Process {
   group_id: group-%s
   batch_messages: 500
   batch_wait: 200ms
-  retry_backoff_max: 2s
+retry: {max_backoff: 2s, pause_interval: 2s}
 elasticsearch:
   urls: [%q]
   alias: %s
-  retry_backoff_max: 2s
 loki:
   url: %s
-  retry_backoff_max: 2s
   labels: {app: assistlog-test, deployment: %s}
 pii:
   hash_secret: %q

@@ -108,6 +108,11 @@ compactor:
   working_directory: %[3]s/compactor
   retention_enabled: true
   delete_request_store: filesystem
+distributor:
+  # Small enough that a test can exceed it with a few large entries (Loki
+  # then answers 413 and the client splits the push); a shipper batch of
+  # ordinary events is far below it.
+  max_recv_msg_size: 4194304
 limits_config:
   retention_period: 744h
   allow_structured_metadata: true

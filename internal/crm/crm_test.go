@@ -13,6 +13,7 @@ import (
 
 	"github.com/assistlog/assistlog/internal/bitrix24"
 	"github.com/assistlog/assistlog/internal/bitrix24/bitrix24test"
+	"github.com/assistlog/assistlog/internal/errpolicy"
 	"github.com/assistlog/assistlog/internal/kafka"
 	"github.com/assistlog/assistlog/internal/stacktest"
 )
@@ -35,7 +36,11 @@ func newRig(t *testing.T, sync bool) *rig {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	pcfg := kafka.DefaultProducerConfig()
 	pcfg.Brokers, pcfg.Balancer = []string{ep.KafkaBrokers}, Balancer()
-	prod, err := kafka.NewProducer(pcfg, log, nil)
+	pol, err := errpolicy.New(errpolicy.Config{RetryMin: 100 * time.Millisecond, RetryMax: time.Second, PauseInterval: time.Second}, log, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	prod, err := kafka.NewProducer(pcfg, pol, log, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,12 @@
 // Package elastic writes assistant events to Elasticsearch: an index
 // template with explicit mappings, one index per month behind the
 // assistant-events alias, and a bulk writer that handles every item on its
-// own: 429 and 5xx items are retried, "already exists" counts as written
-// (the _id is the event_id, so a replay is harmless), and mapping or parse
-// errors come back to the caller with Elasticsearch's reason, for the
-// dead-letter topic. Nothing is retried blindly as a whole batch, nothing
-// is dropped.
+// own under the one error policy (internal/errpolicy): 429 and 5xx items are
+// retried, 401/403 pause the stream until the credentials or privileges are
+// fixed, "already exists" counts as written (the _id is the event_id, so a
+// replay is harmless), and mapping or parse errors come back to the caller
+// with Elasticsearch's reason, for the dead-letter topic. Nothing is retried
+// blindly as a whole batch, nothing is dropped.
 package elastic
 
 import (
@@ -18,6 +19,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -25,7 +28,12 @@ import (
 	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/elastic/go-elasticsearch/v8/esutil"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/assistlog/assistlog/internal/errpolicy"
 )
+
+// Destination names Elasticsearch in the error policy's metrics.
+const Destination = "elasticsearch"
 
 // Template is the index template (mappings, settings, alias).
 //
@@ -52,13 +60,11 @@ type Config struct {
 	APIKey   string `yaml:"api_key"`
 	// FlushBytes bounds one bulk request.
 	FlushBytes int `yaml:"flush_bytes"`
-	// RetryBackoffMax caps the wait between retries of failed items.
-	RetryBackoffMax time.Duration `yaml:"retry_backoff_max"`
 }
 
 // DefaultConfig points at the local stack.
 func DefaultConfig() Config {
-	return Config{URLs: []string{"http://127.0.0.1:19200"}, Alias: DefaultAlias, FlushBytes: 5 << 20, RetryBackoffMax: 10 * time.Second}
+	return Config{URLs: []string{"http://127.0.0.1:19200"}, Alias: DefaultAlias, FlushBytes: 5 << 20}
 }
 
 // Validate names the field at fault.
@@ -73,9 +79,6 @@ func (c Config) Validate() error {
 	if c.FlushBytes < 1024 {
 		errs = append(errs, fmt.Errorf("flush_bytes: must be at least 1024, got %d", c.FlushBytes))
 	}
-	if c.RetryBackoffMax <= 0 {
-		errs = append(errs, errors.New("retry_backoff_max: must be positive"))
-	}
 	return errors.Join(errs...)
 }
 
@@ -86,6 +89,11 @@ type Doc struct {
 	Index  string
 	ID     string
 	Body   []byte
+	// OnExists, for a create, is an update body ({"doc": {...}}) applied
+	// when the document is already there: a replayed event whose
+	// enrichment changed since it was first stored (its CRM id resolved)
+	// brings the stored copy up to date instead of leaving it stale.
+	OnExists []byte
 }
 
 // Failure is an item Elasticsearch will never accept as it is.
@@ -104,6 +112,7 @@ func (f Failure) Error() string {
 type Writer struct {
 	es  *elasticsearch.Client
 	cfg Config
+	pol *errpolicy.Policy
 	log *slog.Logger
 	m   writerMetrics
 }
@@ -113,29 +122,31 @@ type writerMetrics struct {
 	latency prometheus.Histogram
 }
 
-// New builds a writer; Setup installs the template.
-func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Writer, error) {
+// New builds a writer; Setup installs the template. Failures follow pol.
+func New(cfg Config, pol *errpolicy.Policy, log *slog.Logger, reg prometheus.Registerer) (*Writer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("elasticsearch config: %w", err)
+	}
+	if pol == nil || log == nil || reg == nil {
+		return nil, errors.New("elasticsearch: an error policy, a logger and a metrics registry are required")
 	}
 	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: cfg.URLs, Username: cfg.Username,
 		Password: cfg.Password, APIKey: cfg.APIKey, RetryOnStatus: []int{502, 503, 504}, MaxRetries: 2})
 	if err != nil {
 		return nil, fmt.Errorf("elasticsearch client: %w", err)
 	}
-	w := &Writer{es: es, cfg: cfg, log: log, m: writerMetrics{
+	w := &Writer{es: es, cfg: cfg, pol: pol, log: log, m: writerMetrics{
 		items: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "assistlog_elasticsearch_items_total",
 			Help: "Bulk items by action and outcome (written, exists, retried, failed)."}, []string{"action", "outcome"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "assistlog_elasticsearch_write_seconds",
 			Help: "Time to get a batch acknowledged, retries included.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
 	}}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{w.m.items, w.m.latency} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("register elasticsearch metrics: %w", err)
-			}
+	for _, c := range []prometheus.Collector{w.m.items, w.m.latency} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register elasticsearch metrics: %w", err)
 		}
 	}
+	pol.Declare(Destination)
 	return w, nil
 }
 
@@ -182,20 +193,32 @@ func (w *Writer) Ping(ctx context.Context) error {
 	return nil
 }
 
-func retryableStatus(status int) bool {
-	return status == http.StatusTooManyRequests || status >= 500
+// flushStatus recovers the HTTP status of a bulk request Elasticsearch
+// refused as a whole: esutil reports it only as "flush: [401 Unauthorized] …".
+var flushStatus = regexp.MustCompile(`flush: \[(\d{3}) `)
+
+// requestError classifies a failure of a whole request by its status.
+func requestError(err error) error {
+	if m := flushStatus.FindStringSubmatch(err.Error()); m != nil {
+		code, _ := strconv.Atoi(m[1])
+		if errpolicy.HTTPStatus(code) == errpolicy.Pause {
+			return errpolicy.Mark(errpolicy.Pause, err)
+		}
+	}
+	return err // network, cluster down, 5xx: retried
 }
 
 // Write sends docs and returns once each is written or permanently
-// rejected. Rejected items are returned; retryable ones are retried with
-// backoff until ctx ends (then the error is ctx's and the caller must not
-// consider anything acknowledged).
+// rejected. Rejected items are returned; the others are retried under the
+// error policy (backoff, or a slow pause while Elasticsearch refuses the
+// credentials) until ctx ends (then the error is ctx's and the caller must
+// not consider anything acknowledged).
 func (w *Writer) Write(ctx context.Context, docs []Doc) ([]Failure, error) {
 	start := time.Now()
 	pending := docs
 	var failures []Failure
-	backoff := 200 * time.Millisecond
-	for attempt := 1; len(pending) > 0; attempt++ {
+	att := w.pol.Start(Destination)
+	for len(pending) > 0 {
 		retry, failed, err := w.bulk(ctx, pending)
 		failures = append(failures, failed...)
 		if len(retry) == 0 {
@@ -204,23 +227,26 @@ func (w *Writer) Write(ctx context.Context, docs []Doc) ([]Failure, error) {
 		if ctx.Err() != nil {
 			return failures, fmt.Errorf("bulk write of %d items: %w", len(retry), ctx.Err())
 		}
-		w.m.items.WithLabelValues("any", "retried").Add(float64(len(retry)))
-		w.log.Warn("elasticsearch items not acknowledged; retrying", "items", len(retry), "attempt", attempt, "backoff", backoff, "err", err)
-		select {
-		case <-ctx.Done():
-			return failures, fmt.Errorf("bulk write of %d items: %w", len(retry), ctx.Err())
-		case <-time.After(backoff):
+		if err == nil { // only follow-up updates of existing documents
+			pending = retry
+			continue
 		}
-		backoff = min(backoff*2, w.cfg.RetryBackoffMax)
+		w.m.items.WithLabelValues("any", "retried").Add(float64(len(retry)))
+		if werr := att.Wait(ctx, fmt.Errorf("%d of %d items not acknowledged: %w", len(retry), len(pending), err)); werr != nil {
+			return failures, fmt.Errorf("bulk write: %w", werr)
+		}
 		pending = retry
 	}
+	att.Done()
 	w.m.latency.Observe(time.Since(start).Seconds())
 	return failures, nil
 }
 
 // bulk runs one round through an esutil.BulkIndexer and sorts every item
 // into written, retry or failed. An item with no callback at all is retried:
-// nothing counts as written without Elasticsearch saying so.
+// nothing counts as written without Elasticsearch saying so. A create that
+// found its document with OnExists set comes back in retry as the update;
+// lastErr stays nil when only such updates are left.
 func (w *Writer) bulk(ctx context.Context, docs []Doc) (retry []Doc, failed []Failure, lastErr error) {
 	bi, err := esutil.NewBulkIndexer(esutil.BulkIndexerConfig{Client: w.es, NumWorkers: 1, FlushBytes: w.cfg.FlushBytes,
 		FlushInterval: time.Hour}) // flushed by Close below
@@ -236,6 +262,7 @@ func (w *Writer) bulk(ctx context.Context, docs []Doc) (retry []Doc, failed []Fa
 	var mu sync.Mutex
 	outcome := make([]int, len(docs))
 	failure := make([]Failure, len(docs))
+	var followUps []Doc
 	set := func(i, o int) { mu.Lock(); outcome[i] = o; mu.Unlock() }
 	for i, d := range docs {
 		item := esutil.BulkIndexerItem{Action: d.Action, Index: d.Index, DocumentID: d.ID, Body: bytes.NewReader(d.Body),
@@ -245,17 +272,24 @@ func (w *Writer) bulk(ctx context.Context, docs []Doc) (retry []Doc, failed []Fa
 			},
 			OnFailure: func(_ context.Context, _ esutil.BulkIndexerItem, r esutil.BulkIndexerResponseItem, err error) {
 				switch {
-				case err != nil: // the request itself failed: network, cluster down
+				case err != nil: // the request itself failed: network, cluster down, refused credentials
 					mu.Lock()
-					lastErr = err
+					lastErr = requestError(err)
 					mu.Unlock()
 					set(i, again)
 				case r.Status == http.StatusConflict && d.Action == "create":
 					w.m.items.WithLabelValues(d.Action, "exists").Inc() // already written: an idempotent replay
+					if d.OnExists != nil {
+						mu.Lock()
+						followUps = append(followUps, Doc{Action: "update", Index: d.Index, ID: d.ID, Body: d.OnExists})
+						mu.Unlock()
+					}
 					set(i, written)
-				case retryableStatus(r.Status):
+				case errpolicy.HTTPStatus(r.Status) != errpolicy.DeadLetter:
+					// 429/5xx: passing; 401/403: this user may not write here,
+					// which is true of every item, so the stream pauses.
 					mu.Lock()
-					lastErr = fmt.Errorf("HTTP %d %s: %s", r.Status, r.Error.Type, r.Error.Reason)
+					lastErr = errpolicy.Mark(errpolicy.HTTPStatus(r.Status), fmt.Errorf("HTTP %d %s: %s", r.Status, r.Error.Type, r.Error.Reason))
 					mu.Unlock()
 					set(i, again)
 				default:
@@ -267,12 +301,18 @@ func (w *Writer) bulk(ctx context.Context, docs []Doc) (retry []Doc, failed []Fa
 				}
 			}}
 		if err := bi.Add(ctx, item); err != nil {
+			mu.Lock()
 			lastErr = err
+			mu.Unlock()
 			break
 		}
 	}
-	if err := bi.Close(ctx); err != nil && lastErr == nil {
-		lastErr = err
+	if err := bi.Close(ctx); err != nil {
+		mu.Lock()
+		if lastErr == nil {
+			lastErr = err
+		}
+		mu.Unlock()
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -284,7 +324,10 @@ func (w *Writer) bulk(ctx context.Context, docs []Doc) (retry []Doc, failed []Fa
 			retry = append(retry, docs[i])
 		}
 	}
-	return retry, failed, lastErr
+	if len(retry) > 0 && lastErr == nil {
+		lastErr = errors.New("no answer for some items")
+	}
+	return append(retry, followUps...), failed, lastErr
 }
 
 // Refresh makes recent writes searchable now (tests, the demo summary).
@@ -321,7 +364,11 @@ func (w *Writer) FillSession(ctx context.Context, tenant, session, missing strin
 	defer res.Body.Close()
 	if res.IsError() {
 		b, _ := io.ReadAll(res.Body)
-		return 0, fmt.Errorf("fill session %s/%s: search: %s: %s", tenant, session, res.Status(), b)
+		err := fmt.Errorf("fill session %s/%s: search: %s: %s", tenant, session, res.Status(), b)
+		if a := errpolicy.HTTPStatus(res.StatusCode); a == errpolicy.Pause {
+			return 0, errpolicy.Mark(a, err)
+		}
+		return 0, err
 	}
 	var r struct {
 		Hits struct {

@@ -12,8 +12,19 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/assistlog/assistlog/internal/errpolicy"
 	"github.com/assistlog/assistlog/internal/stacktest"
 )
+
+func testPolicy(t *testing.T) *errpolicy.Policy {
+	t.Helper()
+	p, err := errpolicy.New(errpolicy.Config{RetryMin: 100 * time.Millisecond, RetryMax: time.Second, PauseInterval: time.Second},
+		slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
 
 func newWriter(t *testing.T) *Writer {
 	t.Helper()
@@ -21,8 +32,7 @@ func newWriter(t *testing.T) *Writer {
 	cfg := DefaultConfig()
 	cfg.URLs = []string{ep.ElasticsearchURL}
 	cfg.Alias = fmt.Sprintf("test-events-%d", time.Now().UnixNano())
-	cfg.RetryBackoffMax = time.Second
-	w, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	w, err := New(cfg, testPolicy(t), slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

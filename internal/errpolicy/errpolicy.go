@@ -98,12 +98,13 @@ func HTTPStatus(code int) Action {
 	return Retry
 }
 
-// Config sets the waits.
+// Config sets the waits (the programs' `retry:` section).
 type Config struct {
 	// RetryMin and RetryMax bound the exponential backoff of Retry.
-	RetryMin, RetryMax time.Duration
+	RetryMin time.Duration `yaml:"min_backoff"`
+	RetryMax time.Duration `yaml:"max_backoff"`
 	// PauseInterval is how often a paused destination is tried again.
-	PauseInterval time.Duration
+	PauseInterval time.Duration `yaml:"pause_interval"`
 }
 
 // DefaultConfig is what the programs use unless configured otherwise.
@@ -115,10 +116,10 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	var errs []error
 	if c.RetryMin <= 0 {
-		errs = append(errs, fmt.Errorf("retry_min: must be positive, got %s", c.RetryMin))
+		errs = append(errs, fmt.Errorf("min_backoff: must be positive, got %s", c.RetryMin))
 	}
 	if c.RetryMax < c.RetryMin {
-		errs = append(errs, fmt.Errorf("retry_max: must be at least retry_min (%s), got %s", c.RetryMin, c.RetryMax))
+		errs = append(errs, fmt.Errorf("max_backoff: must be at least min_backoff (%s), got %s", c.RetryMin, c.RetryMax))
 	}
 	if c.PauseInterval <= 0 {
 		errs = append(errs, fmt.Errorf("pause_interval: must be positive, got %s", c.PauseInterval))

@@ -94,8 +94,8 @@ func TestDoReturnsDeadLetterAndCtx(t *testing.T) {
 
 func TestNewValidates(t *testing.T) {
 	_, err := New(Config{RetryMin: time.Second, RetryMax: time.Millisecond}, slog.Default(), prometheus.NewRegistry())
-	if err == nil || !contains(err.Error(), "retry_max") || !contains(err.Error(), "pause_interval") {
-		t.Fatalf("New = %v, want errors naming retry_max and pause_interval", err)
+	if err == nil || !contains(err.Error(), "max_backoff") || !contains(err.Error(), "pause_interval") {
+		t.Fatalf("New = %v, want errors naming max_backoff and pause_interval", err)
 	}
 	if _, err := New(DefaultConfig(), slog.Default(), nil); err == nil {
 		t.Fatal("New without a registry must fail")

@@ -11,7 +11,45 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/compress"
+
+	"github.com/assistlog/assistlog/internal/errpolicy"
 )
+
+// Destination names Kafka in the error policy's metrics.
+const Destination = "kafka"
+
+// refusesEverything are the broker's answers that no retry of the same
+// request can change: the topic does not exist (auto-creation is off on
+// purpose) or this client may not write to it. The stream pauses until an
+// operator creates the topic or grants the ACL.
+var refusesEverything = map[kafkago.Error]bool{
+	kafkago.UnknownTopicOrPartition:            true,
+	kafkago.InvalidTopic:                       true,
+	kafkago.TopicAuthorizationFailed:           true,
+	kafkago.ClusterAuthorizationFailed:         true,
+	kafkago.GroupAuthorizationFailed:           true,
+	kafkago.TransactionalIDAuthorizationFailed: true,
+	kafkago.SASLAuthenticationFailed:           true,
+}
+
+// Classify applies the error policy to a kafka-go error: see
+// refusesEverything; everything else (leader changes, timeouts, network,
+// not enough replicas) is passing and retried.
+func Classify(err error) error {
+	var ke kafkago.Error
+	if errors.As(err, &ke) && refusesEverything[ke] {
+		return errpolicy.Mark(errpolicy.Pause, err)
+	}
+	var we kafkago.WriteErrors
+	if errors.As(err, &we) {
+		for _, e := range we {
+			if e != nil && errors.As(e, &ke) && refusesEverything[ke] {
+				return errpolicy.Mark(errpolicy.Pause, err)
+			}
+		}
+	}
+	return err
+}
 
 // ProducerConfig configures a Producer. Acknowledgement by all in-sync
 // replicas is not configurable: a position advances on it.
@@ -22,9 +60,6 @@ type ProducerConfig struct {
 	BatchBytes   int64         `yaml:"batch_bytes"`   // bytes per produce request
 	BatchTimeout time.Duration `yaml:"batch_timeout"` // how long a partial batch waits
 	WriteTimeout time.Duration `yaml:"write_timeout"`
-	// RetryBackoffMax caps the wait between retries of a failed send; the
-	// send itself is retried until it succeeds or its context ends.
-	RetryBackoffMax time.Duration `yaml:"retry_backoff_max"`
 	// Balancer picks a message's partition; nil hashes the key, so one
 	// key always lands on one partition.
 	Balancer kafkago.Balancer `yaml:"-"`
@@ -35,7 +70,7 @@ func DefaultProducerConfig() ProducerConfig {
 	return ProducerConfig{
 		Brokers: []string{"127.0.0.1:19092"}, Compression: "snappy",
 		BatchSize: 1000, BatchBytes: 4 << 20, BatchTimeout: 20 * time.Millisecond,
-		WriteTimeout: 10 * time.Second, RetryBackoffMax: 10 * time.Second,
+		WriteTimeout: 10 * time.Second,
 	}
 }
 
@@ -56,8 +91,8 @@ func (c ProducerConfig) Validate() error {
 	if c.BatchSize < 1 || c.BatchBytes < 1 {
 		errs = append(errs, fmt.Errorf("batch_size/batch_bytes: must be positive"))
 	}
-	if c.BatchTimeout <= 0 || c.WriteTimeout <= 0 || c.RetryBackoffMax <= 0 {
-		errs = append(errs, fmt.Errorf("batch_timeout, write_timeout, retry_backoff_max: must be positive"))
+	if c.BatchTimeout <= 0 || c.WriteTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("batch_timeout, write_timeout: must be positive"))
 	}
 	return errors.Join(errs...)
 }
@@ -69,6 +104,7 @@ func (c ProducerConfig) Validate() error {
 type Producer struct {
 	w       *kafkago.Writer
 	cfg     ProducerConfig
+	pol     *errpolicy.Policy
 	log     *slog.Logger
 	healthy atomic.Bool
 	m       producerMetrics
@@ -80,10 +116,14 @@ type producerMetrics struct {
 	latency  prometheus.Histogram
 }
 
-// NewProducer builds a producer; messages carry their own topic.
-func NewProducer(cfg ProducerConfig, log *slog.Logger, reg prometheus.Registerer) (*Producer, error) {
+// NewProducer builds a producer; messages carry their own topic. Failures
+// follow pol.
+func NewProducer(cfg ProducerConfig, pol *errpolicy.Policy, log *slog.Logger, reg prometheus.Registerer) (*Producer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("kafka config: %w", err)
+	}
+	if pol == nil || log == nil || reg == nil {
+		return nil, errors.New("kafka producer: an error policy, a logger and a metrics registry are required")
 	}
 	var comp kafkago.Compression
 	if c := codecs[cfg.Compression]; c != nil {
@@ -93,7 +133,7 @@ func NewProducer(cfg ProducerConfig, log *slog.Logger, reg prometheus.Registerer
 	if balancer == nil {
 		balancer = &kafkago.Hash{}
 	}
-	p := &Producer{cfg: cfg, log: log, w: &kafkago.Writer{
+	p := &Producer{cfg: cfg, pol: pol, log: log, w: &kafkago.Writer{
 		Addr:                   kafkago.TCP(cfg.Brokers...),
 		Balancer:               balancer,
 		RequiredAcks:           kafkago.RequireAll,
@@ -116,13 +156,12 @@ func NewProducer(cfg ProducerConfig, log *slog.Logger, reg prometheus.Registerer
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "assistlog_kafka_produce_seconds",
 			Help: "Time from send to acknowledgement of a batch, retries included.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{p.m.produced, p.m.failures, p.m.latency} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("register kafka metrics: %w", err)
-			}
+	for _, c := range []prometheus.Collector{p.m.produced, p.m.failures, p.m.latency} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register kafka metrics: %w", err)
 		}
 	}
+	pol.Declare(Destination)
 	p.healthy.Store(true)
 	return p, nil
 }
@@ -131,14 +170,16 @@ func NewProducer(cfg ProducerConfig, log *slog.Logger, reg prometheus.Registerer
 func (p *Producer) Healthy() bool { return p.healthy.Load() }
 
 // Send produces msgs and returns nil once all are acknowledged. On failure
-// it retries only the messages that failed, with backoff, until ctx ends.
+// it retries only the messages that failed, under the error policy (a
+// missing topic or a refused ACL pauses rather than spins), until ctx ends.
 func (p *Producer) Send(ctx context.Context, msgs []kafkago.Message) error {
 	start := time.Now()
 	pending := msgs
-	backoff := 200 * time.Millisecond
-	for attempt := 1; ; attempt++ {
+	att := p.pol.Start(Destination)
+	for {
 		err := p.w.WriteMessages(ctx, pending...)
 		if err == nil {
+			att.Done()
 			p.healthy.Store(true)
 			p.count(pending)
 			p.m.latency.Observe(time.Since(start).Seconds())
@@ -149,6 +190,7 @@ func (p *Producer) Send(ctx context.Context, msgs []kafkago.Message) error {
 		}
 		p.healthy.Store(false)
 		p.m.failures.Inc()
+		err = Classify(err)
 		var werrs kafkago.WriteErrors
 		if errors.As(err, &werrs) && len(werrs) == len(pending) {
 			var failed, ok []kafkago.Message
@@ -162,13 +204,9 @@ func (p *Producer) Send(ctx context.Context, msgs []kafkago.Message) error {
 			p.count(ok)
 			pending = failed
 		}
-		p.log.Warn("kafka produce failed; retrying", "attempt", attempt, "messages", len(pending), "backoff", backoff, "err", err)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("produce %d messages: %w", len(pending), ctx.Err())
-		case <-time.After(backoff):
+		if werr := att.Wait(ctx, fmt.Errorf("produce %d messages: %w", len(pending), err)); werr != nil {
+			return fmt.Errorf("kafka: %w", werr)
 		}
-		backoff = min(backoff*2, p.cfg.RetryBackoffMax)
 	}
 }
 

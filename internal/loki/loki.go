@@ -5,9 +5,13 @@
 // and, after its retries, drops a batch with a log line; the caller is never
 // told whether lines were stored. This client pushes synchronously with
 // Loki's own wire types (github.com/grafana/loki/pkg/push, protobuf +
-// snappy), retries 429 and 5xx with backoff, and reports entries Loki will
-// never take (too old, too long, too far behind) one by one, so the caller
-// can dead-letter them without dropping the rest of the batch.
+// snappy) under the one error policy (internal/errpolicy): 429, 5xx and
+// network failures are retried with backoff; 401/403/404 (credentials, or a
+// URL that is not Loki's push API) pause the stream until fixed; a push too
+// large for Loki (413) is split until each entry goes alone; entries Loki
+// will never take (too old, too long, too far behind, alone and still too
+// large) are reported one by one, so the caller can dead-letter them without
+// dropping the rest of the batch.
 package loki
 
 import (
@@ -25,17 +29,25 @@ import (
 	"github.com/golang/snappy"
 	"github.com/grafana/loki/pkg/push"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/assistlog/assistlog/internal/errpolicy"
 )
+
+// Destination names Loki in the error policy's metrics.
+const Destination = "loki"
 
 // Config configures a Client. The limits mirror Loki's defaults; set them
 // to the server's if it was configured otherwise.
 type Config struct {
 	URL string `yaml:"url"`
 	// TenantID is sent as X-Scope-OrgID when Loki runs with auth enabled.
-	TenantID string        `yaml:"tenant_id"`
-	Timeout  time.Duration `yaml:"timeout"`
-	// RetryBackoffMax caps the wait between retries of 429/5xx.
-	RetryBackoffMax time.Duration `yaml:"retry_backoff_max"`
+	TenantID string `yaml:"tenant_id"`
+	// Username and Password (basic auth) or BearerToken, for the proxy that
+	// guards a Loki reachable from other hosts (Loki has no auth of its own).
+	Username    string        `yaml:"username"`
+	Password    string        `yaml:"password"`
+	BearerToken string        `yaml:"bearer_token"`
+	Timeout     time.Duration `yaml:"timeout"`
 	// MaxLineBytes (max_line_size), RejectOlderThan (reject_old_samples_max_age)
 	// and CreationGrace (creation_grace_period): entries outside them are
 	// rejected here, without a round trip.
@@ -46,18 +58,21 @@ type Config struct {
 
 // DefaultConfig points at the local stack with Loki's default limits.
 func DefaultConfig() Config {
-	return Config{URL: "http://127.0.0.1:13100", Timeout: 30 * time.Second, RetryBackoffMax: 10 * time.Second,
+	return Config{URL: "http://127.0.0.1:13100", Timeout: 30 * time.Second,
 		MaxLineBytes: 256 << 10, RejectOlderThan: 7 * 24 * time.Hour, CreationGrace: 10 * time.Minute}
 }
 
 // Validate names the field at fault.
 func (c Config) Validate() error {
 	var errs []error
+	if c.BearerToken != "" && c.Username != "" {
+		errs = append(errs, errors.New("bearer_token, username: set one way to authenticate, not both"))
+	}
 	if !strings.HasPrefix(c.URL, "http://") && !strings.HasPrefix(c.URL, "https://") {
 		errs = append(errs, fmt.Errorf("url: must be http(s)://host:port, got %q", c.URL))
 	}
-	if c.Timeout <= 0 || c.RetryBackoffMax <= 0 || c.RejectOlderThan <= 0 || c.CreationGrace <= 0 || c.MaxLineBytes <= 0 {
-		errs = append(errs, errors.New("timeout, retry_backoff_max, reject_older_than, creation_grace, max_line_bytes: must be positive"))
+	if c.Timeout <= 0 || c.RejectOlderThan <= 0 || c.CreationGrace <= 0 || c.MaxLineBytes <= 0 {
+		errs = append(errs, errors.New("timeout, reject_older_than, creation_grace, max_line_bytes: must be positive"))
 	}
 	return errors.Join(errs...)
 }
@@ -81,6 +96,7 @@ type Rejection struct {
 // Client pushes to one Loki.
 type Client struct {
 	cfg  Config
+	pol  *errpolicy.Policy
 	http *http.Client
 	log  *slog.Logger
 	m    clientMetrics
@@ -92,31 +108,33 @@ type clientMetrics struct {
 	latency prometheus.Histogram
 }
 
-// New builds a client; reg may be nil.
-func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Client, error) {
+// New builds a client whose failures follow pol.
+func New(cfg Config, pol *errpolicy.Policy, log *slog.Logger, reg prometheus.Registerer) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("loki config: %w", err)
 	}
-	c := &Client{cfg: cfg, http: &http.Client{Timeout: cfg.Timeout}, log: log, now: time.Now, m: clientMetrics{
+	if pol == nil || log == nil || reg == nil {
+		return nil, errors.New("loki: an error policy, a logger and a metrics registry are required")
+	}
+	c := &Client{cfg: cfg, pol: pol, http: &http.Client{Timeout: cfg.Timeout}, log: log, now: time.Now, m: clientMetrics{
 		entries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "assistlog_loki_entries_total",
 			Help: "Entries by outcome (pushed, rejected, retried)."}, []string{"outcome"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "assistlog_loki_push_seconds",
 			Help: "Time to get a batch acknowledged, retries included.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
 	}}
-	if reg != nil {
-		for _, col := range []prometheus.Collector{c.m.entries, c.m.latency} {
-			if err := reg.Register(col); err != nil {
-				return nil, fmt.Errorf("register loki metrics: %w", err)
-			}
+	for _, col := range []prometheus.Collector{c.m.entries, c.m.latency} {
+		if err := reg.Register(col); err != nil {
+			return nil, fmt.Errorf("register loki metrics: %w", err)
 		}
 	}
+	pol.Declare(Destination)
 	return c, nil
 }
 
 // Push sends entries and returns once Loki acknowledged every one it will
-// accept; the others come back as rejections. Retryable failures (429, 5xx,
-// network) are retried until ctx ends, then ctx's error is returned and
-// nothing should be taken as stored.
+// accept; the others come back as rejections. Other failures follow the
+// error policy until ctx ends, then ctx's error is returned and nothing
+// should be taken as stored.
 func (c *Client) Push(ctx context.Context, entries []Entry) ([]Rejection, error) {
 	start := c.now()
 	var ok []Entry
@@ -129,29 +147,53 @@ func (c *Client) Push(ctx context.Context, entries []Entry) ([]Rejection, error)
 		ok = append(ok, e)
 	}
 	if len(ok) > 0 {
-		status, msg, err := c.pushRetrying(ctx, ok)
+		r, err := c.pushVerdicts(ctx, ok)
 		if err != nil {
 			return rejected, err
 		}
-		if status == http.StatusBadRequest {
-			// Loki stored the valid entries and refused some: find them one
-			// by one. Re-sending a stored entry is harmless (same stream,
-			// timestamp and line are deduplicated).
-			c.log.Warn("loki refused part of a batch; checking entries one by one", "entries", len(ok), "reason", msg)
-			for _, e := range ok {
-				st, msg, err := c.pushRetrying(ctx, []Entry{e})
-				if err != nil {
-					return rejected, err
-				}
-				if st == http.StatusBadRequest {
-					rejected = append(rejected, Rejection{Entry: e, Reason: msg})
-				}
-			}
-		}
+		rejected = append(rejected, r...)
 	}
 	c.m.entries.WithLabelValues("pushed").Add(float64(len(entries) - len(rejected)))
 	c.m.entries.WithLabelValues("rejected").Add(float64(len(rejected)))
 	c.m.latency.Observe(c.now().Sub(start).Seconds())
+	return rejected, nil
+}
+
+// pushVerdicts pushes entries until each is stored or refused for good.
+func (c *Client) pushVerdicts(ctx context.Context, entries []Entry) ([]Rejection, error) {
+	status, msg, err := c.pushRetrying(ctx, entries)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case status != http.StatusBadRequest && status != http.StatusRequestEntityTooLarge:
+		return nil, nil
+	case len(entries) == 1:
+		return []Rejection{{Entry: entries[0], Reason: fmt.Sprintf("HTTP %d: %s", status, msg)}}, nil
+	case status == http.StatusRequestEntityTooLarge:
+		// The request as a whole is over Loki's size limit: halves until
+		// each part fits, so one huge entry cannot hold up the others.
+		c.log.Warn("loki refused a push as too large; splitting it", "entries", len(entries), "reason", msg)
+		mid := len(entries) / 2
+		first, err := c.pushVerdicts(ctx, entries[:mid])
+		if err != nil {
+			return nil, err
+		}
+		second, err := c.pushVerdicts(ctx, entries[mid:])
+		return append(first, second...), err
+	}
+	// Loki stored the valid entries and refused some: find them one by
+	// one. Re-sending a stored entry is harmless (same stream, timestamp
+	// and line are deduplicated).
+	c.log.Warn("loki refused part of a batch; checking entries one by one", "entries", len(entries), "reason", msg)
+	var rejected []Rejection
+	for _, e := range entries {
+		r, err := c.pushVerdicts(ctx, []Entry{e})
+		if err != nil {
+			return rejected, err
+		}
+		rejected = append(rejected, r...)
+	}
 	return rejected, nil
 }
 
@@ -170,32 +212,36 @@ func (c *Client) precheck(e Entry, now time.Time) string {
 	return ""
 }
 
-// pushRetrying pushes until Loki answers 204 or 400 (a final verdict).
+// pushRetrying pushes until Loki gives a verdict: 2xx, 400 (some entries
+// refused) or 413 (the request is too large). 401/403/404 say every push
+// will fail the same way (credentials, tenant, a wrong URL): the stream
+// pauses. Everything else is retried with backoff.
 func (c *Client) pushRetrying(ctx context.Context, entries []Entry) (int, string, error) {
 	body, err := encode(entries)
 	if err != nil {
 		return 0, "", err
 	}
-	backoff := 200 * time.Millisecond
-	for attempt := 1; ; attempt++ {
+	att := c.pol.Start(Destination)
+	for {
 		status, msg, err := c.pushOnce(ctx, body)
-		if err == nil && (status == http.StatusNoContent || status == http.StatusOK || status == http.StatusBadRequest) {
-			return status, msg, nil
-		}
 		if err == nil {
-			err = fmt.Errorf("HTTP %d: %s", status, msg)
+			switch status {
+			case http.StatusNoContent, http.StatusOK, http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+				att.Done()
+				return status, msg, nil
+			case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
+				err = errpolicy.Mark(errpolicy.Pause, fmt.Errorf("HTTP %d: %s", status, msg))
+			default:
+				err = fmt.Errorf("HTTP %d: %s", status, msg)
+			}
 		}
 		if ctx.Err() != nil {
-			return 0, "", fmt.Errorf("loki push of %d entries: %w", len(entries), ctx.Err())
+			return 0, "", fmt.Errorf("loki push of %d entries: %w (last error: %v)", len(entries), ctx.Err(), err)
 		}
 		c.m.entries.WithLabelValues("retried").Add(float64(len(entries)))
-		c.log.Warn("loki push failed; retrying", "entries", len(entries), "attempt", attempt, "backoff", backoff, "err", err)
-		select {
-		case <-ctx.Done():
-			return 0, "", fmt.Errorf("loki push of %d entries: %w (last error: %v)", len(entries), ctx.Err(), err)
-		case <-time.After(backoff):
+		if werr := att.Wait(ctx, fmt.Errorf("push of %d entries: %w", len(entries), err)); werr != nil {
+			return 0, "", fmt.Errorf("loki: %w", werr)
 		}
-		backoff = min(backoff*2, c.cfg.RetryBackoffMax)
 	}
 }
 
@@ -208,6 +254,12 @@ func (c *Client) pushOnce(ctx context.Context, body []byte) (int, string, error)
 	req.Header.Set("Content-Encoding", "snappy")
 	if c.cfg.TenantID != "" {
 		req.Header.Set("X-Scope-OrgID", c.cfg.TenantID)
+	}
+	switch {
+	case c.cfg.BearerToken != "":
+		req.Header.Set("Authorization", "Bearer "+c.cfg.BearerToken)
+	case c.cfg.Username != "":
+		req.SetBasicAuth(c.cfg.Username, c.cfg.Password)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

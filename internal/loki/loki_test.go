@@ -2,18 +2,26 @@ package loki
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/assistlog/assistlog/internal/errpolicy"
 	"github.com/assistlog/assistlog/internal/stacktest"
 )
 
@@ -22,12 +30,25 @@ func newClient(t *testing.T) (*Client, string) {
 	ep := stacktest.Require(t, stacktest.Loki)
 	cfg := DefaultConfig()
 	cfg.URL = ep.LokiURL
-	cfg.RetryBackoffMax = time.Second
-	c, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	c, _ := newClientWith(t, cfg)
+	return c, ep.LokiURL
+}
+
+// newClientWith builds a client with its own policy and registry, returned
+// so a test can read the policy's metrics the way Prometheus would.
+func newClientWith(t *testing.T, cfg Config) (*Client, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	pol, err := errpolicy.New(errpolicy.Config{RetryMin: 100 * time.Millisecond, RetryMax: time.Second, PauseInterval: 500 * time.Millisecond}, log, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c, ep.LokiURL
+	c, err := New(cfg, pol, log, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, reg
 }
 
 // query runs LogQL over the last 3 hours and returns the lines, sorted.
@@ -158,4 +179,139 @@ func TestPushWaitsOutAnOutage(t *testing.T) {
 		return err
 	})
 	eventually(t, base, fmt.Sprintf(`{tenant=%q}`, run), 1)
+}
+
+// TestOversizedPushIsSplit pushes more than the real Loki's
+// max_recv_msg_size (4 MiB in the stack) in one batch: Loki answers 413,
+// and the client splits the push until the parts fit, storing every entry
+// once and rejecting none. (Before the split, 413 was retried as it was,
+// forever.)
+func TestOversizedPushIsSplit(t *testing.T) {
+	c, base := newClient(t)
+	run := fmt.Sprintf("r%d", time.Now().UnixNano())
+	now := time.Now()
+	rnd := rand.New(rand.NewPCG(1, 2))
+	var entries []Entry
+	for i := 0; i < 24; i++ {
+		raw := make([]byte, 180<<10)
+		for j := range raw {
+			raw[j] = byte(rnd.IntN(256))
+		}
+		// base64 of random bytes: 240 KiB a line that snappy cannot shrink.
+		entries = append(entries, Entry{Labels: map[string]string{"app": "assistlog-test", "tenant": run, "part": strconv.Itoa(i % 6)},
+			Time: now.Add(time.Duration(i) * time.Millisecond), Line: base64.StdEncoding.EncodeToString(raw), Ref: i})
+	}
+	body, err := encode(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(body) <= 4<<20 {
+		t.Fatalf("the test push is %d bytes, not over Loki's 4 MiB limit: it would not exercise a 413", len(body))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rej, err := c.Push(ctx, entries)
+	if err != nil || len(rej) != 0 {
+		t.Fatalf("push of %d bytes: rejected %d, err %v", len(body), len(rej), err)
+	}
+	stacktest.Eventually(t, time.Minute, "every large entry stored once", func() error {
+		n := len(query(t, base, fmt.Sprintf(`{tenant=%q}`, run)))
+		if n != len(entries) {
+			return fmt.Errorf("%d lines stored, want %d", n, len(entries))
+		}
+		return nil
+	})
+}
+
+// authProxy is what guards a Loki reachable from other hosts: a reverse
+// proxy in front of the real Loki that takes one basic-auth password.
+type authProxy struct {
+	password atomic.Value
+	proxy    *httputil.ReverseProxy
+}
+
+func (p *authProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if u, pw, ok := r.BasicAuth(); !ok || u != "assistlog" || pw != p.password.Load().(string) {
+		http.Error(w, "invalid credentials", http.StatusUnauthorized)
+		return
+	}
+	p.proxy.ServeHTTP(w, r)
+}
+
+// TestRefusedCredentialsPause: while Loki's proxy refuses the shipper's
+// password, the push is neither given up nor reported as rejected entries
+// (which would dead-letter the stream): the paused gauge is 1 and the
+// client keeps trying slowly. Once the password is accepted, the same call
+// returns with everything stored and the gauge back at 0.
+func TestRefusedCredentialsPause(t *testing.T) {
+	ep := stacktest.Require(t, stacktest.Loki)
+	target, _ := url.Parse(ep.LokiURL)
+	ap := &authProxy{proxy: httputil.NewSingleHostReverseProxy(target)}
+	ap.password.Store("rotated")
+	srv := httptest.NewServer(ap)
+	defer srv.Close()
+	cfg := DefaultConfig()
+	cfg.URL, cfg.Username, cfg.Password = srv.URL, "assistlog", "old-password"
+	c, reg := newClientWith(t, cfg)
+	run := fmt.Sprintf("r%d", time.Now().UnixNano())
+	entries := []Entry{
+		{Labels: map[string]string{"tenant": run}, Time: time.Now(), Line: "one"},
+		{Labels: map[string]string{"tenant": run}, Time: time.Now().Add(time.Millisecond), Line: "two"},
+	}
+	type result struct {
+		rej []Rejection
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rej, err := c.Push(context.Background(), entries)
+		done <- result{rej, err}
+	}()
+	stacktest.Eventually(t, 30*time.Second, "loki paused", func() error {
+		if v := gaugeValue(t, reg, "assistlog_destination_paused", "loki"); v != 1 {
+			return fmt.Errorf("assistlog_destination_paused{destination=\"loki\"} = %v", v)
+		}
+		return nil
+	})
+	select {
+	case r := <-done:
+		t.Fatalf("push returned while Loki refused the credentials: rejected %d, err %v", len(r.rej), r.err)
+	default:
+	}
+	ap.password.Store("old-password") // the operator restores the credentials
+	select {
+	case r := <-done:
+		if r.err != nil || len(r.rej) != 0 {
+			t.Fatalf("push after the fix: rejected %+v, err %v", r.rej, r.err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("push did not resume after the credentials were fixed")
+	}
+	if v := gaugeValue(t, reg, "assistlog_destination_paused", "loki"); v != 0 {
+		t.Fatalf("paused gauge after resuming = %v", v)
+	}
+	eventually(t, ep.LokiURL, fmt.Sprintf(`{tenant=%q}`, run), 2)
+}
+
+// gaugeValue reads one series of a gauge vector from the registry.
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name, dest string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "destination" && l.GetValue() == dest {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("%s{destination=%q} not registered", name, dest)
+	return 0
 }
