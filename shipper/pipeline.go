@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,12 +27,13 @@ const (
 
 // Sinks the pipeline writes to; the real ones in production and tests.
 type esSink interface {
-	Write(ctx context.Context, docs []elastic.Doc) ([]elastic.Failure, error)
+	WriteReport(ctx context.Context, docs []elastic.Doc) (elastic.Report, error)
 	IndexFor(t time.Time) string
 }
 
 type lokiSink interface {
 	Push(ctx context.Context, entries []loki.Entry) ([]loki.Rejection, error)
+	Stored(ctx context.Context, entries []loki.Entry, key string) (map[string]bool, error)
 }
 
 type dlqSink interface {
@@ -58,6 +58,7 @@ type pipeline struct {
 type pipelineMetrics struct {
 	consumed    prometheus.Counter
 	shipped     prometheus.Counter
+	replayed    *prometheus.CounterVec
 	deadLetters *prometheus.CounterVec
 	batch       prometheus.Histogram
 }
@@ -70,10 +71,13 @@ func newPipelineMetrics(reg prometheus.Registerer) (pipelineMetrics, error) {
 			Help: "Events acknowledged by Elasticsearch and Loki."}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "assistlog_shipper_dead_letters_total",
 			Help: "Events sent to the dead-letter topic, by reason."}, []string{"reason"}),
+		replayed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "assistlog_shipper_replayed_events_total",
+			Help: "Events shipped again that a sink already held (after a crash, a rebalance, or a duplicate in Kafka), by sink; none is stored twice."},
+			[]string{"sink"}),
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "assistlog_shipper_batch_seconds",
 			Help: "Time from a batch's fetch to its commit.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
 	}
-	for _, c := range []prometheus.Collector{m.consumed, m.shipped, m.deadLetters, m.batch} {
+	for _, c := range []prometheus.Collector{m.consumed, m.shipped, m.replayed, m.deadLetters, m.batch} {
 		if err := reg.Register(c); err != nil {
 			return m, fmt.Errorf("register shipper metrics: %w", err)
 		}
@@ -119,9 +123,16 @@ func document(m pii.Masked, crmStatus string, ingested time.Time) ([]byte, error
 }
 
 // lokiEntry is the Loki line of a masked event: low-cardinality labels,
-// the masked event JSON as the line, ids as structured metadata.
+// the masked event JSON as the line, ids as structured metadata. Loki's
+// copy is immutable, so it holds the event as it came, never the CRM
+// enrichment: a replay after the link resolved renders the same bytes
+// (Elasticsearch is where the lead id is filled in).
 func (p *pipeline) lokiEntry(it *item) (loki.Entry, error) {
-	e := it.masked.Event
+	asCame := *it.masked.Event
+	if !it.ownCRMID {
+		asCame.CRMID = ""
+	}
+	e := &asCame
 	line, err := e.Marshal()
 	if err != nil {
 		return loki.Entry{}, err
@@ -182,36 +193,69 @@ func (p *pipeline) ship(ctx context.Context, msgs []kafkago.Message) error {
 			reasons[ReasonDecode]++
 			continue
 		}
+		doc := elastic.Doc{Action: "create", Index: p.es.IndexFor(e.Time()), ID: e.EventID, Body: body}
+		if !it.ownCRMID && it.status != "" && it.status != crmPending {
+			// Stored before as pending, and the CRM answered since: a replay
+			// brings the stored copy up to date rather than leave it pending.
+			fill := map[string]any{"crm_status": it.status}
+			if e.CRMID != "" {
+				fill["crm_id"] = e.CRMID
+			}
+			doc.OnExists, _ = json.Marshal(map[string]any{"doc": fill})
+		}
 		items = append(items, it)
-		docs = append(docs, elastic.Doc{Action: "create", Index: p.es.IndexFor(e.Time()), ID: e.EventID, Body: body})
+		docs = append(docs, doc)
 		entries = append(entries, entry)
 	}
 
-	// Both sinks at once; each returns only when it acknowledged or gave a
-	// final verdict per item.
-	var wg sync.WaitGroup
-	var esFailures []elastic.Failure
-	var lokiRejections []loki.Rejection
-	var esErr, lokiErr error
-	wg.Add(2)
-	go func() { defer wg.Done(); esFailures, esErr = p.es.Write(ctx, docs) }()
-	go func() { defer wg.Done(); lokiRejections, lokiErr = p.loki.Push(ctx, entries) }()
-	wg.Wait()
-	if esErr != nil || lokiErr != nil {
-		return fmt.Errorf("ship batch of %d: elasticsearch: %v; loki: %v", len(msgs), esErr, lokiErr)
+	// Elasticsearch first: its create tells which events were stored
+	// before, and only those need Loki asked whether it holds their line
+	// (Loki drops an identical entry only while it is still in the head
+	// chunk, so a replay after a flush would show the line twice).
+	rep, err := p.es.WriteReport(ctx, docs)
+	if err != nil {
+		return fmt.Errorf("ship batch of %d: elasticsearch: %w", len(msgs), err)
 	}
 	byID := map[string]*item{}
 	for _, it := range items {
 		byID[it.masked.Event.EventID] = it
 	}
 	refused := map[*item]bool{}
-	for _, f := range esFailures {
+	for _, f := range rep.Failures {
 		if it := byID[f.Doc.ID]; it != nil {
 			refused[it] = true
 			p.log.Warn("elasticsearch rejected an event", "event_id", f.Doc.ID, "type", f.Type, "reason", f.Reason)
 			dead = append(dead, p.deadLetter(it.msg, ReasonElasticsearch, f.Type+": "+f.Reason, it.masked.Event.Tenant))
 			reasons[ReasonElasticsearch]++
 		}
+	}
+	var push, seen []loki.Entry
+	for i, it := range items {
+		switch {
+		case refused[it]: // dead-lettered whole; a replay of it ships to both
+		case rep.Existing[it.masked.Event.EventID]:
+			seen = append(seen, entries[i])
+		default:
+			push = append(push, entries[i])
+		}
+	}
+	p.m.replayed.WithLabelValues("elasticsearch").Add(float64(len(rep.Existing)))
+	if len(seen) > 0 {
+		stored, err := p.loki.Stored(ctx, seen, "event_id")
+		if err != nil {
+			return fmt.Errorf("ship batch of %d: %w", len(msgs), err)
+		}
+		for _, en := range seen {
+			if stored[en.Metadata["event_id"]] {
+				p.m.replayed.WithLabelValues("loki").Inc()
+				continue
+			}
+			push = append(push, en)
+		}
+	}
+	lokiRejections, err := p.loki.Push(ctx, push)
+	if err != nil {
+		return fmt.Errorf("ship batch of %d: loki: %w", len(msgs), err)
 	}
 	for _, r := range lokiRejections {
 		it := r.Entry.Ref.(*item)
@@ -240,6 +284,6 @@ func (p *pipeline) ship(ctx context.Context, msgs []kafkago.Message) error {
 			return fmt.Errorf("ask the crm about %d events: %w", len(stored), err)
 		}
 	}
-	p.m.shipped.Add(float64(len(items) - len(esFailures)))
+	p.m.shipped.Add(float64(len(items) - len(rep.Failures)))
 	return nil
 }

@@ -208,24 +208,40 @@ func requestError(err error) error {
 	return err // network, cluster down, 5xx: retried
 }
 
+// Report is what one Write did.
+type Report struct {
+	// Failures are items Elasticsearch will never accept as they are.
+	Failures []Failure
+	// Existing are the ids of creates that found their document already
+	// stored: the event was shipped before (a replay after a crash or a
+	// rebalance, or a duplicate message in Kafka).
+	Existing map[string]bool
+}
+
 // Write sends docs and returns once each is written or permanently
 // rejected. Rejected items are returned; the others are retried under the
 // error policy (backoff, or a slow pause while Elasticsearch refuses the
 // credentials) until ctx ends (then the error is ctx's and the caller must
 // not consider anything acknowledged).
 func (w *Writer) Write(ctx context.Context, docs []Doc) ([]Failure, error) {
+	r, err := w.WriteReport(ctx, docs)
+	return r.Failures, err
+}
+
+// WriteReport is Write, also telling which creates found their document.
+func (w *Writer) WriteReport(ctx context.Context, docs []Doc) (Report, error) {
 	start := time.Now()
 	pending := docs
-	var failures []Failure
+	rep := Report{Existing: map[string]bool{}}
 	att := w.pol.Start(Destination)
 	for len(pending) > 0 {
-		retry, failed, err := w.bulk(ctx, pending)
-		failures = append(failures, failed...)
+		retry, failed, err := w.bulk(ctx, pending, rep.Existing)
+		rep.Failures = append(rep.Failures, failed...)
 		if len(retry) == 0 {
 			break
 		}
 		if ctx.Err() != nil {
-			return failures, fmt.Errorf("bulk write of %d items: %w", len(retry), ctx.Err())
+			return rep, fmt.Errorf("bulk write of %d items: %w", len(retry), ctx.Err())
 		}
 		if err == nil { // only follow-up updates of existing documents
 			pending = retry
@@ -233,13 +249,13 @@ func (w *Writer) Write(ctx context.Context, docs []Doc) ([]Failure, error) {
 		}
 		w.m.items.WithLabelValues("any", "retried").Add(float64(len(retry)))
 		if werr := att.Wait(ctx, fmt.Errorf("%d of %d items not acknowledged: %w", len(retry), len(pending), err)); werr != nil {
-			return failures, fmt.Errorf("bulk write: %w", werr)
+			return rep, fmt.Errorf("bulk write: %w", werr)
 		}
 		pending = retry
 	}
 	att.Done()
 	w.m.latency.Observe(time.Since(start).Seconds())
-	return failures, nil
+	return rep, nil
 }
 
 // bulk runs one round through an esutil.BulkIndexer and sorts every item
@@ -247,7 +263,7 @@ func (w *Writer) Write(ctx context.Context, docs []Doc) ([]Failure, error) {
 // nothing counts as written without Elasticsearch saying so. A create that
 // found its document with OnExists set comes back in retry as the update;
 // lastErr stays nil when only such updates are left.
-func (w *Writer) bulk(ctx context.Context, docs []Doc) (retry []Doc, failed []Failure, lastErr error) {
+func (w *Writer) bulk(ctx context.Context, docs []Doc, existing map[string]bool) (retry []Doc, failed []Failure, lastErr error) {
 	bi, err := esutil.NewBulkIndexer(esutil.BulkIndexerConfig{Client: w.es, NumWorkers: 1, FlushBytes: w.cfg.FlushBytes,
 		FlushInterval: time.Hour}) // flushed by Close below
 	if err != nil {
@@ -279,11 +295,12 @@ func (w *Writer) bulk(ctx context.Context, docs []Doc) (retry []Doc, failed []Fa
 					set(i, again)
 				case r.Status == http.StatusConflict && d.Action == "create":
 					w.m.items.WithLabelValues(d.Action, "exists").Inc() // already written: an idempotent replay
+					mu.Lock()
+					existing[d.ID] = true
 					if d.OnExists != nil {
-						mu.Lock()
 						followUps = append(followUps, Doc{Action: "update", Index: d.Index, ID: d.ID, Body: d.OnExists})
-						mu.Unlock()
 					}
+					mu.Unlock()
 					set(i, written)
 				case errpolicy.HTTPStatus(r.Status) != errpolicy.DeadLetter:
 					// 429/5xx: passing; 401/403: this user may not write here,

@@ -17,12 +17,16 @@ package loki
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -252,6 +256,18 @@ func (c *Client) pushOnce(ctx context.Context, body []byte) (int, string, error)
 	}
 	req.Header.Set("Content-Type", "application/x-protobuf")
 	req.Header.Set("Content-Encoding", "snappy")
+	c.authorize(req)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return resp.StatusCode, strings.TrimSpace(string(msg)), nil
+}
+
+// authorize adds the tenant and the credentials to a request.
+func (c *Client) authorize(req *http.Request) {
 	if c.cfg.TenantID != "" {
 		req.Header.Set("X-Scope-OrgID", c.cfg.TenantID)
 	}
@@ -261,13 +277,6 @@ func (c *Client) pushOnce(ctx context.Context, body []byte) (int, string, error)
 	case c.cfg.Username != "":
 		req.SetBasicAuth(c.cfg.Username, c.cfg.Password)
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	return resp.StatusCode, strings.TrimSpace(string(msg)), nil
 }
 
 // encode groups entries into streams, sorted by time within a stream, as a
@@ -326,4 +335,117 @@ func labelString(labels map[string]string) string {
 	}
 	b.WriteByte('}')
 	return b.String()
+}
+
+// storedBatch bounds the ids asked about in one query (Loki returns at
+// most max_entries_limit_per_query, 5000 by default, lines a query).
+const storedBatch = 500
+
+// Stored returns, of entries, the values of the structured-metadata key
+// (e.g. event_id) that Loki already holds in the entry's stream. The
+// shipper asks this only for events it may have pushed before (their
+// Elasticsearch create found the document), because Loki drops an
+// identical entry only while it is still in the ingester's head chunk: a
+// replay after a flush would otherwise show the line twice.
+func (c *Client) Stored(ctx context.Context, entries []Entry, key string) (map[string]bool, error) {
+	type group struct {
+		selector   string
+		ids        []string
+		start, end time.Time
+	}
+	current := map[string]*group{} // by stream selector: the group being filled
+	var groups []*group
+	for _, e := range entries {
+		id := e.Metadata[key]
+		if id == "" {
+			continue
+		}
+		sel := labelString(e.Labels)
+		g := current[sel]
+		if g == nil || len(g.ids) == storedBatch {
+			g = &group{selector: sel, start: e.Time, end: e.Time}
+			current[sel] = g
+			groups = append(groups, g)
+		}
+		g.ids = append(g.ids, id)
+		if e.Time.Before(g.start) {
+			g.start = e.Time
+		}
+		if e.Time.After(g.end) {
+			g.end = e.Time
+		}
+	}
+	found := map[string]bool{}
+	for _, g := range groups {
+		quoted := make([]string, len(g.ids))
+		for i, id := range g.ids {
+			quoted[i] = regexp.QuoteMeta(id)
+		}
+		q := fmt.Sprintf("%s | %s=~`%s`", g.selector, key, strings.Join(quoted, "|"))
+		// The range ends now at the earliest: a querier asks the ingesters
+		// (which hold what was pushed but not flushed) only for ranges that
+		// reach into the last query_ingesters_within.
+		end := c.now().Add(time.Minute)
+		if g.end.After(end) {
+			end = g.end.Add(time.Second)
+		}
+		form := url.Values{"query": {q}, "start": {strconv.FormatInt(g.start.UnixNano(), 10)},
+			"end": {strconv.FormatInt(end.UnixNano(), 10)}, "limit": {strconv.Itoa(2*len(g.ids) + 10)}, "direction": {"forward"}}
+		var ids []string
+		err := c.pol.Do(ctx, Destination, func(ctx context.Context) error {
+			var err error
+			ids, err = c.queryKey(ctx, form, key)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("loki: which of %d entries are stored: %w", len(g.ids), err)
+		}
+		for _, id := range ids {
+			found[id] = true
+		}
+	}
+	return found, nil
+}
+
+// queryKey runs one query_range and returns the key's value of each stream
+// in the answer (structured metadata comes back among a stream's labels).
+func (c *Client) queryKey(ctx context.Context, form url.Values, key string) ([]string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(c.cfg.URL, "/")+"/loki/api/v1/query_range",
+		strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	c.authorize(req)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		err := fmt.Errorf("query: HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(msg)))
+		switch resp.StatusCode {
+		case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
+			return nil, errpolicy.Mark(errpolicy.Pause, err)
+		}
+		return nil, err
+	}
+	var r struct {
+		Data struct {
+			Result []struct {
+				Stream map[string]string `json:"stream"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return nil, fmt.Errorf("query: decode: %w", err)
+	}
+	var out []string
+	for _, s := range r.Data.Result {
+		if v := s.Stream[key]; v != "" {
+			out = append(out, v)
+		}
+	}
+	return out, nil
 }
