@@ -245,13 +245,17 @@ func (p *pipeline) ship(ctx context.Context, msgs []kafkago.Message) error {
 		if err != nil {
 			return fmt.Errorf("ship batch of %d: %w", len(msgs), err)
 		}
+		missing := 0
 		for _, en := range seen {
 			if stored[en.Metadata["event_id"]] {
 				p.m.replayed.WithLabelValues("loki").Inc()
 				continue
 			}
+			missing++
 			push = append(push, en)
 		}
+		p.log.Info("events shipped before: Elasticsearch held them, Loki is sent only what it lacks",
+			"events", len(seen), "loki_lacking", missing)
 	}
 	lokiRejections, err := p.loki.Push(ctx, push)
 	if err != nil {

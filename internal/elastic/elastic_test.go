@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -80,6 +81,7 @@ func search(t *testing.T, w *Writer, q string) []string {
 	for _, h := range r.Hits.Hits {
 		ids = append(ids, h.ID)
 	}
+	sort.Strings(ids)
 	return ids
 }
 
@@ -197,5 +199,37 @@ func TestWriteWaitsOutAnOutage(t *testing.T) {
 	})
 	if ids := search(t, w, "*"); len(ids) != 2 {
 		t.Errorf("after the outage the index holds %v", ids)
+	}
+}
+
+// TestReplayedCreateFillsEnrichment: an event stored as crm_status pending
+// and shipped again after its conversation's lead was found (a crash or a
+// rebalance before the commit) is reported as existing, and its OnExists
+// update brings the stored copy to resolved. Before, the create's 409
+// counted as written and the document stayed pending for good.
+func TestReplayedCreateFillsEnrichment(t *testing.T) {
+	w := newWriter(t)
+	first := doc(w, "r1", "2026-11-20T10:00:00+03:00", `,"session_id":"s1","crm_status":"pending"`)
+	other := doc(w, "r2", "2026-11-20T10:00:01+03:00", `,"session_id":"s1","crm_status":"pending"`)
+	rep, err := w.WriteReport(context.Background(), []Doc{first, other})
+	if err != nil || len(rep.Failures) != 0 || len(rep.Existing) != 0 {
+		t.Fatalf("first write: %+v %v", rep, err)
+	}
+	replay := doc(w, "r1", "2026-11-20T10:00:00+03:00", `,"session_id":"s1","crm_status":"resolved","crm_id":"4711"`)
+	replay.OnExists = []byte(`{"doc":{"crm_id":"4711","crm_status":"resolved"}}`)
+	fresh := doc(w, "r3", "2026-11-20T10:00:02+03:00", `,"session_id":"s1","crm_status":"resolved","crm_id":"4711"`)
+	fresh.OnExists = replay.OnExists
+	rep, err = w.WriteReport(context.Background(), []Doc{replay, fresh})
+	if err != nil || len(rep.Failures) != 0 {
+		t.Fatalf("replay: %+v %v", rep, err)
+	}
+	if len(rep.Existing) != 1 || !rep.Existing["r1"] {
+		t.Fatalf("existing = %v, want only r1", rep.Existing)
+	}
+	if ids := search(t, w, "crm_status:resolved AND crm_id:4711"); strings.Join(ids, ",") != "r1,r3" {
+		t.Fatalf("resolved documents = %v, want r1 (filled on replay) and r3", ids)
+	}
+	if ids := search(t, w, "crm_status:pending"); strings.Join(ids, ",") != "r2" {
+		t.Fatalf("pending documents = %v, want r2 (not replayed)", ids)
 	}
 }

@@ -343,3 +343,37 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name, dest string) float
 	t.Fatalf("%s{destination=%q} not registered", name, dest)
 	return 0
 }
+
+// TestStored: of the entries asked about, exactly those pushed before are
+// reported, by their event_id, also for events days old (Loki's querier
+// asks its ingesters only about ranges near now).
+func TestStored(t *testing.T) {
+	c, base := newClient(t)
+	run := fmt.Sprintf("r%d", time.Now().UnixNano())
+	now := time.Now()
+	var entries []Entry
+	for i := 0; i < 30; i++ {
+		id := fmt.Sprintf("%s-e%d", run, i)
+		entries = append(entries, Entry{Labels: map[string]string{"app": "assistlog-test", "tenant": run, "channel": []string{"whatsapp", "telegram"}[i%2]},
+			Time: now.Add(-time.Duration(i) * 3 * time.Hour), Line: `{"event_id":"` + id + `"}`, Metadata: map[string]string{"event_id": id}})
+	}
+	if rej, err := c.Push(context.Background(), entries[:20]); err != nil || len(rej) != 0 {
+		t.Fatalf("push: %v %v", rej, err)
+	}
+	// Flushed chunks, not only the ingester's head, must be found.
+	resp, err := http.Post(base+"/flush", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	time.Sleep(3 * time.Second)
+	got, err := c.Stored(context.Background(), entries, "event_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range entries {
+		if want := i < 20; got[e.Metadata["event_id"]] != want {
+			t.Errorf("%s (%s ago): stored = %v, want %v", e.Metadata["event_id"], now.Sub(e.Time), got[e.Metadata["event_id"]], want)
+		}
+	}
+}
