@@ -16,6 +16,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/assistlog/assistlog/internal/event"
 )
@@ -284,14 +286,20 @@ func generateSession(d Dialogue, round int, cfg Config) ([]event.Event, error) {
 				s.advance(8*time.Second, 0.8) // the customer reads and types
 			}
 			intent := turn.intent()
-			s.emit(event.MessageReceived, "info", func(e *event.Event) {
-				e.Payload = map[string]any{"text": turn.Utterance}
-				if intent != "" {
-					e.Intent = intent
-					c := s.confidence()
-					e.Confidence = &c
+			var conf *float64
+			if intent != "" {
+				c := s.confidence()
+				conf = &c
+			}
+			for k, p := range s.messages(turn.Utterance, i, userMedia(intent)) {
+				if k > 0 {
+					s.t = s.t.Add(splitGap)
 				}
-			})
+				s.emit(event.MessageReceived, "info", func(e *event.Event) {
+					e.Payload = p
+					e.Intent, e.Confidence = intent, conf
+				})
+			}
 			if intent != "" && intent != prevIntent {
 				from := prevIntent
 				s.t = s.t.Add(5 * time.Millisecond)
@@ -343,14 +351,23 @@ func generateSession(d Dialogue, round int, cfg Config) ([]event.Event, error) {
 		if result == "failure" {
 			level = "warning"
 		}
-		s.emit(event.MessageSent, level, func(e *event.Event) {
-			ms := lat.Milliseconds()
-			e.LatencyMS = &ms
-			e.Payload = map[string]any{"text": turn.Utterance}
-			if result == "failure" {
-				e.Outcome = "booking_failed"
+		for k, p := range s.messages(turn.Utterance, i, assistantMedia) {
+			if k > 0 {
+				// The channel delivers the rest of a long reply as further
+				// messages; the refusal is told once, by the first.
+				s.t = s.t.Add(splitGap)
+				lat += splitGap
+				level = "info"
 			}
-		})
+			s.emit(event.MessageSent, level, func(e *event.Event) {
+				ms := lat.Milliseconds()
+				e.LatencyMS = &ms
+				e.Payload = p
+				if result == "failure" && k == 0 {
+					e.Outcome = "booking_failed"
+				}
+			})
+		}
 		if result == "success" {
 			booked++
 			s.t = s.t.Add(10 * time.Millisecond)
@@ -371,7 +388,85 @@ func generateSession(d Dialogue, round int, cfg Config) ([]event.Event, error) {
 	}
 	s.emit(event.SessionEnded, "info", func(e *event.Event) { e.Outcome = outcome })
 	s.followUps()
+	// What the collector would dead-letter must not be written, nor counted
+	// in the truth. Validate applies every rule of schema v1 (Parse adds
+	// only checks of the bytes, which Marshal always satisfies).
+	for i := range s.events {
+		if err := s.events[i].Validate(); err != nil {
+			return nil, fmt.Errorf("event %s would be rejected by schema v1: %w", s.events[i].EventID, err)
+		}
+	}
 	return s.events, nil
+}
+
+// maxText is the longest payload.text schema v1 accepts, and WhatsApp's and
+// Telegram's limit for one text message.
+const maxText = 4096
+
+// splitGap separates the messages a channel splits one long text into.
+const splitGap = 20 * time.Millisecond
+
+// media is what a turn without words is sent as.
+type media struct{ kind, mime string }
+
+var (
+	voiceNote      = media{"audio", "audio/ogg; codecs=opus"}
+	sticker        = media{"sticker", "image/webp"}
+	assistantMedia = media{"image", "image/jpeg"} // a card or a price list
+)
+
+// userMedia: a customer turn without words that still carries an intent
+// was spoken (a voice note the assistant transcribed); one without an
+// intent is a sticker.
+func userMedia(intent string) media {
+	if intent != "" {
+		return voiceNote
+	}
+	return sticker
+}
+
+// messages turns one utterance into the payloads of the messages that carry
+// it. In a chat, a turn without words (empty or only white space) is media:
+// one message with an attachment and no text. A text longer than a channel
+// message is split, at white space where it can be, into several.
+func (s *session) messages(utterance string, turn int, m media) []map[string]any {
+	if event.Blank(utterance) {
+		return []map[string]any{{"attachments": []any{map[string]any{
+			"kind": m.kind, "id": fmt.Sprintf("%s-t%d", s.id, turn), "mime_type": m.mime,
+		}}}}
+	}
+	var out []map[string]any
+	for _, part := range splitText(utterance, maxText) {
+		out = append(out, map[string]any{"text": part})
+	}
+	return out
+}
+
+// splitText cuts s into parts of at most max characters, preferring to cut
+// after white space in the second half of a part; blank parts (a run of
+// white space at a cut) are dropped, so every part says something.
+func splitText(s string, max int) []string {
+	if utf8.RuneCountInString(s) <= max {
+		return []string{s}
+	}
+	r := []rune(s)
+	var parts []string
+	for len(r) > 0 {
+		cut := min(max, len(r))
+		if cut < len(r) {
+			for j := cut; j > cut/2; j-- {
+				if unicode.IsSpace(r[j-1]) {
+					cut = j
+					break
+				}
+			}
+		}
+		if p := string(r[:cut]); !event.Blank(p) {
+			parts = append(parts, p)
+		}
+		r = r[cut:]
+	}
+	return parts
 }
 
 // confidence draws a classifier confidence; LowConfidenceShare of them fall

@@ -33,6 +33,9 @@ type Truth struct {
 	Leads int `json:"leads"`
 	// Phones lists every customer phone number that appears in the data.
 	Phones []string `json:"phones"`
+	// Attachments counts media items by kind (turns without words become
+	// media messages; see docs/demo.md).
+	Attachments map[string]int `json:"attachments,omitempty"`
 }
 
 // NewTruth counts events.
@@ -40,7 +43,7 @@ func NewTruth(evs []event.Event, dialogues int, cfg Config) *Truth {
 	t := &Truth{
 		Seed: cfg.Seed, End: cfg.End.UTC(), Days: cfg.Days, Rounds: cfg.Rounds, Dialogues: dialogues,
 		Events: len(evs), ByType: map[string]int{}, ByTenant: map[string]int{}, ByChannel: map[string]int{},
-		ByLevel: map[string]int{}, TenantType: map[string]map[string]int{},
+		ByLevel: map[string]int{}, TenantType: map[string]map[string]int{}, Attachments: map[string]int{},
 	}
 	sessions := map[string]bool{}
 	phones := map[string]bool{}
@@ -71,6 +74,9 @@ func NewTruth(evs []event.Event, dialogues int, cfg Config) *Truth {
 		if e.UserPhone != "" {
 			phones[e.UserPhone] = true
 		}
+		for _, kind := range attachmentKinds(e) {
+			t.Attachments[kind]++
+		}
 	}
 	t.Sessions = len(sessions)
 	for p := range phones {
@@ -78,6 +84,26 @@ func NewTruth(evs []event.Event, dialogues int, cfg Config) *Truth {
 	}
 	sort.Strings(t.Phones)
 	return t
+}
+
+// attachmentKinds lists the kind of each of the event's attachments.
+func attachmentKinds(e *event.Event) []string {
+	var kinds []string
+	switch as := e.Payload["attachments"].(type) {
+	case []any:
+		for _, a := range as {
+			if m, ok := a.(map[string]any); ok {
+				k, _ := m["kind"].(string)
+				kinds = append(kinds, k)
+			}
+		}
+	case []map[string]any:
+		for _, m := range as {
+			k, _ := m["kind"].(string)
+			kinds = append(kinds, k)
+		}
+	}
+	return kinds
 }
 
 // WriteFile writes the truth as indented JSON.

@@ -192,7 +192,24 @@ var (
 		return m
 	}()
 	needsText = map[Type]bool{MessageReceived: true, MessageSent: true, ComplaintReceived: true}
+	// reNonBlank is schema.v1.json's $defs.nonBlank: a character that is not
+	// white space, spelt out so that Go and ECMA engines agree.
+	reNonBlank = regexp.MustCompile("[^\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]")
+	reMediaURL = regexp.MustCompile(`^https?://[^\t\n\v\f\r ]+$`)
+	reMIMEType = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*( *;[ -~]*)?$`)
 )
+
+// AttachmentKinds are the kinds of media a message can carry. A voice note
+// is audio; a document of any other type is file.
+var AttachmentKinds = []string{"image", "audio", "video", "file", "sticker"}
+
+// MaxAttachments bounds payload.attachments (Telegram's album limit).
+const MaxAttachments = 10
+
+// Blank reports whether s has no character other than white space: such a
+// text says nothing, and a message.* or complaint event needs either a
+// non-blank text or an attachment.
+func Blank(s string) bool { return !reNonBlank.MatchString(s) }
 
 type checker struct{ errs []FieldError }
 
@@ -295,8 +312,9 @@ func (e *Event) validatePayload(c *checker) {
 		name     string
 		min, max int
 	}{{"text", 0, 4096}, {"appointment_id", 1, 128}, {"error", 1, 4096}} {
+		// A key present with null is a wrong type, as the JSON Schema says.
 		v, ok := e.Payload[k.name]
-		if !ok || v == nil {
+		if !ok {
 			continue
 		}
 		s, isStr := v.(string)
@@ -304,22 +322,127 @@ func (e *Event) validatePayload(c *checker) {
 			c.add("payload."+k.name, "must be a string, got %s", jsonTypeOf(v))
 			continue
 		}
-		if n := utf8.RuneCountInString(s); n < k.min {
-			c.add("payload."+k.name, "must not be empty")
-		} else if n > k.max {
-			c.add("payload."+k.name, "must be at most %d characters, got %d", k.max, n)
+		c.length("payload."+k.name, s, k.min, k.max)
+	}
+	if v, ok := e.Payload["attachments"]; ok {
+		validateAttachments(c, v)
+	}
+}
+
+// length checks a string's length in characters; min 1 reads "not empty".
+func (c *checker) length(field, s string, min, max int) {
+	if n := utf8.RuneCountInString(s); n < min {
+		c.add(field, "must not be empty")
+	} else if n > max {
+		c.add(field, "must be at most %d characters, got %d", max, n)
+	}
+}
+
+// validateAttachments checks payload.attachments as the JSON Schema's
+// $defs.attachment does.
+func validateAttachments(c *checker, v any) {
+	const field = "payload.attachments"
+	if _, isSlice := v.([]any); !isSlice && v != nil {
+		// An event built in Go may hold typed values; judge what its JSON says.
+		if b, err := json.Marshal(v); err == nil {
+			var decoded any
+			if json.Unmarshal(b, &decoded) == nil {
+				v = decoded
+			}
+		}
+	}
+	items, ok := v.([]any)
+	if !ok {
+		c.add(field, "must be an array, got %s", jsonTypeOf(v))
+		return
+	}
+	switch {
+	case len(items) == 0:
+		c.add(field, "must not be empty: leave it out when there is no media")
+	case len(items) > MaxAttachments:
+		c.add(field, "must have at most %d items, got %d", MaxAttachments, len(items))
+	}
+	for i, it := range items {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		m, ok := it.(map[string]any)
+		if !ok {
+			c.add(f, "must be an object, got %s", jsonTypeOf(it))
+			continue
+		}
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			if !slices.Contains([]string{"kind", "url", "id", "mime_type", "caption"}, k) {
+				c.add(f+"."+k, "unknown field")
+			}
+		}
+		str := func(k string) (string, bool) {
+			v, ok := m[k]
+			if !ok {
+				return "", false
+			}
+			s, isStr := v.(string)
+			if !isStr {
+				c.add(f+"."+k, "must be a string, got %s", jsonTypeOf(v))
+				return "", false
+			}
+			return s, true
+		}
+		if kind, ok := m["kind"]; !ok {
+			c.add(f+".kind", "is required")
+		} else if s, isStr := kind.(string); !isStr || !slices.Contains(AttachmentKinds, s) {
+			c.add(f+".kind", "must be one of %s, got %s", strings.Join(AttachmentKinds, ", "), jsonValue(kind))
+		}
+		_, hasURL := m["url"]
+		_, hasID := m["id"]
+		if !hasURL && !hasID {
+			c.add(f, "needs url or id: where the media can be fetched")
+		}
+		if s, ok := str("url"); ok {
+			if n := utf8.RuneCountInString(s); n > 2048 {
+				c.add(f+".url", "must be at most 2048 characters, got %d", n)
+			} else if !reMediaURL.MatchString(s) {
+				c.add(f+".url", "must be an http(s) URL without spaces, got %q", s)
+			}
+		}
+		if s, ok := str("id"); ok {
+			c.length(f+".id", s, 1, 256)
+		}
+		if s, ok := str("mime_type"); ok {
+			if n := utf8.RuneCountInString(s); n > 255 {
+				c.add(f+".mime_type", "must be at most 255 characters, got %d", n)
+			} else if !reMIMEType.MatchString(s) {
+				c.add(f+".mime_type", "must be a MIME type such as image/jpeg or audio/ogg; codecs=opus, got %q", s)
+			}
+		}
+		if s, ok := str("caption"); ok {
+			c.length(f+".caption", s, 1, 1024)
 		}
 	}
 }
 
+// jsonValue renders a value for an error message: strings quoted, other
+// values by their JSON type.
+func jsonValue(v any) string {
+	if s, ok := v.(string); ok {
+		return fmt.Sprintf("%q", s)
+	}
+	return jsonTypeOf(v)
+}
+
 // validateByType enforces what each event type needs (docs/events.md).
 func (e *Event) validateByType(c *checker) {
-	has := func(key string) bool { v, ok := e.Payload[key]; return ok && v != nil }
-	if needsText[e.Type] {
+	has := func(key string) bool { _, ok := e.Payload[key]; return ok }
+	// A message says something: non-blank text, or media (a photo, a voice
+	// note, a sticker) with or without text.
+	if needsText[e.Type] && !has("attachments") {
 		if !has("text") {
-			c.add("payload.text", "is required for %s", e.Type)
-		} else if s, ok := e.Payload["text"].(string); ok && s == "" {
-			c.add("payload.text", "must not be empty for %s", e.Type)
+			c.add("payload.text", "is required for %s without payload.attachments", e.Type)
+		} else if s, ok := e.Payload["text"].(string); ok && Blank(s) {
+			c.add("payload.text", "must not be empty or only white space for %s without payload.attachments", e.Type)
 		}
 	}
 	switch {

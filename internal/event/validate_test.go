@@ -3,6 +3,7 @@ package event
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -37,6 +38,19 @@ func with(mut func(m map[string]any)) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// voiceNote is a WhatsApp voice note as its Cloud API describes it.
+func voiceNote() map[string]any {
+	return map[string]any{"kind": "audio", "id": "1037543291543636", "mime_type": "audio/ogg; codecs=opus"}
+}
+
+func repeatAttachment(n int) []any {
+	out := make([]any, n)
+	for i := range out {
+		out[i] = map[string]any{"kind": "image", "id": fmt.Sprintf("photo-%d", i)}
+	}
+	return out
 }
 
 type validationCase struct {
@@ -75,7 +89,38 @@ func validationCases() []validationCase {
 			m["payload"] = map[string]any{"error": "calendar API timeout"}
 		}), schemaAgrees: true},
 		{name: "valid with extras in payload", line: with(func(m map[string]any) {
-			m["payload"] = map[string]any{"text": "hi", "attachments": []any{"a.jpg"}, "lang": "ru"}
+			m["payload"] = map[string]any{"text": "hi", "lang": "ru", "buttons": []any{"Friday", "Saturday"}}
+		}), schemaAgrees: true},
+		{name: "valid voice note without text", line: with(func(m map[string]any) {
+			m["payload"] = map[string]any{"attachments": []any{voiceNote()}}
+		}), schemaAgrees: true},
+		{name: "valid sticker with empty text", line: with(func(m map[string]any) {
+			m["payload"] = map[string]any{"text": "", "attachments": []any{map[string]any{"kind": "sticker", "id": "CAACAgIAAxkBAAE"}}}
+		}), schemaAgrees: true},
+		{name: "valid assistant photo with caption and url", line: with(func(m map[string]any) {
+			m["event_type"] = "message.sent"
+			m["latency_ms"] = 1200
+			m["payload"] = map[string]any{"attachments": []any{map[string]any{
+				"kind": "image", "url": "https://cdn.example.com/price-list.jpg", "mime_type": "image/jpeg", "caption": "Наш прайс 💇",
+			}}}
+		}), schemaAgrees: true},
+		{name: "valid complaint as a video with text", line: with(func(m map[string]any) {
+			m["event_type"] = "complaint.received"
+			m["payload"] = map[string]any{"text": "look at this", "attachments": []any{map[string]any{"kind": "video", "id": "v1", "mime_type": "video/mp4"}}}
+		}), schemaAgrees: true},
+		{name: "valid document on an appointment event", line: with(func(m map[string]any) {
+			m["event_type"] = "appointment.confirmed"
+			m["payload"] = map[string]any{"appointment_id": "appt-1", "attachments": []any{map[string]any{"kind": "file", "id": "d1", "mime_type": "application/pdf"}}}
+		}), schemaAgrees: true},
+		{name: "valid text with no-break and ideographic spaces around a word", line: with(func(m map[string]any) {
+			m["payload"] = map[string]any{"text": "\u00a0да\u3000"}
+		}), schemaAgrees: true},
+		{name: "valid contact.requested with empty text", line: with(func(m map[string]any) {
+			m["event_type"] = "contact.requested"
+			m["payload"] = map[string]any{"text": ""}
+		}), schemaAgrees: true},
+		{name: "valid ten attachments", line: with(func(m map[string]any) {
+			m["payload"] = map[string]any{"attachments": repeatAttachment(10)}
 		}), schemaAgrees: true},
 
 		{name: "not JSON", line: []byte(`{"event_id": "x",`), kind: KindInvalidJSON,
@@ -154,11 +199,76 @@ func validationCases() []validationCase {
 		{name: "message.sent without latency", line: with(func(m map[string]any) { m["event_type"] = "message.sent" }), kind: KindSchema,
 			want: "latency_ms: is required for message.sent", schemaAgrees: true},
 		{name: "message.received without text", line: with(func(m map[string]any) { m["payload"] = map[string]any{"lang": "ru"} }), kind: KindSchema,
-			want: "payload.text: is required for message.received", schemaAgrees: true},
+			want: "payload.text: is required for message.received without payload.attachments", schemaAgrees: true},
 		{name: "complaint with empty text", line: with(func(m map[string]any) {
 			m["event_type"] = "complaint.received"
 			m["payload"] = map[string]any{"text": ""}
-		}), kind: KindSchema, want: "payload.text: must not be empty for complaint.received", schemaAgrees: true},
+		}), kind: KindSchema, want: "payload.text: must not be empty or only white space for complaint.received without payload.attachments", schemaAgrees: true},
+		{name: "message.sent with empty text", line: with(func(m map[string]any) {
+			m["event_type"] = "message.sent"
+			m["latency_ms"] = 5
+			m["payload"] = map[string]any{"text": ""}
+		}), kind: KindSchema, want: "payload.text: must not be empty or only white space for message.sent without payload.attachments", schemaAgrees: true},
+		{name: "message with only white space", line: with(func(m map[string]any) {
+			m["payload"] = map[string]any{"text": " \t\n\u00a0\u2003\u3000\ufeff"}
+		}), kind: KindSchema, want: "payload.text: must not be empty or only white space for message.received without payload.attachments", schemaAgrees: true},
+		{name: "message without payload", line: with(func(m map[string]any) { delete(m, "payload") }), kind: KindSchema,
+			want: "payload.text: is required for message.received without payload.attachments", schemaAgrees: true},
+		{name: "text null", line: with(func(m map[string]any) {
+			m["event_type"] = "contact.requested"
+			m["payload"] = map[string]any{"text": nil}
+		}), kind: KindSchema, want: "payload.text: must be a string, got null", schemaAgrees: true},
+		{name: "attachments empty", line: with(func(m map[string]any) {
+			m["payload"] = map[string]any{"text": "", "attachments": []any{}}
+		}), kind: KindSchema, want: "payload.attachments: must not be empty: leave it out when there is no media", schemaAgrees: true},
+		{name: "attachments null", line: with(func(m map[string]any) {
+			m["payload"] = map[string]any{"attachments": nil}
+		}), kind: KindSchema, want: "payload.attachments: must be an array, got null", schemaAgrees: true},
+		{name: "attachments as a string", line: with(func(m map[string]any) {
+			m["payload"] = map[string]any{"text": "hi", "attachments": "a.jpg"}
+		}), kind: KindSchema, want: "payload.attachments: must be an array, got a string", schemaAgrees: true},
+		{name: "attachment as a string", line: with(func(m map[string]any) {
+			m["payload"] = map[string]any{"text": "hi", "attachments": []any{"a.jpg"}}
+		}), kind: KindSchema, want: "payload.attachments[0]: must be an object, got a string", schemaAgrees: true},
+		{name: "eleven attachments", line: with(func(m map[string]any) {
+			m["payload"] = map[string]any{"attachments": repeatAttachment(11)}
+		}), kind: KindSchema, want: "payload.attachments: must have at most 10 items, got 11", schemaAgrees: true},
+		{name: "attachment without kind", line: with(func(m map[string]any) {
+			m["payload"] = map[string]any{"attachments": []any{map[string]any{"id": "m1"}}}
+		}), kind: KindSchema, want: "payload.attachments[0].kind: is required", schemaAgrees: true},
+		{name: "attachment of unknown kind", line: with(func(m map[string]any) {
+			m["payload"] = map[string]any{"attachments": []any{map[string]any{"kind": "voice", "id": "m1"}}}
+		}), kind: KindSchema, want: `payload.attachments[0].kind: must be one of image, audio, video, file, sticker, got "voice"`, schemaAgrees: true},
+		{name: "attachment without url or id", line: with(func(m map[string]any) {
+			m["payload"] = map[string]any{"attachments": []any{map[string]any{"kind": "image", "mime_type": "image/png"}}}
+		}), kind: KindSchema, want: "payload.attachments[0]: needs url or id: where the media can be fetched", schemaAgrees: true},
+		{name: "attachment url not http", line: with(func(m map[string]any) {
+			m["payload"] = map[string]any{"attachments": []any{map[string]any{"kind": "image", "url": "file:///etc/passwd"}}}
+		}), kind: KindSchema, want: `payload.attachments[0].url: must be an http(s) URL without spaces, got "file:///etc/passwd"`, schemaAgrees: true},
+		{name: "attachment url with a space", line: with(func(m map[string]any) {
+			m["payload"] = map[string]any{"attachments": []any{map[string]any{"kind": "image", "url": "https://x.example/a b.jpg"}}}
+		}), kind: KindSchema, want: `payload.attachments[0].url: must be an http(s) URL without spaces, got "https://x.example/a b.jpg"`, schemaAgrees: true},
+		{name: "attachment with empty id", line: with(func(m map[string]any) {
+			m["payload"] = map[string]any{"attachments": []any{map[string]any{"kind": "audio", "id": ""}}}
+		}), kind: KindSchema, want: "payload.attachments[0].id: must not be empty", schemaAgrees: true},
+		{name: "attachment with a bad MIME type", line: with(func(m map[string]any) {
+			m["payload"] = map[string]any{"attachments": []any{map[string]any{"kind": "audio", "id": "a", "mime_type": "ogg"}}}
+		}), kind: KindSchema, want: `payload.attachments[0].mime_type: must be a MIME type such as image/jpeg or audio/ogg; codecs=opus, got "ogg"`, schemaAgrees: true},
+		{name: "attachment with an empty caption", line: with(func(m map[string]any) {
+			m["payload"] = map[string]any{"attachments": []any{map[string]any{"kind": "image", "id": "a", "caption": ""}}}
+		}), kind: KindSchema, want: "payload.attachments[0].caption: must not be empty", schemaAgrees: true},
+		{name: "attachment caption too long", line: with(func(m map[string]any) {
+			m["payload"] = map[string]any{"attachments": []any{map[string]any{"kind": "image", "id": "a", "caption": strings.Repeat("я", 1025)}}}
+		}), kind: KindSchema, want: "payload.attachments[0].caption: must be at most 1024 characters, got 1025", schemaAgrees: true},
+		{name: "attachment id as number", line: with(func(m map[string]any) {
+			m["payload"] = map[string]any{"attachments": []any{map[string]any{"kind": "image", "id": 7}}}
+		}), kind: KindSchema, want: "payload.attachments[0].id: must be a string, got a number", schemaAgrees: true},
+		{name: "attachment with an unknown field", line: with(func(m map[string]any) {
+			m["payload"] = map[string]any{"attachments": []any{map[string]any{"kind": "image", "id": "a", "mime": "image/png"}}}
+		}), kind: KindSchema, want: "payload.attachments[0].mime: unknown field", schemaAgrees: true},
+		{name: "bad second attachment", line: with(func(m map[string]any) {
+			m["payload"] = map[string]any{"attachments": []any{voiceNote(), map[string]any{"kind": "gif", "url": "https://x.example/a.gif"}}}
+		}), kind: KindSchema, want: `payload.attachments[1].kind: must be one of image, audio, video, file, sticker, got "gif"`, schemaAgrees: true},
 		{name: "scenario.transition without scenario", line: with(func(m map[string]any) { m["event_type"] = "scenario.transition" }), kind: KindSchema,
 			want: "scenario: is required for scenario.transition", schemaAgrees: true},
 		{name: "scenario without to", line: with(func(m map[string]any) {
@@ -235,19 +345,7 @@ func TestParse(t *testing.T) {
 // with a standard validator: the file integrators read and the Go validator
 // must accept and reject the same events.
 func TestSchemaFileAgrees(t *testing.T) {
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(SchemaJSON))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	if err := c.AddResource("schema.v1.json", doc); err != nil {
-		t.Fatal(err)
-	}
-	sch, err := c.Compile("schema.v1.json")
-	if err != nil {
-		t.Fatalf("compile schema.v1.json: %v", err)
-	}
+	sch := compileSchema(t)
 	for _, tc := range validationCases() {
 		if !tc.schemaAgrees {
 			continue
@@ -266,6 +364,48 @@ func TestSchemaFileAgrees(t *testing.T) {
 					schemaErr == nil, tc.kind == "", tc.want, schemaErr)
 			}
 		})
+	}
+}
+
+// compileSchema compiles schema.v1.json with a standard validator that
+// asserts formats, as an integrator would.
+func compileSchema(t *testing.T) *jsonschema.Schema {
+	t.Helper()
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(SchemaJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	if err := c.AddResource("schema.v1.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	sch, err := c.Compile("schema.v1.json")
+	if err != nil {
+		t.Fatalf("compile schema.v1.json: %v", err)
+	}
+	return sch
+}
+
+// TestValidateTypedAttachments: an event built in Go may hold attachments
+// as typed values rather than what encoding/json decodes; Validate judges
+// them by their JSON, as the collector will.
+func TestValidateTypedAttachments(t *testing.T) {
+	type media struct {
+		Kind string `json:"kind"`
+		ID   string `json:"id,omitempty"`
+	}
+	lat := int64(10)
+	e := Event{EventID: "e1", Timestamp: "2026-11-23T11:05:09Z", Tenant: "t", Channel: "web", SessionID: "s",
+		Type: MessageSent, Level: "info", LatencyMS: &lat, SchemaVersion: 1,
+		Payload: map[string]any{"attachments": []media{{Kind: "image", ID: "p1"}}}}
+	if err := e.Validate(); err != nil {
+		t.Fatalf("typed attachments: %v", err)
+	}
+	e.Payload["attachments"] = []map[string]any{{"kind": "gif", "id": "p1"}}
+	want := `payload.attachments[0].kind: must be one of image, audio, video, file, sticker, got "gif"`
+	if err := e.Validate(); err == nil || err.Error() != want {
+		t.Fatalf("typed bad attachment: got %v, want %s", err, want)
 	}
 }
 
