@@ -390,4 +390,3 @@ func TestOldestUnackedLineAge(t *testing.T) {
 		t.Fatalf("only a partial line waits: age %v, want 0", a)
 	}
 }
-
