@@ -59,6 +59,7 @@ type fileFormat struct {
 type Store struct {
 	path    string
 	existed bool // a positions file was there at Open
+	onDisk  bool // the file exists (read at Open, or written since)
 
 	saveMu sync.Mutex // one writer at a time, so saves land in order
 	mu     sync.Mutex
@@ -90,7 +91,7 @@ func Open(path string) (*Store, error) {
 	if f.Version != 1 && f.Version != version {
 		return nil, fmt.Errorf("positions %s: unknown version %d", path, f.Version)
 	}
-	s.existed = true
+	s.existed, s.onDisk = true, true
 	for _, p := range f.Files {
 		if p.Key == "" {
 			p.Key = Key(p.Fingerprint, p.Dev, p.Inode)
@@ -197,13 +198,14 @@ func (s *Store) Prune(before time.Time) int {
 	return n
 }
 
-// Save writes the positions if they changed since the last save. Saves
-// are serialised, so a later save never lands before an earlier one.
+// Save writes the positions if they changed since the last save, or if no
+// positions file exists yet (so the next start is not a first start).
+// Saves are serialised, so a later save never lands before an earlier one.
 func (s *Store) Save() error {
 	s.saveMu.Lock()
 	defer s.saveMu.Unlock()
 	s.mu.Lock()
-	if !s.dirty {
+	if !s.dirty && s.onDisk {
 		s.mu.Unlock()
 		return nil
 	}
@@ -224,6 +226,9 @@ func (s *Store) Save() error {
 		s.mu.Unlock()
 		return fmt.Errorf("save positions %s: %w", s.path, err)
 	}
+	s.mu.Lock()
+	s.onDisk = true
+	s.mu.Unlock()
 	return nil
 }
 

@@ -91,3 +91,20 @@ func TestReadsVersion1(t *testing.T) {
 		t.Fatalf("version 1 position = %+v, %v", p, ok)
 	}
 }
+
+// TestFirstSaveWritesAnEmptyStore: the first save creates the file even
+// with nothing in it, so a restart knows it is not the first start.
+func TestFirstSaveWritesAnEmptyStore(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.json")
+	s, _ := Open(path)
+	if s.Existed() {
+		t.Fatal("a missing file existed")
+	}
+	if err := s.Save(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(path)
+	if err != nil || !r.Existed() {
+		t.Fatalf("reopened: existed %v, %v", r != nil && r.Existed(), err)
+	}
+}

@@ -390,3 +390,16 @@ func TestOldestUnackedLineAge(t *testing.T) {
 		t.Fatalf("only a partial line waits: age %v, want 0", a)
 	}
 }
+
+// TestReadFromEndNoFilesAtFirstStart: with no file at the first start, a
+// file that appears while the tailer is down is read whole.
+func TestReadFromEndNoFilesAtFirstStart(t *testing.T) {
+	dir, posPath := t.TempDir(), filepath.Join(t.TempDir(), "p.json")
+	r := startTailer(t, dir, posPath, tailerOpts{readFrom: "end"}, nil)
+	time.Sleep(100 * time.Millisecond)
+	r.stop()
+	lines := makeLines("l", 0, 10)
+	appendLines(t, filepath.Join(dir, "app.log"), lines...)
+	r = startTailer(t, dir, posPath, tailerOpts{readFrom: "end"}, nil)
+	r.waitFor(lines)
+}
