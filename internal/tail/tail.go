@@ -337,7 +337,8 @@ func (t *Tailer) consider(ctx, sendCtx context.Context, wg *sync.WaitGroup, path
 
 // copyOfOpen reports whether the file starts like a file being read, over
 // its first min(HeadBytes, size) bytes: then it is a copy of that file, or
-// holds nothing yet that tells it apart.
+// holds nothing yet that tells it apart. A file that starts like one whose
+// content was just replaced waits too.
 func (t *Tailer) copyOfOpen(f *os.File, fp string, size int64) (bool, error) {
 	t.mu.Lock()
 	var open []*reader
@@ -356,6 +357,12 @@ func (t *Tailer) copyOfOpen(f *os.File, fp string, size int64) (bool, error) {
 		return false, err
 	}
 	for _, r := range open {
+		// An open file whose first line changed under its reader (truncated
+		// by copytruncate) is about to be closed, and this may be its copy:
+		// wait until it is, then match the copy to the saved position.
+		if now, ready, err := fingerprint(r.f); err == nil && (!ready || now != fp) {
+			return true, nil
+		}
 		theirs, ok, err := hashAt(r.f, 0, n)
 		if err == nil && ok && theirs == mine {
 			return true, nil

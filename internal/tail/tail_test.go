@@ -403,3 +403,32 @@ func TestReadFromEndNoFilesAtFirstStart(t *testing.T) {
 	r = startTailer(t, dir, posPath, tailerOpts{readFrom: "end"}, nil)
 	r.waitFor(lines)
 }
+
+// TestCopytruncateWhileRunning: logrotate's copytruncate while the file is
+// being read: every line is delivered once, from the copy or the original.
+func TestCopytruncateWhileRunning(t *testing.T) {
+	for round := 0; round < 5; round++ {
+		dir, posPath := t.TempDir(), filepath.Join(t.TempDir(), "p.json")
+		path := filepath.Join(dir, "app.log")
+		r := startTailer(t, dir, posPath, tailerOpts{}, nil)
+		first := makeLines(fmt.Sprintf("r%d", round), 0, 40)
+		appendLines(t, path, first...)
+		r.waitFor(first)
+		more := makeLines(fmt.Sprintf("r%d", round), 40, 20)
+		appendLines(t, path, more...) // perhaps unread when copied
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path+".1", data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(path, 0); err != nil {
+			t.Fatal(err)
+		}
+		later := makeLines(fmt.Sprintf("new%d", round), 0, 10)
+		appendLines(t, path, later...)
+		r.waitFor(append(append(first, more...), later...))
+		r.stop()
+	}
+}
