@@ -187,8 +187,8 @@ func TestInodeReuse(t *testing.T) {
 // collector was stopped, shorter than the saved offset, is read from its
 // start, also when it begins with the same line as before (an empty one).
 func TestTruncatedWhileDown(t *testing.T) {
-	for _, first := range []string{"", "\n"} {
-		t.Run(fmt.Sprintf("first line %q", first), func(t *testing.T) {
+	for name, first := range map[string]string{"new first line": "", "same empty first line": "\n"} {
+		t.Run(name, func(t *testing.T) {
 			e := newEnv(t)
 			l := newLines(t, 1000)
 			path := filepath.Join(e.logDir, "app.jsonl")
