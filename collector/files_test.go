@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/assistlog/assistlog/demo"
 	"github.com/assistlog/assistlog/internal/deadletter"
@@ -429,6 +432,8 @@ func TestCrashLoop(t *testing.T) {
 		}
 	}()
 	e.start()
+	inKafka := map[string]bool{}
+	topic := &topicReader{broker: e.ep.KafkaBrokers, topic: e.topic, next: map[int]int64{}}
 	hit, idle, resent := 0, 0, 0
 	for hit < kills {
 		time.Sleep(time.Duration(100+rng.IntN(700)) * time.Millisecond)
@@ -455,8 +460,11 @@ func TestCrashLoop(t *testing.T) {
 		// What Kafka holds beyond the saved positions is what a restart
 		// sends again.
 		time.Sleep(100 * time.Millisecond) // requests on the wire land
+		for _, id := range topic.readNew(t) {
+			inKafka[id] = true
+		}
 		again := map[uint64]int{}
-		for id := range e.idCounts() {
+		for id := range inKafka {
 			if at, ok := written[id]; ok && at.end > saved[at.inode] {
 				again[at.inode]++
 			}
@@ -490,6 +498,75 @@ func TestCrashLoop(t *testing.T) {
 		t.Errorf("%d duplicates after %d kills: more than one batch per file (at most 2 files open) per kill (%d)", dups, hit+idle, limit)
 	}
 	e.stop()
+}
+
+// topicReader reads a topic's event ids incrementally, from where its
+// last call stopped, so a check after each of 200 kills does not read the
+// whole topic each time.
+type topicReader struct {
+	broker, topic string
+	next          map[int]int64 // partition → next offset
+}
+
+func (r *topicReader) readNew(t *testing.T) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn, err := kafkago.DialContext(ctx, "tcp", r.broker)
+	if err != nil {
+		t.Fatalf("dial kafka: %v", err)
+	}
+	parts, err := conn.ReadPartitions(r.topic)
+	conn.Close()
+	if err != nil {
+		t.Fatalf("partitions of %s: %v", r.topic, err)
+	}
+	var ids []string
+	for _, p := range parts {
+		lc, err := kafkago.DialLeader(ctx, "tcp", r.broker, r.topic, p.ID)
+		if err != nil {
+			t.Fatalf("dial leader %s/%d: %v", r.topic, p.ID, err)
+		}
+		first, last, err := lc.ReadOffsets()
+		if err != nil {
+			lc.Close()
+			t.Fatalf("offsets %s/%d: %v", r.topic, p.ID, err)
+		}
+		off := max(first, r.next[p.ID])
+		for off < last {
+			from := off
+			if _, err := lc.Seek(off, kafkago.SeekAbsolute); err != nil {
+				lc.Close()
+				t.Fatal(err)
+			}
+			_ = lc.SetReadDeadline(time.Now().Add(10 * time.Second))
+			b := lc.ReadBatch(1, 10<<20)
+			for {
+				m, err := b.ReadMessage()
+				if err != nil {
+					break
+				}
+				ev, err := event.Parse(m.Value)
+				if err != nil {
+					lc.Close()
+					t.Fatalf("events topic holds an invalid event: %v\n%s", err, m.Value)
+				}
+				ids = append(ids, ev.EventID)
+				off = m.Offset + 1
+			}
+			if err := b.Close(); err != nil && !errors.Is(err, kafkago.ErrGenerationEnded) {
+				lc.Close()
+				t.Fatalf("read %s/%d: %v", r.topic, p.ID, err)
+			}
+			if off == from {
+				lc.Close()
+				t.Fatalf("read %s/%d: no message at offset %d of %d", r.topic, p.ID, off, last)
+			}
+		}
+		r.next[p.ID] = off
+		lc.Close()
+	}
+	return ids
 }
 
 // savedOffsets reads the positions file as a restarted collector would,
