@@ -753,3 +753,52 @@ func TestEndToEndGeneratedLogs(t *testing.T) {
 	t.Logf("%d events (%d appointment.confirmed) from %d dialogues in Kafka", truth.Events, byType["appointment.confirmed"], truth.Dialogues)
 	e.stop()
 }
+
+// metricValue reads an unlabelled metric from the collector's /metrics.
+func (e *env) metricValue(name string) float64 {
+	e.t.Helper()
+	for _, line := range strings.Split(e.metrics(), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				e.t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	e.t.Fatalf("/metrics has no %s", name)
+	return 0
+}
+
+// TestOldestUnackedLineGauge: a collector stuck since its start (Kafka
+// refuses its topic) reports the growing age of the line it cannot get
+// acknowledged; an idle one, with everything acknowledged long ago,
+// reports 0.
+func TestOldestUnackedLineGauge(t *testing.T) {
+	const gauge = "assistlog_collector_oldest_unacked_line_seconds"
+	t.Run("stuck since start", func(t *testing.T) {
+		e := newEnv(t, withMissingTopic())
+		l := newLines(t, 10)
+		e.start()
+		b, _ := l.take(10)
+		appendFile(t, filepath.Join(e.logDir, "app.jsonl"), b)
+		time.Sleep(3 * time.Second)
+		if age := e.metricValue(gauge); age < 2 {
+			t.Errorf("lines unacknowledged for about 3s: %s = %v", gauge, age)
+		}
+		e.kill() // it cannot finish its batch; SIGTERM would wait the drain out
+	})
+	t.Run("idle", func(t *testing.T) {
+		e := newEnv(t)
+		l := newLines(t, 10)
+		b, ids := l.take(10)
+		appendFile(t, filepath.Join(e.logDir, "app.jsonl"), b)
+		e.start()
+		e.waitAcked(ids)
+		time.Sleep(3 * time.Second)
+		if age := e.metricValue(gauge); age != 0 {
+			t.Errorf("everything acknowledged, idle for 3s: %s = %v", gauge, age)
+		}
+		e.stop()
+	})
+}

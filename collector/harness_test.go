@@ -68,6 +68,12 @@ func withSyncInterval(d string) envOption {
 	return func(_ *env, s *envSettings) { s.syncInterval = d }
 }
 
+// withMissingTopic points kafka.topic at a topic that does not exist:
+// Kafka refuses every event, so nothing is ever acknowledged.
+func withMissingTopic() envOption {
+	return func(e *env, _ *envSettings) { e.topic = "test-missing-" + e.topic }
+}
+
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
 	ep := stacktest.Require(t, stacktest.Kafka)
