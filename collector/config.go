@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/assistlog/assistlog/internal/config"
@@ -54,7 +55,7 @@ type FilesConfig struct {
 type PositionsConfig struct {
 	Path         string        `yaml:"path"`
 	SyncInterval time.Duration `yaml:"sync_interval"`
-	// ForgetAfter drops positions of files not seen for this long.
+	// ForgetAfter drops positions of files not seen on disk for this long.
 	ForgetAfter time.Duration `yaml:"forget_after"`
 }
 
@@ -128,7 +129,8 @@ func (c Config) tailConfig() tail.Config {
 	f := c.Files
 	return tail.Config{Include: f.Include, Exclude: f.Exclude, ScanInterval: f.ScanInterval,
 		PollInterval: f.PollInterval, CloseInactive: f.CloseInactive, MaxLineBytes: f.MaxLineBytes,
-		BatchLines: f.BatchLines, BatchBytes: f.BatchBytes, ReadFrom: f.ReadFrom, DrainTimeout: c.ShutdownTimeout}
+		BatchLines: f.BatchLines, BatchBytes: f.BatchBytes, ReadFrom: f.ReadFrom, DrainTimeout: c.ShutdownTimeout,
+		ForgetAfter: c.Positions.ForgetAfter}
 }
 
 var reTenant = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
@@ -149,7 +151,13 @@ func (c Config) Validate() error {
 		add("files.include, webhook.listen: nothing to collect; configure files, the webhook or both")
 	}
 	if len(c.Files.Include) > 0 {
-		errs = append(errs, config.Prefixed("files.", c.tailConfig().Validate())...)
+		for _, err := range config.Prefixed("files.", c.tailConfig().Validate()) {
+			// forget_after lives in the positions section.
+			if strings.HasPrefix(err.Error(), "files.forget_after") {
+				err = fmt.Errorf("positions.%s", strings.TrimPrefix(err.Error(), "files."))
+			}
+			errs = append(errs, err)
+		}
 		if c.Positions.Path == "" {
 			add("positions.path: is required when files are collected")
 		}

@@ -1,18 +1,26 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	kafkago "github.com/segmentio/kafka-go"
+
 	"github.com/assistlog/assistlog/demo"
 	"github.com/assistlog/assistlog/internal/deadletter"
 	"github.com/assistlog/assistlog/internal/event"
+	"github.com/assistlog/assistlog/internal/positions"
 	"github.com/assistlog/assistlog/internal/stacktest"
 )
 
@@ -148,40 +156,29 @@ func TestRotationsWhileDown(t *testing.T) {
 	e.stop()
 }
 
-// TestInodeReuse: with the collector stopped, the file it read is deleted
-// and a new one is created, usually on the same inode (the test tries until
-// the file system hands it out again). Identity by inode alone would skip
-// the new file or start it at the old offset; identity by content reads it
-// from its start.
+// TestInodeReuse: with the collector stopped, the file it read gets new
+// content on the same inode, starting with the same first line (an empty
+// one) and longer than the saved offset. Identity by inode or by first line
+// would start it at the old offset; identity by content reads it whole.
+// The same inode is made deterministically (rewritten in place) rather
+// than hoped for from the file system after a delete.
 func TestInodeReuse(t *testing.T) {
 	e := newEnv(t)
 	l := newLines(t, 1000)
 	path := filepath.Join(e.logDir, "app.jsonl")
 	b, ids := l.take(300)
-	appendFile(t, path, b)
+	appendFile(t, path, append([]byte("\n"), b...))
 	e.start()
 	e.waitAcked(ids)
 	e.stop()
 	old := inode(t, path)
-	if err := os.Remove(path); err != nil {
+	b2, ids2 := l.take(400) // longer than the old file's saved offset
+	if err := os.WriteFile(path, append([]byte("\n"), b2...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	reused := false
-	for i := 0; i < 50 && !reused; i++ {
-		f, err := os.Create(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-		if reused = inode(t, path) == old; !reused {
-			os.Remove(path)
-			// Hold a different inode so the next create may get the old one.
-			os.WriteFile(filepath.Join(e.dir, "spacer"+strconv.Itoa(i)), nil, 0o644)
-		}
+	if now := inode(t, path); now != old {
+		t.Fatalf("rewriting in place moved the file from inode %d to %d", old, now)
 	}
-	t.Logf("inode %d reused by the new file: %v", old, reused)
-	b2, ids2 := l.take(400) // longer than the old file's saved offset
-	appendFile(t, path, b2)
 	e.start()
 	if d := e.waitForIDs(append(ids, ids2...), 60*time.Second); d != 0 {
 		t.Errorf("%d duplicates", d)
@@ -190,80 +187,404 @@ func TestInodeReuse(t *testing.T) {
 }
 
 // TestTruncatedWhileDown: a file truncated and rewritten while the
-// collector was stopped is read from its start on restart.
+// collector was stopped, shorter than the saved offset, is read from its
+// start, also when it begins with the same line as before (an empty one).
 func TestTruncatedWhileDown(t *testing.T) {
-	e := newEnv(t)
-	l := newLines(t, 1000)
-	path := filepath.Join(e.logDir, "app.jsonl")
-	e.start()
-	b, ids := l.take(300)
-	appendFile(t, path, b)
-	e.waitAcked(ids)
-	e.stop()
-	if err := os.Truncate(path, 0); err != nil {
-		t.Fatal(err)
+	for name, first := range map[string]string{"new first line": "", "same empty first line": "\n"} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			l := newLines(t, 1000)
+			path := filepath.Join(e.logDir, "app.jsonl")
+			e.start()
+			b, ids := l.take(300)
+			appendFile(t, path, append([]byte(first), b...))
+			e.waitAcked(ids)
+			e.stop()
+			if err := os.Truncate(path, 0); err != nil {
+				t.Fatal(err)
+			}
+			b2, ids2 := l.take(100) // shorter than the saved offset
+			appendFile(t, path, append([]byte(first), b2...))
+			e.start()
+			if dups := e.waitForIDs(append(ids, ids2...), 60*time.Second); dups != 0 {
+				t.Errorf("%d duplicates", dups)
+			}
+			e.stop()
+		})
 	}
-	b2, ids2 := l.take(100) // shorter than the saved offset
-	appendFile(t, path, b2)
+}
+
+// TestSameFirstLine: two files that begin with the same line (an empty
+// one) and hold lines without event_id at the same offsets are read whole
+// while both are open, and every line gets its own derived id.
+func TestSameFirstLine(t *testing.T) {
+	e := newEnv(t)
+	const n = 100
+	line := func(file string, i int) string {
+		return fmt.Sprintf(`{"timestamp":"2026-11-23T10:00:00+03:00","tenant":"salon-aurora","channel":"web","session_id":"same-%s-%04d","event_type":"session.started","level":"info","schema_version":1}`, file, i)
+	}
 	e.start()
-	if dups := e.waitForIDs(append(ids, ids2...), 60*time.Second); dups != 0 {
-		t.Errorf("%d duplicates", dups)
+	for _, file := range []string{"a", "b"} {
+		data := []byte("\n")
+		for i := 0; i < n; i++ {
+			data = append(append(data, line(file, i)...), '\n')
+		}
+		appendFile(t, filepath.Join(e.logDir, file+".jsonl"), data)
+		time.Sleep(300 * time.Millisecond) // a is open when b appears
+	}
+	var sessions map[string]int
+	ids := map[string]bool{}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		sessions, ids = map[string]int{}, map[string]bool{}
+		for _, m := range stacktest.ReadTopic(t, e.ep.KafkaBrokers, e.topic) {
+			ev, err := event.Parse(m.Value)
+			if err != nil {
+				t.Fatalf("invalid event in the topic: %v", err)
+			}
+			sessions[ev.SessionID]++
+			ids[ev.EventID] = true
+		}
+		if len(sessions) == 2*n || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(sessions) != 2*n || len(ids) != 2*n {
+		t.Fatalf("Kafka holds %d of %d sessions under %d distinct ids; collector log:\n%s", len(sessions), 2*n, len(ids), e.logTail())
+	}
+	for s, c := range sessions {
+		if c != 1 {
+			t.Errorf("session %s in Kafka %d times", s, c)
+		}
 	}
 	e.stop()
 }
 
-// TestCrashLoop kills the collector with SIGKILL at random moments while a
-// writer appends and rotates, restarting it each time. Afterwards every
-// event is in Kafka; duplicates (at-least-once) are counted and printed.
-// ASSISTLOG_CRASH_LOOPS sets the number of kills (default 25).
-func TestCrashLoop(t *testing.T) {
-	kills := 25
-	if v := os.Getenv("ASSISTLOG_CRASH_LOOPS"); v != "" {
-		kills, _ = strconv.Atoi(v)
-	}
-	e := newEnv(t)
-	l := newLines(t, 30*kills+2000)
+// TestReadFromEndWithRotation: read_from: end skips what was there at the
+// first start only; files rotated in later, running or down, are read
+// whole.
+func TestReadFromEndWithRotation(t *testing.T) {
+	e := newEnv(t, withFiles("read_from: end"))
+	l := newLines(t, 1000)
 	path := filepath.Join(e.logDir, "app.jsonl")
+	old, _ := l.take(100) // before the first start: skipped
+	appendFile(t, path, old)
+	e.start()
+	e.waitPositionsFile()
+	b, ids := l.take(50)
+	appendFile(t, path, b)
+	e.waitAcked(ids)
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	b, more := l.take(50) // a new file at once after the rotation
+	appendFile(t, path, b)
+	ids = append(ids, more...)
+	e.waitAcked(ids)
+	e.stop()
+	if err := os.Rename(path, path+".2"); err != nil {
+		t.Fatal(err)
+	}
+	b, more = l.take(50) // rotated while down
+	appendFile(t, path, b)
+	ids = append(ids, more...)
+	e.start()
+	if d := e.waitForIDs(ids, 60*time.Second); d != 0 {
+		t.Errorf("%d duplicates", d)
+	}
+	e.stop()
+}
+
+// waitPositionsFile waits for the first positions save, which follows the
+// first scan.
+func (e *env) waitPositionsFile() {
+	e.t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(e.positionsPath()); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("no positions file after 30s; collector log:\n%s", e.logTail())
+		}
+	}
+}
+
+// TestQuietFilePastForgetAfter: a file that stays on disk without new
+// lines for longer than forget_after, running and then down, keeps its
+// position: nothing is read twice.
+func TestQuietFilePastForgetAfter(t *testing.T) {
+	e := newEnv(t, withPositions("forget_after: 3s"))
+	l := newLines(t, 1000)
+	path := filepath.Join(e.logDir, "app.jsonl")
+	b, ids := l.take(100)
+	appendFile(t, path, b)
+	e.start()
+	e.waitAcked(ids)
+	time.Sleep(4 * time.Second) // quiet while running (closed as inactive after 2s)
+	e.stop()
+	time.Sleep(4 * time.Second) // and while down
+	e.start()
+	b, more := l.take(50)
+	appendFile(t, path, b)
+	if d := e.waitForIDs(append(ids, more...), 60*time.Second); d != 0 {
+		t.Errorf("a quiet file was read again: %d duplicates", d)
+	}
+	e.stop()
+}
+
+// envCount reads a positive count from the environment variable name, or
+// def when it is unset; anything else fails the test, so a typo never
+// means 0 kills and a green run.
+func envCount(t *testing.T, name string, def int) int {
+	t.Helper()
+	v, ok := os.LookupEnv(name)
+	if !ok {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a positive whole number", name, v)
+	}
+	return n
+}
+
+// lineAt is where the writer put a line: the file's inode and the offset
+// just past the line.
+type lineAt struct {
+	inode uint64
+	end   int64
+}
+
+// crashWriter appends lines and rotates the file now and then, recording
+// where each id went. It runs off the test goroutine, so it reports its
+// error instead of failing the test.
+type crashWriter struct {
+	path string
+	l    *lines
+
+	mu  sync.Mutex
+	at  map[string]lineAt
+	ids []string
+}
+
+func (w *crashWriter) run(stop <-chan struct{}) error {
+	for n := 1; ; n++ {
+		select {
+		case <-stop:
+			return nil
+		default:
+		}
+		b, more := w.l.take(10)
+		if len(more) == 0 {
+			return errors.New("the writer ran out of lines before the kills ended; make newLines bigger")
+		}
+		var start int64
+		if fi, err := os.Stat(w.path); err == nil {
+			start = fi.Size()
+		}
+		if err := appendBytes(w.path, b); err != nil {
+			return err
+		}
+		fi, err := os.Stat(w.path)
+		if err != nil {
+			return err
+		}
+		ino := fi.Sys().(*syscall.Stat_t).Ino
+		w.mu.Lock()
+		off := start
+		for i, line := range bytes.SplitAfter(b, []byte("\n"))[:len(more)] {
+			off += int64(len(line))
+			w.at[more[i]] = lineAt{ino, off}
+		}
+		w.ids = append(w.ids, more...)
+		w.mu.Unlock()
+		if n%40 == 0 { // rotate now and then, dateext-style: no rotated file is overwritten
+			if err := os.Rename(w.path, w.path+"."+strconv.Itoa(n/40)); err != nil {
+				return fmt.Errorf("rotate: %w", err)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestCrashLoop kills the collector with SIGKILL at random moments while a
+// writer appends and rotates, restarting it each time. Each kill must hit
+// uncommitted work (lines written before the kill beyond the positions
+// read back after it), and re-send at most one batch per file: the lines
+// in Kafka at the kill beyond the saved positions are at most batch_lines
+// per file. Positions are synced on the default 1s timer; only the save
+// with each acknowledged batch keeps that bound. Afterwards every event is
+// in Kafka. ASSISTLOG_CRASH_LOOPS sets the number of kills (default 25).
+func TestCrashLoop(t *testing.T) {
+	kills := envCount(t, "ASSISTLOG_CRASH_LOOPS", 25)
+	e := newEnv(t, withSyncInterval("1s"))
+	w := &crashWriter{path: filepath.Join(e.logDir, "app.jsonl"), l: newLines(t, 1500*kills+5000), at: map[string]lineAt{}}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 
-	written := make(chan []string)
-	stopWriting := make(chan struct{})
-	go func() {
-		var ids []string
-		n := 0
-		for {
-			select {
-			case <-stopWriting:
-				written <- ids
-				return
-			default:
-			}
-			b, more := l.take(10)
-			if len(more) == 0 {
-				written <- ids
-				return
-			}
-			appendFile(t, path, b)
-			ids = append(ids, more...)
-			n++
-			if n%40 == 0 { // rotate now and then, dateext-style: no rotated file is overwritten
-				os.Rename(path, path+"."+strconv.Itoa(n/40))
-			}
-			time.Sleep(5 * time.Millisecond)
+	stop := make(chan struct{})
+	writerErr := make(chan error, 1)
+	go func() { writerErr <- w.run(stop) }()
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+			<-writerErr
 		}
 	}()
 	e.start()
-	for i := 0; i < kills; i++ {
+	inKafka := map[string]bool{}
+	topic := &topicReader{broker: e.ep.KafkaBrokers, topic: e.topic, next: map[int]int64{}}
+	hit, idle, resent := 0, 0, 0
+	for hit < kills {
 		time.Sleep(time.Duration(100+rng.IntN(700)) * time.Millisecond)
+		w.mu.Lock()
+		written := make(map[string]lineAt, len(w.at))
+		for id, at := range w.at {
+			written[id] = at
+		}
+		w.mu.Unlock()
 		e.kill()
+		select {
+		case err := <-writerErr:
+			close(stop)
+			t.Fatalf("writer: %v", err)
+		default:
+		}
+		saved := savedOffsets(t, e.positionsPath())
+		uncommitted := 0
+		for _, at := range written {
+			if at.end > saved[at.inode] {
+				uncommitted++
+			}
+		}
+		// What Kafka holds beyond the saved positions is what a restart
+		// sends again.
+		time.Sleep(100 * time.Millisecond) // requests on the wire land
+		for _, id := range topic.readNew(t) {
+			inKafka[id] = true
+		}
+		again := map[uint64]int{}
+		for id := range inKafka {
+			if at, ok := written[id]; ok && at.end > saved[at.inode] {
+				again[at.inode]++
+			}
+		}
+		for ino, n := range again {
+			resent += n
+			if n > batchLines {
+				t.Errorf("kill %d: %d lines of inode %d in Kafka beyond the saved position: more than one batch (%d lines) to re-send",
+					hit+idle+1, n, ino, batchLines)
+			}
+		}
+		if uncommitted > 0 {
+			hit++
+		} else if idle++; idle > kills {
+			t.Fatalf("%d kills found every written line committed: the kills test nothing", idle)
+		}
 		e.start()
 	}
-	close(stopWriting)
-	ids := <-written
+	close(stop)
+	if err := <-writerErr; err != nil {
+		t.Fatalf("writer: %v", err)
+	}
+	w.mu.Lock()
+	ids := w.ids
+	w.mu.Unlock()
 	dups := e.waitForIDs(ids, 120*time.Second)
-	t.Logf("crash loop: %d kill -9 restarts, %d events written, none missing, %d duplicates (%.2f%%)",
-		kills, len(ids), dups, 100*float64(dups)/float64(len(ids)))
+	t.Logf("crash loop: %d kill -9 restarts that hit uncommitted work (%d more that did not), %d events written, none missing, "+
+		"%d duplicates (%.2f%%), %d lines re-sendable at the kills",
+		hit, idle, len(ids), dups, 100*float64(dups)/float64(len(ids)), resent)
+	if limit := (hit + idle) * 2 * batchLines; dups > limit {
+		t.Errorf("%d duplicates after %d kills: more than one batch per file (at most 2 files open) per kill (%d)", dups, hit+idle, limit)
+	}
 	e.stop()
+}
+
+// topicReader reads a topic's event ids incrementally, from where its
+// last call stopped, so a check after each of 200 kills does not read the
+// whole topic each time.
+type topicReader struct {
+	broker, topic string
+	next          map[int]int64 // partition → next offset
+}
+
+func (r *topicReader) readNew(t *testing.T) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn, err := kafkago.DialContext(ctx, "tcp", r.broker)
+	if err != nil {
+		t.Fatalf("dial kafka: %v", err)
+	}
+	parts, err := conn.ReadPartitions(r.topic)
+	conn.Close()
+	if err != nil {
+		t.Fatalf("partitions of %s: %v", r.topic, err)
+	}
+	var ids []string
+	for _, p := range parts {
+		lc, err := kafkago.DialLeader(ctx, "tcp", r.broker, r.topic, p.ID)
+		if err != nil {
+			t.Fatalf("dial leader %s/%d: %v", r.topic, p.ID, err)
+		}
+		first, last, err := lc.ReadOffsets()
+		if err != nil {
+			lc.Close()
+			t.Fatalf("offsets %s/%d: %v", r.topic, p.ID, err)
+		}
+		off := max(first, r.next[p.ID])
+		for off < last {
+			from := off
+			if _, err := lc.Seek(off, kafkago.SeekAbsolute); err != nil {
+				lc.Close()
+				t.Fatal(err)
+			}
+			_ = lc.SetReadDeadline(time.Now().Add(10 * time.Second))
+			b := lc.ReadBatch(1, 10<<20)
+			for {
+				m, err := b.ReadMessage()
+				if err != nil {
+					break
+				}
+				ev, err := event.Parse(m.Value)
+				if err != nil {
+					lc.Close()
+					t.Fatalf("events topic holds an invalid event: %v\n%s", err, m.Value)
+				}
+				ids = append(ids, ev.EventID)
+				off = m.Offset + 1
+			}
+			if err := b.Close(); err != nil && !errors.Is(err, kafkago.ErrGenerationEnded) {
+				lc.Close()
+				t.Fatalf("read %s/%d: %v", r.topic, p.ID, err)
+			}
+			if off == from {
+				lc.Close()
+				t.Fatalf("read %s/%d: no message at offset %d of %d", r.topic, p.ID, off, last)
+			}
+		}
+		r.next[p.ID] = off
+		lc.Close()
+	}
+	return ids
+}
+
+// savedOffsets reads the positions file as a restarted collector would,
+// offsets by inode.
+func savedOffsets(t *testing.T, path string) map[uint64]int64 {
+	t.Helper()
+	out := map[uint64]int64{}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return out
+	}
+	pos, err := positions.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pos.All() {
+		out[p.Inode] = max(out[p.Inode], p.Offset)
+	}
+	return out
 }
 
 // TestDeadLetters: every kind of bad line goes to the dead-letter topic
@@ -431,4 +752,53 @@ func TestEndToEndGeneratedLogs(t *testing.T) {
 	}
 	t.Logf("%d events (%d appointment.confirmed) from %d dialogues in Kafka", truth.Events, byType["appointment.confirmed"], truth.Dialogues)
 	e.stop()
+}
+
+// metricValue reads an unlabelled metric from the collector's /metrics.
+func (e *env) metricValue(name string) float64 {
+	e.t.Helper()
+	for _, line := range strings.Split(e.metrics(), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				e.t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	e.t.Fatalf("/metrics has no %s", name)
+	return 0
+}
+
+// TestOldestUnackedLineGauge: a collector stuck since its start (Kafka
+// refuses its topic) reports the growing age of the line it cannot get
+// acknowledged; an idle one, with everything acknowledged long ago,
+// reports 0.
+func TestOldestUnackedLineGauge(t *testing.T) {
+	const gauge = "assistlog_collector_oldest_unacked_line_seconds"
+	t.Run("stuck since start", func(t *testing.T) {
+		e := newEnv(t, withMissingTopic())
+		l := newLines(t, 10)
+		e.start()
+		b, _ := l.take(10)
+		appendFile(t, filepath.Join(e.logDir, "app.jsonl"), b)
+		time.Sleep(3 * time.Second)
+		if age := e.metricValue(gauge); age < 2 {
+			t.Errorf("lines unacknowledged for about 3s: %s = %v", gauge, age)
+		}
+		e.kill() // it cannot finish its batch; SIGTERM would wait the drain out
+	})
+	t.Run("idle", func(t *testing.T) {
+		e := newEnv(t)
+		l := newLines(t, 10)
+		b, ids := l.take(10)
+		appendFile(t, filepath.Join(e.logDir, "app.jsonl"), b)
+		e.start()
+		e.waitAcked(ids)
+		time.Sleep(3 * time.Second)
+		if age := e.metricValue(gauge); age != 0 {
+			t.Errorf("everything acknowledged, idle for 3s: %s = %v", gauge, age)
+		}
+		e.stop()
+	})
 }

@@ -32,8 +32,11 @@ type env struct {
 
 // envSettings are what tests vary in the generated configuration.
 type envSettings struct {
-	maxLine int
-	extra   string // more top-level YAML
+	maxLine      int
+	syncInterval string
+	files        string // more YAML in files:, each line indented by two spaces
+	positions    string // more YAML in positions:
+	extra        string // more top-level YAML
 }
 
 type envOption func(*env, *envSettings)
@@ -48,6 +51,27 @@ func withWebhook(tenant, token, hmacSecret string) envOption {
 
 func withMaxLine(n int) envOption {
 	return func(_ *env, s *envSettings) { s.maxLine = n }
+}
+
+// withFiles adds settings to the files section, e.g. "read_from: end".
+func withFiles(yaml string) envOption {
+	return func(_ *env, s *envSettings) { s.files += "  " + yaml + "\n" }
+}
+
+// withPositions adds settings to the positions section.
+func withPositions(yaml string) envOption {
+	return func(_ *env, s *envSettings) { s.positions += "  " + yaml + "\n" }
+}
+
+// withSyncInterval sets positions.sync_interval.
+func withSyncInterval(d string) envOption {
+	return func(_ *env, s *envSettings) { s.syncInterval = d }
+}
+
+// withMissingTopic points kafka.topic at a topic that does not exist:
+// Kafka refuses every event, so nothing is ever acknowledged.
+func withMissingTopic() envOption {
+	return func(e *env, _ *envSettings) { e.topic = "test-missing-" + e.topic }
 }
 
 func newEnv(t *testing.T, opts ...envOption) *env {
@@ -65,7 +89,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	stacktest.CreateTopics(t, ep.KafkaBrokers, map[string]int{e.topic: 3, e.dlq: 1})
 	e.httpAddr = proctest.FreeAddr(t)
 
-	set := envSettings{maxLine: 262144}
+	set := envSettings{maxLine: 262144, syncInterval: "200ms"}
 	for _, o := range opts {
 		o(e, &set)
 	}
@@ -81,17 +105,17 @@ files:
   poll_interval: 50ms
   close_inactive: 2s
   max_line_bytes: %d
-  batch_lines: 200
-positions:
+  batch_lines: %d
+%spositions:
   path: %s
-  sync_interval: 200ms
-http:
+  sync_interval: %s
+%shttp:
   listen: %s
 log:
   level: info
 shutdown_timeout: 10s
 %s`, ep.KafkaBrokers, e.topic, e.dlq, filepath.Join(e.logDir, "*.jsonl"), filepath.Join(e.logDir, "*.jsonl.[0-9]*"),
-		set.maxLine, filepath.Join(e.dir, "positions.json"), e.httpAddr, set.extra)
+		set.maxLine, batchLines, set.files, e.positionsPath(), set.syncInterval, set.positions, e.httpAddr, set.extra)
 	e.cfgPath = filepath.Join(e.dir, "collector.yaml")
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -103,6 +127,11 @@ shutdown_timeout: 10s
 	})
 	return e
 }
+
+// batchLines is files.batch_lines in every test's configuration.
+const batchLines = 200
+
+func (e *env) positionsPath() string { return filepath.Join(e.dir, "positions.json") }
 
 // start runs the collector and waits until it answers /readyz.
 func (e *env) start() {
@@ -245,14 +274,21 @@ func (l *lines) take(n int) ([]byte, []string) {
 
 func appendFile(t *testing.T, path string, data []byte) {
 	t.Helper()
+	if err := appendBytes(path, data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// appendBytes appends data to the file at path, creating it; for
+// goroutines other than the test's, which must not call t.Fatal.
+func appendBytes(path string, data []byte) error {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if _, err := f.Write(data); err != nil {
-		t.Fatal(err)
+		f.Close()
+		return fmt.Errorf("append to %s: %w", path, err)
 	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
+	return f.Close()
 }

@@ -81,20 +81,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if pos, err = positions.Open(cfg.Positions.Path); err != nil {
 			return err
 		}
-		if n := pos.Prune(time.Now().Add(-cfg.Positions.ForgetAfter)); n > 0 {
-			log.Info("forgot positions of files not seen for a while", "count", n, "forget_after", cfg.Positions.ForgetAfter)
-		}
 		if tailer, err = tail.New(cfg.tailConfig(), pos, pl.handleBatch, log, reg); err != nil {
 			return err
 		}
-		positionAge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "assistlog_collector_positions_age_seconds",
-			Help: "Seconds since read positions were last written to disk."}, func() float64 {
-			if t := pos.LastSaved(); !t.IsZero() {
-				return time.Since(t).Seconds()
-			}
-			return 0
-		})
-		reg.MustRegister(positionAge)
 	}
 
 	// Readiness: Kafka answered at start and the last send succeeded.
@@ -179,8 +168,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return runErr
 }
 
-// savePositions writes positions every interval; the final save happens in
-// serve after every reader has stopped.
+// savePositions writes what changed besides acknowledged batches (which
+// the tailer saves at once), such as files seen on disk, every interval;
+// the final save happens in serve after every reader has stopped.
 func savePositions(ctx context.Context, pos *positions.Store, every time.Duration, log *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()

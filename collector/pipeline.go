@@ -64,15 +64,18 @@ func newPipeline(topic, dlqTopic string, out sender, reg prometheus.Registerer) 
 	return &pipeline{topic: topic, dlqTopic: dlqTopic, out: out, m: m}, nil
 }
 
-// fileEventID derives an id for a line without one: the same file content
-// at the same offset always yields the same id, so a re-read after a crash
-// creates no new event downstream.
-func fileEventID(fingerprint string, offset int64) string {
+// fileEventID derives an id for a line without one: the same line at the
+// same offset of the same file always yields the same id, so a re-read
+// after a crash creates no new event downstream; the hash of the line
+// makes two different lines differ even when their files share a first
+// line (and so a fingerprint) and the lines an offset.
+func fileEventID(fingerprint string, offset int64, line []byte) string {
 	fp := fingerprint
 	if len(fp) > 16 {
 		fp = fp[:16]
 	}
-	return "f-" + fp + "-" + strconv.FormatInt(offset, 10)
+	sum := sha256.Sum256(line)
+	return "f-" + fp + "-" + strconv.FormatInt(offset, 10) + "-" + hex.EncodeToString(sum[:8])
 }
 
 // webhookEventID derives an id from the tenant and the exact bytes, so a
@@ -138,7 +141,7 @@ func (p *pipeline) handleBatch(ctx context.Context, b tail.Batch) error {
 			blank++
 			continue
 		}
-		d := p.decode(l.Data, fileEventID(b.Fingerprint, l.Offset), rec)
+		d := p.decode(l.Data, fileEventID(b.Fingerprint, l.Offset, l.Data), rec)
 		msgs = append(msgs, d.msg)
 		if d.rejected != nil {
 			dead = append(dead, d.rejected.Reason)

@@ -9,11 +9,25 @@ import (
 	"io"
 	"os"
 	"syscall"
+	"time"
+
+	"github.com/assistlog/assistlog/internal/positions"
 )
 
-// FingerprintBytes bounds what identifies a file: its first line, or its
-// first FingerprintBytes bytes when that line is longer.
+// FingerprintBytes bounds the first-line fingerprint: the first line, or
+// the first FingerprintBytes bytes when that line is longer.
 const FingerprintBytes = 4096
+
+// HeadBytes is how much of a file's start, besides its first line, tells
+// files apart: positions keep the hash of the first min(HeadBytes, offset)
+// bytes. 1 KiB holds a few assistant lines (a few hundred bytes each), so
+// two files that share a header or banner differ within it, while a file
+// never has to reach it to be read.
+const HeadBytes = 1024
+
+// tailBytes bounds the bytes before a saved offset hashed when the last
+// acknowledged line is not at hand (a line cut as too long).
+const tailBytes = 256
 
 // Line is one complete line of a file.
 type Line struct {
@@ -49,6 +63,25 @@ func fingerprint(f *os.File) (fp string, ready bool, err error) {
 	return hex.EncodeToString(sum[:16]), true, nil
 }
 
+// hashAt returns the hash of the n bytes of f at off; ok is false when the
+// file is shorter than off+n.
+func hashAt(f *os.File, off, n int64) (sum string, ok bool, err error) {
+	buf := make([]byte, n)
+	m, err := f.ReadAt(buf, off)
+	if int64(m) < n {
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", false, err
+		}
+		return "", false, nil
+	}
+	return hashBytes(buf), true, nil
+}
+
+func hashBytes(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:16])
+}
+
 // fileID returns device and inode numbers.
 func fileID(fi os.FileInfo) (dev, ino uint64, nlink uint64) {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
@@ -64,8 +97,17 @@ type reader struct {
 	f           *os.File
 	path        string
 	fingerprint string
+	key         string // the position's key
 	dev, ino    uint64
 	maxLine     int
+
+	// head is the hash of the first headLen bytes, kept up to HeadBytes
+	// as the acknowledged offset grows.
+	headLen  int64
+	headHash string
+	// seen records file sizes with the time they were first observed,
+	// for the age of the oldest unacknowledged line.
+	seen []sizeSeen
 
 	acked   int64  // offset up to which lines were acknowledged downstream
 	readPos int64  // offset of the next byte to read from the file
@@ -79,9 +121,76 @@ type reader struct {
 	buf []byte
 }
 
+type sizeSeen struct {
+	size int64
+	at   time.Time
+}
+
+// maxSeen bounds the size observations kept while downstream is stuck;
+// beyond it the oldest ones, the ones that matter, are kept.
+const maxSeen = 1024
+
 func newReader(f *os.File, path, fp string, dev, ino uint64, offset int64, maxLine int) *reader {
-	return &reader{f: f, path: path, fingerprint: fp, dev: dev, ino: ino, maxLine: maxLine,
-		acked: offset, readPos: offset, buf: make([]byte, 64<<10)}
+	return &reader{f: f, path: path, fingerprint: fp, key: positions.Key(fp, dev, ino), dev: dev, ino: ino,
+		maxLine: maxLine, acked: offset, readPos: offset, buf: make([]byte, 64<<10)}
+}
+
+// completeEnd is the end of the last complete line read so far.
+func (r *reader) completeEnd() int64 {
+	if r.discarding {
+		return r.discardStart
+	}
+	return r.readPos - int64(len(r.pending))
+}
+
+// observe notes the file's size at now.
+func (r *reader) observe(size int64, now time.Time) {
+	if size <= r.acked {
+		return
+	}
+	if n := len(r.seen); (n == 0 || r.seen[n-1].size < size) && n < maxSeen {
+		r.seen = append(r.seen, sizeSeen{size, now})
+	}
+}
+
+// oldestUnacked returns when the oldest line not yet acknowledged was
+// first seen in the file; zero when every complete line is acknowledged
+// (a partial last line is the writer's, not ours).
+func (r *reader) oldestUnacked() time.Time {
+	done := func(size int64) bool {
+		return size <= r.acked || (size <= r.readPos && r.acked == r.completeEnd())
+	}
+	i := 0
+	for i < len(r.seen) && done(r.seen[i].size) {
+		i++
+	}
+	r.seen = r.seen[i:]
+	if len(r.seen) == 0 {
+		return time.Time{}
+	}
+	return r.seen[0].at
+}
+
+// position builds the position after lines up to last were acknowledged:
+// the head hash grows with the offset up to HeadBytes, and the tail hash
+// covers the last acknowledged line.
+func (r *reader) position(last Line, now time.Time) positions.Position {
+	p := positions.Position{Key: r.key, Fingerprint: r.fingerprint, Path: r.path, Offset: r.acked,
+		Dev: r.dev, Inode: r.ino, Updated: now, Seen: now}
+	if want := min(HeadBytes, r.acked); r.headLen < want {
+		if sum, ok, err := hashAt(r.f, 0, want); err == nil && ok {
+			r.headLen, r.headHash = want, sum
+		}
+	}
+	p.HeadLen, p.HeadHash = r.headLen, r.headHash
+	if !last.TooLong && last.End == r.acked {
+		p.TailLen, p.TailHash = int64(len(last.Data))+1, hashBytes(append(append([]byte(nil), last.Data...), '\n'))
+	} else if n := min(tailBytes, r.acked); n > 0 {
+		if sum, ok, err := hashAt(r.f, r.acked-n, n); err == nil && ok {
+			p.TailLen, p.TailHash = n, sum
+		}
+	}
+	return p
 }
 
 // read returns up to maxLines complete lines (and about maxBytes of data)
@@ -176,6 +285,17 @@ func (r *reader) identityChanged() (bool, string, error) {
 	}
 	if !ready || fp != r.fingerprint {
 		return true, "content replaced", nil
+	}
+	// The same first line is not the same file: a rewrite that repeats a
+	// header or banner differs within the head.
+	if r.headLen > 0 {
+		sum, ok, err := hashAt(r.f, 0, r.headLen)
+		if err != nil {
+			return false, "", err
+		}
+		if !ok || sum != r.headHash {
+			return true, "content replaced", nil
+		}
 	}
 	return false, "", nil
 }
