@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/assistlog/assistlog/internal/deadletter"
@@ -82,7 +83,7 @@ func dlqMain(args []string, stdout, stderr io.Writer) error {
 	if *dry || len(msgs) == 0 {
 		return nil
 	}
-	p, err := kafka.NewProducer(cfg.Kafka.ProducerConfig, slog.New(slog.NewJSONHandler(os.Stderr, nil)), nil)
+	p, err := kafka.NewProducer(cfg.Kafka.ProducerConfig, slog.New(slog.NewJSONHandler(os.Stderr, nil)), prometheus.NewRegistry())
 	if err != nil {
 		return err
 	}

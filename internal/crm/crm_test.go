@@ -35,14 +35,14 @@ func newRig(t *testing.T, sync bool) *rig {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	pcfg := kafka.DefaultProducerConfig()
 	pcfg.Brokers, pcfg.Balancer = []string{ep.KafkaBrokers}, Balancer()
-	prod, err := kafka.NewProducer(pcfg, log, nil)
+	prod, err := kafka.NewProducer(pcfg, log, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
 	fake := bitrix24test.New(bitrix24test.Config{})
 	bcfg := bitrix24.DefaultConfig()
 	bcfg.WebhookURL, bcfg.RetryBackoffMax = fake.WebhookURL(), 200*time.Millisecond
-	client, err := bitrix24.New(bcfg, fake.Client(), nil)
+	client, err := bitrix24.New(bcfg, fake.Client(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -115,6 +115,9 @@ type writerMetrics struct {
 
 // New builds a writer; Setup installs the template.
 func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Writer, error) {
+	if reg == nil {
+		return nil, errors.New("elasticsearch: a metrics registry is required")
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("elasticsearch config: %w", err)
 	}
@@ -129,11 +132,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Writer, erro
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "assistlog_elasticsearch_write_seconds",
 			Help: "Time to get a batch acknowledged, retries included.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
 	}}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{w.m.items, w.m.latency} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("register elasticsearch metrics: %w", err)
-			}
+	for _, c := range []prometheus.Collector{w.m.items, w.m.latency} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register elasticsearch metrics: %w", err)
 		}
 	}
 	return w, nil

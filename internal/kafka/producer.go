@@ -82,6 +82,9 @@ type producerMetrics struct {
 
 // NewProducer builds a producer; messages carry their own topic.
 func NewProducer(cfg ProducerConfig, log *slog.Logger, reg prometheus.Registerer) (*Producer, error) {
+	if reg == nil {
+		return nil, errors.New("kafka producer: a metrics registry is required")
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("kafka config: %w", err)
 	}
@@ -116,11 +119,9 @@ func NewProducer(cfg ProducerConfig, log *slog.Logger, reg prometheus.Registerer
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "assistlog_kafka_produce_seconds",
 			Help: "Time from send to acknowledgement of a batch, retries included.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{p.m.produced, p.m.failures, p.m.latency} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("register kafka metrics: %w", err)
-			}
+	for _, c := range []prometheus.Collector{p.m.produced, p.m.failures, p.m.latency} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register kafka metrics: %w", err)
 		}
 	}
 	p.healthy.Store(true)

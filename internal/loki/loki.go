@@ -92,8 +92,11 @@ type clientMetrics struct {
 	latency prometheus.Histogram
 }
 
-// New builds a client; reg may be nil.
+// New builds a client; its metrics go on reg (required).
 func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Client, error) {
+	if reg == nil {
+		return nil, errors.New("loki: a metrics registry is required")
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("loki config: %w", err)
 	}
@@ -103,11 +106,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Client, erro
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "assistlog_loki_push_seconds",
 			Help: "Time to get a batch acknowledged, retries included.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
 	}}
-	if reg != nil {
-		for _, col := range []prometheus.Collector{c.m.entries, c.m.latency} {
-			if err := reg.Register(col); err != nil {
-				return nil, fmt.Errorf("register loki metrics: %w", err)
-			}
+	for _, col := range []prometheus.Collector{c.m.entries, c.m.latency} {
+		if err := reg.Register(col); err != nil {
+			return nil, fmt.Errorf("register loki metrics: %w", err)
 		}
 	}
 	return c, nil

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/assistlog/assistlog/internal/stacktest"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func newClient(t *testing.T) (*Client, string) {
@@ -23,7 +25,7 @@ func newClient(t *testing.T) (*Client, string) {
 	cfg := DefaultConfig()
 	cfg.URL = ep.LokiURL
 	cfg.RetryBackoffMax = time.Second
-	c, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	c, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -111,6 +111,9 @@ type Tailer struct {
 
 // New builds a Tailer; Run starts it.
 func New(cfg Config, pos *positions.Store, h Handler, log *slog.Logger, reg prometheus.Registerer) (*Tailer, error) {
+	if reg == nil {
+		return nil, errors.New("tail: a metrics registry is required")
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("tail config: %w", err)
 	}
@@ -359,6 +362,9 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	if reg == nil {
+		return nil, errors.New("tail: a metrics registry is required")
+	}
 	m := &metrics{
 		open: prometheus.NewGauge(prometheus.GaugeOpts{Name: "assistlog_collector_files_open",
 			Help: "Files currently being read."}),
@@ -371,11 +377,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		rotations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "assistlog_collector_file_changes_total",
 			Help: "Rotations and truncations noticed, by kind."}, []string{"kind"}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.open, m.lines, m.bytes, m.lag, m.rotations} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("register tail metrics: %w", err)
-			}
+	for _, c := range []prometheus.Collector{m.open, m.lines, m.bytes, m.lag, m.rotations} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register tail metrics: %w", err)
 		}
 	}
 	return m, nil
