@@ -67,8 +67,8 @@ func TestLifecyclePortTaken(t *testing.T) {
 	}
 }
 
-// TestLifecyclePositionsSaverFails: the positions directory disappears
-// while the collector runs, so saving positions fails: the collector stops
+// TestLifecyclePositionsSaverFails: the positions directory is replaced by
+// a file while the collector runs, so saving positions fails: the collector stops
 // with a non-zero exit naming the part, instead of reading on with
 // progress it can no longer record.
 func TestLifecyclePositionsSaverFails(t *testing.T) {
@@ -81,7 +81,11 @@ func TestLifecyclePositionsSaverFails(t *testing.T) {
 	cfg := lifecycleConfig(t, dir, posDir, addr, "")
 	p := proctest.Start(t, proctest.Build(t, "."), []string{"--config", cfg}, filepath.Join(dir, "collector.log"), "http://"+addr+"/readyz")
 	t.Cleanup(p.Kill)
+	// A file where the positions directory was: saving cannot recreate it.
 	if err := os.RemoveAll(posDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(posDir, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// New lines give the saver something to write.
