@@ -30,8 +30,9 @@ const usage = `shipper — Kafka → Bitrix24 CRM ids → Elasticsearch and Loki
 Usage:
   shipper --config shipper.yaml          run (several instances share the partitions)
   shipper --config shipper.yaml --check  validate the configuration and exit
-  shipper dlq replay --config shipper.yaml [--reason R] [--dry-run]
-                                         re-drive dead letters after a fix
+  shipper dlq replay --config shipper.yaml [--reason R] [--dry-run] [--format table|json]
+                                         re-drive dead letters after a fix (each once:
+                                         the run is recorded in a consumer group)
 
 Every field is documented in shipper/shipper.example.yaml; pii.hash_secret is
 best written as ${ENV_VAR}.
