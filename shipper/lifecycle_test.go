@@ -57,12 +57,13 @@ func (e *env) consumerLag(i int) (float64, error) {
 // TestConsumerLagGrowsWhileStuck: the shipper cannot ship (its Loki URL
 // points at a closed port) while events keep arriving; the lag gauge on
 // its /metrics follows what waits in Kafka, so the lag alert can fire.
+// SIGTERM then still stops it cleanly.
 func TestConsumerLagGrowsWhileStuck(t *testing.T) {
 	e := newEnv(t)
 	e.ep.LokiURL = "http://" + proctest.FreeAddr(t) // nothing listens there
 	evs, _ := e.generate(20)
 	half := len(evs) / 2
-	e.start()
+	p := e.start()
 	for _, part := range [][2]int{{0, half}, {half, len(evs)}} {
 		n := part[1]
 		e.produce(evs[part[0]:part[1]])
@@ -78,4 +79,7 @@ func TestConsumerLagGrowsWhileStuck(t *testing.T) {
 		})
 		t.Logf("%d events produced, none shippable: lag gauge %d", n, n)
 	}
+	// SIGTERM while stuck: the batch in flight gets shutdown_timeout, then
+	// every part stops and the exit is clean (nothing was committed).
+	p.Stop(time.Minute)
 }
