@@ -519,7 +519,21 @@ func TestDLQReplay(t *testing.T) {
 		}
 	}
 	e.start()
-	cfgPath := filepath.Join(e.dir, "shipper-0.yaml")
+	// Replay gets every broker of the configuration, a dead one first: it
+	// must use the others, not only brokers[0].
+	b, err := os.ReadFile(filepath.Join(e.dir, "shipper-0.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := proctest.FreeAddr(t)
+	cfgPath := filepath.Join(e.dir, "replay.yaml")
+	withDead := strings.Replace(string(b), fmt.Sprintf("brokers: [%q]", e.ep.KafkaBrokers), fmt.Sprintf("brokers: [%q, %q]", dead, e.ep.KafkaBrokers), 1)
+	if withDead == string(b) {
+		t.Fatal("brokers line not found in the shipper's configuration")
+	}
+	if err := os.WriteFile(cfgPath, []byte(withDead), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	replay := func() replayReport {
 		t.Helper()
 		var out strings.Builder
