@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -91,96 +90,77 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 
-	opsLn, err := net.Listen("tcp", cfg.HTTP.Listen)
+	opsLn, err := program.Listen("http.listen", cfg.HTTP.Listen)
 	if err != nil {
-		return fmt.Errorf("listen http.listen %s: %w", cfg.HTTP.Listen, err)
+		return err
 	}
+	defer opsLn.Close()
 	ops := &http.Server{Handler: opsMux(reg, producer), ReadHeaderTimeout: 5 * time.Second}
 
 	var hookSrv *http.Server
 	var hookLn net.Listener
 	if cfg.Webhook.Listen != "" {
-		if hookLn, err = net.Listen("tcp", cfg.Webhook.Listen); err != nil {
-			opsLn.Close()
-			return fmt.Errorf("listen webhook.listen %s: %w", cfg.Webhook.Listen, err)
+		if hookLn, err = program.Listen("webhook.listen", cfg.Webhook.Listen); err != nil {
+			return err
 		}
+		defer hookLn.Close()
 		hookSrv = &http.Server{Handler: newWebhook(cfg.Webhook, pl, log).routes(), ReadHeaderTimeout: 10 * time.Second}
 	}
 	log.Info("collector started", "files", cfg.Files.Include, "webhook", cfg.Webhook.Listen, "http", cfg.HTTP.Listen,
 		"topic", cfg.Kafka.Topic, "dead_letter_topic", cfg.Kafka.DeadLetterTopic)
 
-	var wg sync.WaitGroup
-	errc := make(chan error, 4)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := ops.Serve(opsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("http server: %w", err)
-		}
-	}()
+	// One run group: a part that fails stops the collector, naming itself.
+	g, gctx := program.NewGroup(ctx)
+	g.Go("http server ("+cfg.HTTP.Listen+")", func(ctx context.Context) error {
+		return program.ServeHTTP(ctx, ops, opsLn, cfg.ShutdownTimeout)
+	})
 	if hookSrv != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := hookSrv.Serve(hookLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("webhook server: %w", err)
-			}
-		}()
+		g.Go("webhook server ("+cfg.Webhook.Listen+")", func(ctx context.Context) error {
+			return program.ServeHTTP(ctx, hookSrv, hookLn, cfg.ShutdownTimeout) // waits for requests being answered
+		})
 	}
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	if tailer != nil {
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			if err := tailer.Run(runCtx); err != nil {
-				errc <- err
-			}
-		}()
-		go func() {
-			defer wg.Done()
-			savePositions(runCtx, pos, cfg.Positions.SyncInterval, log)
-		}()
+		g.Go("file tailer", tailer.Run)
+		g.Go("positions saver", func(ctx context.Context) error {
+			return savePositions(ctx, pos, cfg.Positions.SyncInterval)
+		})
 	}
-
-	var runErr error
-	select {
-	case <-ctx.Done():
+	<-gctx.Done()
+	if ctx.Err() != nil {
 		log.Info("shutting down: finishing in-flight batches", "timeout", cfg.ShutdownTimeout)
-	case runErr = <-errc:
-		log.Error("component failed; shutting down", "err", runErr)
 	}
-	cancel()
-	shutCtx, shutCancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer shutCancel()
-	if hookSrv != nil {
-		_ = hookSrv.Shutdown(shutCtx) // waits for requests being answered
+	runErr := g.Wait()
+	if runErr != nil {
+		log.Error("collector part failed; stopped", "err", runErr)
 	}
-	_ = ops.Shutdown(shutCtx)
-	wg.Wait()
 	if pos != nil {
 		if err := pos.Save(); err != nil {
 			log.Error("final positions save failed", "err", err)
-			return errors.Join(runErr, err)
+			return errors.Join(runErr, fmt.Errorf("final positions save: %w", err))
 		}
 	}
-	log.Info("collector stopped")
+	if runErr == nil {
+		log.Info("collector stopped")
+	}
 	return runErr
 }
 
 // savePositions writes what changed besides acknowledged batches (which
 // the tailer saves at once), such as files seen on disk, every interval;
-// the final save happens in serve after every reader has stopped.
-func savePositions(ctx context.Context, pos *positions.Store, every time.Duration, log *slog.Logger) {
+// the final save happens in serve after every reader has stopped. A save
+// that fails is the part failing: a collector that cannot record its
+// progress would re-read everything since at its next start, so it stops
+// and says so.
+func savePositions(ctx context.Context, pos *positions.Store, every time.Duration) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 			if err := pos.Save(); err != nil {
-				log.Error("save positions", "err", err)
+				return fmt.Errorf("save positions: %w", err)
 			}
 		}
 	}

@@ -2,12 +2,18 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,16 +28,61 @@ import (
 const dlqUsage = `shipper dlq replay — re-drive dead letters after a fix.
 
 Usage:
-  shipper dlq replay --config shipper.yaml [--reason R] [--source S] [--tenant T] [--dry-run]
+  shipper dlq replay --config shipper.yaml [--reason R] [--source S] [--tenant T]
+                     [--group G] [--dry-run] [--format table|json]
 
-Reads the whole dead-letter topic and produces every matching record whose
+Reads the dead-letter topic from where the previous replay of the same
+group stopped to its current end, and produces every matching record whose
 bytes are (now) a valid event back to the events topic, keyed as the
-collector keys it. Replays are idempotent: the event_id makes Elasticsearch
-skip what it has and Loki drop what it stored. Records that still do not
-validate are listed with the reason and stay where they are.
+collector keys it. The group (default <kafka.group_id>.dlq-replay plus the
+filters) records what was handled: its offsets are committed only after the
+events topic acknowledged the re-driven events, so a second run re-drives
+nothing, and an interrupted run (SIGINT, SIGTERM) is simply done again.
+Records that still do not validate, and dead letters of events an earlier
+replay already re-drove (they failed again downstream), are counted as still
+failing and not re-driven again; replay them with a new --group after the
+next fix. Replays are idempotent downstream: the event_id makes
+Elasticsearch skip what it has and Loki drop what it stored.
 
 Flags:
 `
+
+// replayReport is what a replay did, per record read.
+type replayReport struct {
+	Group        string `json:"group"`
+	Read         int    `json:"read"`
+	Redriven     int    `json:"redriven"`
+	StillInvalid int    `json:"still_invalid"`
+	FailedAgain  int    `json:"failed_again"` // re-driven by an earlier run, dead-lettered again
+	Duplicates   int    `json:"duplicates"`   // same event_id as one re-driven in this run
+	Skipped      int    `json:"skipped"`      // not matching the filters
+	DryRun       bool   `json:"dry_run"`
+	Committed    bool   `json:"committed"`
+}
+
+// replayFilter selects dead letters; empty fields match everything.
+type replayFilter struct{ reason, source, tenant string }
+
+func (f replayFilter) match(r deadletter.Record) bool {
+	return (f.reason == "" || r.Reason == f.reason) && (f.source == "" || r.Source == f.source) &&
+		(f.tenant == "" || r.Tenant == f.tenant)
+}
+
+// groupSuffix keeps replays with different filters apart: each has its own
+// record of what it handled, so a filtered run never hides other records
+// from a later run with other filters.
+func (f replayFilter) groupSuffix() string {
+	var parts []string
+	for _, kv := range [][2]string{{"reason", f.reason}, {"source", f.source}, {"tenant", f.tenant}} {
+		if kv[1] != "" {
+			parts = append(parts, kv[0]+"="+kv[1])
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "." + strings.Join(parts, ",")
+}
 
 // dlqMain runs "shipper dlq replay".
 func dlqMain(args []string, stdout, stderr io.Writer) error {
@@ -42,10 +93,13 @@ func dlqMain(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("shipper dlq replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "shipper configuration (its kafka section is used)")
-	reason := fs.String("reason", "", "only records with this reason (e.g. elasticsearch_rejected)")
-	source := fs.String("source", "", "only records from this source (a file path, webhook, shipper:…)")
-	tenant := fs.String("tenant", "", "only records of this tenant")
-	dry := fs.Bool("dry-run", false, "list what would be replayed, produce nothing")
+	var f replayFilter
+	fs.StringVar(&f.reason, "reason", "", "only records with this reason (e.g. elasticsearch_rejected)")
+	fs.StringVar(&f.source, "source", "", "only records from this source (a file path, webhook, shipper:…)")
+	fs.StringVar(&f.tenant, "tenant", "", "only records of this tenant")
+	group := fs.String("group", "", "consumer group recording what was replayed (default <kafka.group_id>.dlq-replay[.filters])")
+	dry := fs.Bool("dry-run", false, "list what would be replayed; produce and record nothing")
+	format := fs.String("format", "table", "report format: table or json")
 	fs.Usage = func() { fmt.Fprint(stderr, dlqUsage); fs.PrintDefaults() }
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -54,95 +108,219 @@ func dlqMain(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return errors.New("--config is required")
 	}
+	if *format != "table" && *format != "json" {
+		return fmt.Errorf("--format: must be table or json, got %q", *format)
+	}
 	cfg, err := LoadConfig(*cfgPath)
 	if err != nil {
 		return err
 	}
-	ctx := context.Background()
-	recs, err := readAll(ctx, cfg.Kafka.Brokers[0], cfg.Kafka.DeadLetterTopic)
-	if err != nil {
-		return err
+	if *group == "" {
+		*group = cfg.Kafka.GroupID + ".dlq-replay" + f.groupSuffix()
 	}
-	var msgs []kafkago.Message
-	skipped, invalid := 0, 0
-	for _, r := range recs {
-		if (*reason != "" && r.Reason != *reason) || (*source != "" && r.Source != *source) || (*tenant != "" && r.Tenant != *tenant) {
-			skipped++
-			continue
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := replay(ctx, cfg, f, *group, *dry, stdout, *format == "table")
+	if rep != nil {
+		if *format == "json" {
+			_ = json.NewEncoder(stdout).Encode(rep)
+		} else {
+			tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintf(tw, "group\t%s\nread\t%d\nre-driven\t%d\nstill failing\t%d\t(%d invalid, %d failed again after an earlier replay)\nduplicates\t%d\nskipped by filter\t%d\ncommitted\t%v\n",
+				rep.Group, rep.Read, rep.Redriven, rep.StillInvalid+rep.FailedAgain, rep.StillInvalid, rep.FailedAgain,
+				rep.Duplicates, rep.Skipped, rep.Committed)
+			tw.Flush()
 		}
-		e, err := event.Parse(r.Raw)
-		if err != nil {
-			invalid++
-			fmt.Fprintf(stdout, "still invalid  %s offset %d (%s): %v\n", r.Source, r.Offset, r.Reason, err)
-			continue
-		}
-		fmt.Fprintf(stdout, "replay         %s  %s  (was %s: %.120s)\n", e.EventID, e.Type, r.Reason, r.Error)
-		msgs = append(msgs, kafkago.Message{Topic: cfg.Kafka.Topic, Key: e.Key(), Value: r.Raw})
 	}
-	fmt.Fprintf(stdout, "%d dead letters: %d to replay, %d still invalid, %d not matching the filters\n",
-		len(recs), len(msgs), invalid, skipped)
-	if *dry || len(msgs) == 0 {
-		return nil
-	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	reg := prometheus.NewRegistry()
-	pol, err := errpolicy.New(cfg.Retry, log, reg)
-	if err != nil {
-		return err
-	}
-	p, err := kafka.NewProducer(cfg.Kafka.ProducerConfig, pol, log, reg)
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	sctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	if err := p.Send(sctx, msgs); err != nil {
-		return fmt.Errorf("replay: %w", err)
-	}
-	fmt.Fprintf(stdout, "replayed %d events to %s\n", len(msgs), cfg.Kafka.Topic)
-	return nil
+	return err
 }
 
-// readAll reads every record of the dead-letter topic, all partitions.
-func readAll(ctx context.Context, broker, topic string) ([]deadletter.Record, error) {
-	conn, err := kafkago.DialContext(ctx, "tcp", broker)
+// dlqPartition is one dead-letter partition's range for this run: from the
+// group's committed offset (or the start) to the end seen when it began.
+type dlqPartition struct {
+	id                   int
+	first, from, through int64 // through: exclusive end
+}
+
+// replay does one run; the report is returned also with an error, saying
+// how far it got.
+func replay(ctx context.Context, cfg Config, f replayFilter, group string, dry bool, list io.Writer, listing bool) (*replayReport, error) {
+	client := &kafkago.Client{Addr: kafkago.TCP(cfg.Kafka.Brokers...), Timeout: 30 * time.Second}
+	topic := cfg.Kafka.DeadLetterTopic
+	parts, err := dlqRanges(ctx, client, topic, group)
 	if err != nil {
-		return nil, fmt.Errorf("dial kafka: %w", err)
+		return nil, err
 	}
-	parts, err := conn.ReadPartitions(topic)
-	conn.Close()
-	if err != nil {
-		return nil, fmt.Errorf("partitions of %s: %w", topic, err)
-	}
-	var out []deadletter.Record
+	rep := &replayReport{Group: group, DryRun: dry}
+	// Events re-driven by earlier runs of this group: a dead letter of one
+	// of them appended since is that event failing again downstream.
+	earlier := map[string]bool{}
+	now := map[string]bool{}
+	var msgs []kafkago.Message
 	for _, p := range parts {
-		r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: []string{broker}, Topic: topic, Partition: p.ID, MaxBytes: 16 << 20})
-		lc, err := kafkago.DialLeader(ctx, "tcp", broker, topic, p.ID)
-		if err != nil {
-			r.Close()
-			return nil, err
-		}
-		first, last, err := lc.ReadOffsets()
-		lc.Close()
-		if err != nil {
-			r.Close()
-			return nil, err
-		}
-		if err := r.SetOffset(first); err != nil {
-			r.Close()
-			return nil, err
-		}
-		for off := first; off < last; {
-			m, err := r.ReadMessage(ctx)
-			if err != nil {
-				r.Close()
-				return nil, fmt.Errorf("read %s/%d at %d: %w", topic, p.ID, off, err)
+		err := readRange(ctx, cfg.Kafka.Brokers, topic, p.id, p.first, p.from, func(r deadletter.Record) {
+			if f.match(r) {
+				if e, err := event.Parse(r.Raw); err == nil {
+					earlier[e.EventID] = true
+				}
 			}
-			out = append(out, deadletter.FromMessage(m))
-			off = m.Offset + 1
+		})
+		if err != nil {
+			return rep, err
 		}
-		r.Close()
+		err = readRange(ctx, cfg.Kafka.Brokers, topic, p.id, p.from, p.through, func(r deadletter.Record) {
+			rep.Read++
+			if !f.match(r) {
+				rep.Skipped++
+				return
+			}
+			e, err := event.Parse(r.Raw)
+			switch {
+			case err != nil:
+				rep.StillInvalid++
+				if listing {
+					fmt.Fprintf(list, "still invalid  %s offset %d (%s): %v\n", r.Source, r.Offset, r.Reason, err)
+				}
+			case earlier[e.EventID]:
+				rep.FailedAgain++
+				if listing {
+					fmt.Fprintf(list, "failed again   %s  %s  (%s: %.120s)\n", e.EventID, e.Type, r.Reason, r.Error)
+				}
+			case now[e.EventID]:
+				rep.Duplicates++
+			default:
+				now[e.EventID] = true
+				rep.Redriven++
+				if listing {
+					fmt.Fprintf(list, "replay         %s  %s  (was %s: %.120s)\n", e.EventID, e.Type, r.Reason, r.Error)
+				}
+				msgs = append(msgs, kafkago.Message{Topic: cfg.Kafka.Topic, Key: e.Key(), Value: r.Raw})
+			}
+		})
+		if err != nil {
+			return rep, err
+		}
 	}
+	if dry {
+		return rep, nil
+	}
+	if len(msgs) > 0 {
+		log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+		reg := prometheus.NewRegistry()
+		pol, err := errpolicy.New(cfg.Retry, log, reg)
+		if err != nil {
+			return rep, err
+		}
+		p, err := kafka.NewProducer(cfg.Kafka.ProducerConfig, pol, log, reg)
+		if err != nil {
+			return rep, err
+		}
+		defer p.Close()
+		if err := p.Send(ctx, msgs); err != nil {
+			rep.Redriven = 0
+			return rep, fmt.Errorf("re-drive to %s (nothing recorded; run again): %w", cfg.Kafka.Topic, err)
+		}
+	}
+	// Only now, with every re-driven event acknowledged, is the run
+	// recorded.
+	commit := map[string][]kafkago.OffsetCommit{}
+	for _, p := range parts {
+		if p.through > p.from {
+			commit[topic] = append(commit[topic], kafkago.OffsetCommit{Partition: p.id, Offset: p.through})
+		}
+	}
+	if len(commit) > 0 {
+		resp, err := client.OffsetCommit(ctx, &kafkago.OffsetCommitRequest{GroupID: group, GenerationID: -1, Topics: commit})
+		if err != nil {
+			return rep, fmt.Errorf("record the replay in group %s (the events were re-driven; a new run re-drives them again): %w", group, err)
+		}
+		for _, ps := range resp.Topics {
+			for _, p := range ps {
+				if p.Error != nil {
+					return rep, fmt.Errorf("record the replay of %s/%d in group %s: %w", topic, p.Partition, group, p.Error)
+				}
+			}
+		}
+	}
+	rep.Committed = true
+	return rep, nil
+}
+
+// dlqRanges asks the brokers for the dead-letter topic's partitions, their
+// ends, and what the group has handled.
+func dlqRanges(ctx context.Context, client *kafkago.Client, topic, group string) ([]dlqPartition, error) {
+	meta, err := client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return nil, fmt.Errorf("metadata of %s: %w", topic, err)
+	}
+	var ids []int
+	var reqs []kafkago.OffsetRequest
+	for _, t := range meta.Topics {
+		if t.Error != nil {
+			return nil, fmt.Errorf("metadata of %s: %w", topic, t.Error)
+		}
+		for _, p := range t.Partitions {
+			ids = append(ids, p.ID)
+			reqs = append(reqs, kafkago.FirstOffsetOf(p.ID), kafkago.LastOffsetOf(p.ID))
+		}
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("topic %s has no partitions", topic)
+	}
+	offs, err := client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{topic: reqs}})
+	if err != nil {
+		return nil, fmt.Errorf("offsets of %s: %w", topic, err)
+	}
+	done, err := client.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ids}})
+	if err == nil && done.Error != nil {
+		err = done.Error
+	}
+	if err != nil {
+		return nil, fmt.Errorf("what group %s replayed: %w", group, err)
+	}
+	committed := map[int]int64{}
+	for _, p := range done.Topics[topic] {
+		if p.Error != nil {
+			return nil, fmt.Errorf("what group %s replayed of %s/%d: %w", group, topic, p.Partition, p.Error)
+		}
+		committed[p.Partition] = p.CommittedOffset
+	}
+	var out []dlqPartition
+	for _, p := range offs.Topics[topic] {
+		if p.Error != nil {
+			return nil, fmt.Errorf("offsets of %s/%d: %w", topic, p.Partition, p.Error)
+		}
+		from, ok := committed[p.Partition]
+		if !ok || from < p.FirstOffset {
+			from = p.FirstOffset
+		}
+		out = append(out, dlqPartition{id: p.Partition, first: p.FirstOffset, from: min(from, p.LastOffset), through: p.LastOffset})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
 	return out, nil
+}
+
+// readRange hands each record of topic/partition in [from, through) to f.
+func readRange(ctx context.Context, brokers []string, topic string, partition int, from, through int64, f func(deadletter.Record)) error {
+	if from >= through {
+		return nil
+	}
+	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: brokers, Topic: topic, Partition: partition, MaxBytes: 16 << 20,
+		MaxWait: 500 * time.Millisecond})
+	defer r.Close()
+	if err := r.SetOffset(from); err != nil {
+		return fmt.Errorf("seek %s/%d to %d: %w", topic, partition, from, err)
+	}
+	for off := from; off < through; {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			return fmt.Errorf("read %s/%d at %d: %w", topic, partition, off, err)
+		}
+		if m.Offset >= through {
+			return nil
+		}
+		f(deadletter.FromMessage(m))
+		off = m.Offset + 1
+	}
+	return nil
 }

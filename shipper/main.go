@@ -9,10 +9,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,8 +31,9 @@ const usage = `shipper — Kafka → Bitrix24 CRM ids → Elasticsearch and Loki
 Usage:
   shipper --config shipper.yaml          run (several instances share the partitions)
   shipper --config shipper.yaml --check  validate the configuration and exit
-  shipper dlq replay --config shipper.yaml [--reason R] [--dry-run]
-                                         re-drive dead letters after a fix
+  shipper dlq replay --config shipper.yaml [--reason R] [--dry-run] [--format table|json]
+                                         re-drive dead letters after a fix (each once:
+                                         the run is recorded in a consumer group)
 
 Every field is documented in shipper/shipper.example.yaml; pii.hash_secret is
 best written as ${ENV_VAR}.
@@ -110,10 +109,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 
-	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	ln, err := program.Listen("http.listen", cfg.HTTP.Listen)
 	if err != nil {
-		return fmt.Errorf("listen http.listen %s: %w", cfg.HTTP.Listen, err)
+		return err
 	}
+	defer ln.Close()
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
@@ -128,33 +128,39 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("shipper started", "topic", cfg.Kafka.Topic, "group", cfg.Kafka.GroupID,
 		"elasticsearch", cfg.Elasticsearch.URLs, "alias", cfg.Elasticsearch.Alias, "loki", cfg.Loki.URL, "http", cfg.HTTP.Listen)
 
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("http server", "err", err)
-		}
-	}()
-	crmCtx, stopCRM := context.WithCancel(context.WithoutCancel(ctx))
-	crmDone := make(chan struct{})
+	// One run group: a part that fails stops the shipper, naming itself.
+	g, _ := program.NewGroup(ctx)
+	g.Go("http server ("+cfg.HTTP.Listen+")", func(ctx context.Context) error {
+		return program.ServeHTTP(ctx, srv, ln, 5*time.Second)
+	})
+	consumed := make(chan struct{})
+	g.Go("consumer of "+cfg.Kafka.Topic, func(ctx context.Context) error {
+		defer close(consumed)
+		return cons.Run(ctx)
+	})
+	g.Go("consumer lag gauge", cons.watchLag)
 	if crmStage != nil {
-		go func() { defer close(crmDone); crmStage.run(crmCtx) }()
-	} else {
-		close(crmDone)
+		g.Go("crm stage (links follower, worker)", func(ctx context.Context) error {
+			// The CRM stage stops after the consumer: its records are
+			// committed one by one, so whatever it was doing is simply
+			// taken up again.
+			crmCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+			defer stop()
+			go func() {
+				<-ctx.Done()
+				<-consumed
+				stop()
+			}()
+			crmStage.run(crmCtx)
+			if ctx.Err() == nil {
+				return errors.New("stopped on its own")
+			}
+			return nil
+		})
 	}
-	runErr := cons.Run(ctx)
-	// The CRM worker stops after the consumer: its records are committed
-	// one by one, so whatever it was doing is simply taken up again.
-	stopCRM()
-	<-crmDone
-	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(shutCtx)
-	wg.Wait()
-	if runErr != nil {
-		log.Error("shipper stopped", "err", runErr)
-		return runErr
+	if err := g.Wait(); err != nil {
+		log.Error("shipper part failed; stopped", "err", err)
+		return err
 	}
 	log.Info("shipper stopped")
 	return nil

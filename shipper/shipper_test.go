@@ -269,24 +269,113 @@ func (e *env) lokiLines(limit int) string {
 	return string(b)
 }
 
+// killsFromEnv reads ASSISTLOG_SHIPPER_KILLS (def when unset); a bad value
+// fails the test: a typo must not mean zero kills and a green run.
+func killsFromEnv(t *testing.T, def int) int {
+	t.Helper()
+	v, ok := os.LookupEnv("ASSISTLOG_SHIPPER_KILLS")
+	if !ok {
+		return def
+	}
+	n, err := parseKills(v)
+	if err != nil {
+		t.Fatalf("ASSISTLOG_SHIPPER_KILLS: %v", err)
+	}
+	return n
+}
+
+// parseKills accepts a positive number of kills, nothing else.
+func parseKills(v string) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("%q is not a positive number of kills", v)
+	}
+	return n, nil
+}
+
+// TestParseKills: typos and non-positive counts are refused.
+func TestParseKills(t *testing.T) {
+	for _, v := range []string{"", "six", "6x", "1e2", "0", "-3", "2.5"} {
+		if n, err := parseKills(v); err == nil {
+			t.Errorf("parseKills(%q) = %d, want an error", v, n)
+		}
+	}
+	if n, err := parseKills(" 25 "); err != nil || n != 25 {
+		t.Errorf("parseKills(\" 25 \") = %d, %v", n, err)
+	}
+}
+
+// committed is how many messages of the events topic the deployment's
+// group has committed (the topic is fresh: offsets count from 0).
+func (e *env) committed() (int64, error) {
+	client := &kafkago.Client{Addr: kafkago.TCP(e.ep.KafkaBrokers), Timeout: 10 * time.Second}
+	resp, err := client.OffsetFetch(context.Background(), &kafkago.OffsetFetchRequest{GroupID: "group-" + e.run,
+		Topics: map[string][]int{e.topic: {0, 1, 2, 3, 4, 5}}})
+	if err == nil && resp.Error != nil {
+		err = resp.Error
+	}
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, p := range resp.Topics[e.topic] {
+		if p.Error != nil {
+			return 0, p.Error
+		}
+		n += max(p.CommittedOffset, 0)
+	}
+	return n, nil
+}
+
 // TestKillLoop: kill -9 the shipper repeatedly while it ships; afterwards
 // Elasticsearch holds exactly the input set and Loki every event once.
+// Each kill is made while shipping is under way (the group's commits moved
+// since the start), and is proven to have hit uncommitted work: the
+// committed offsets read back right after it are behind what was
+// produced, and at least one kill left events in Elasticsearch that the
+// group had not committed (shipped again after the restart).
 func TestKillLoop(t *testing.T) {
-	kills := 6
-	if v := os.Getenv("ASSISTLOG_SHIPPER_KILLS"); v != "" {
-		kills, _ = strconv.Atoi(v)
-	}
+	kills := killsFromEnv(t, 6)
 	e := newEnv(t)
 	evs, _ := e.generate(300)
 	e.produce(evs)
+	produced := int64(len(evs))
+	var last int64
+	aheadOfCommits := 0
 	for i := 0; i < kills; i++ {
 		p := e.start()
-		time.Sleep(time.Duration(300+200*i) * time.Millisecond)
+		stacktest.Eventually(t, 2*time.Minute, "commits to move after a restart", func() error {
+			n, err := e.committed()
+			if err != nil {
+				return err
+			}
+			if n <= last {
+				return fmt.Errorf("committed %d, %d before the restart", n, last)
+			}
+			return nil
+		})
+		time.Sleep(time.Duration(i%3) * 150 * time.Millisecond) // vary where in a batch the kill lands
 		p.Kill()
+		n, err := e.committed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		inES, _ := e.esSearch("*", 0)
+		t.Logf("kill %d: %d of %d committed, %d in Elasticsearch", i+1, n, produced, inES)
+		if n >= produced {
+			t.Fatalf("kill %d hit no uncommitted work: %d of %d messages were committed already (lower the load's speed or the kill count)", i+1, n, produced)
+		}
+		if int64(inES) > n {
+			aheadOfCommits++
+		}
+		last = n
+	}
+	if aheadOfCommits == 0 {
+		t.Errorf("no kill left shipped but uncommitted events behind: the replay path after a crash was not exercised")
 	}
 	e.start()
 	e.waitShipped(len(evs), 4*time.Minute)
-	t.Logf("%d kill -9 restarts: Elasticsearch and Loki each hold exactly %d events", kills, len(evs))
+	t.Logf("%d kill -9 restarts (%d with shipped, uncommitted events): Elasticsearch and Loki each hold exactly %d events", kills, aheadOfCommits, len(evs))
 }
 
 // TestTwoInstances: two shippers in one group split the partitions; the
@@ -398,16 +487,27 @@ func TestSinkOutages(t *testing.T) {
 }
 
 // TestDLQReplay: after a fix, "shipper dlq replay" re-drives dead letters
-// whose bytes are a valid event; ones that still are not stay listed.
+// whose bytes are a valid event and records what it did in its consumer
+// group: a second run re-drives nothing, and an event that fails again
+// downstream (dead-lettered again by the shipper) is not re-driven, so it is
+// not appended again.
 func TestDLQReplay(t *testing.T) {
 	e := newEnv(t)
 	evs, _ := e.generate(3)
 	good, _ := evs[0].Marshal()
+	// Valid per the schema, but Elasticsearch's date mapping refuses it:
+	// it fails again after every replay.
+	bad := evs[1]
+	bad.EventID = e.run + "-still-bad"
+	bad.Type, bad.Level = event.AppointmentConfirmed, "info"
+	bad.Payload = map[string]any{"appointment_id": "a-bad", "starts_at": "next Friday"}
+	badRaw, _ := bad.Marshal()
 	w := &kafkago.Writer{Addr: kafkago.TCP(e.ep.KafkaBrokers), Topic: e.dlq, RequiredAcks: kafkago.RequireAll}
 	defer w.Close()
 	recs := []deadletter.Record{
 		{Reason: ReasonElasticsearch, Error: "mapper_parsing_exception: …", Source: "shipper:x/0", Raw: good, Tenant: evs[0].Tenant},
 		{Reason: "invalid_json", Error: "invalid JSON", Source: "/var/log/a.jsonl", Raw: []byte(`{"broken"`)},
+		{Reason: ReasonElasticsearch, Error: "mapper_parsing_exception: …", Source: "shipper:x/1", Raw: badRaw, Tenant: bad.Tenant},
 	}
 	for _, r := range recs {
 		m := r.Message("")
@@ -417,13 +517,37 @@ func TestDLQReplay(t *testing.T) {
 		}
 	}
 	e.start()
-	cfgPath := filepath.Join(e.dir, "shipper-0.yaml")
-	var out strings.Builder
-	if err := dlqMain([]string{"replay", "--config", cfgPath}, &out, io.Discard); err != nil {
+	// Replay gets every broker of the configuration, a dead one first: it
+	// must use the others, not only brokers[0].
+	b, err := os.ReadFile(filepath.Join(e.dir, "shipper-0.yaml"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "2 dead letters: 1 to replay, 1 still invalid") {
-		t.Fatalf("replay output:\n%s", out.String())
+	dead := proctest.FreeAddr(t)
+	cfgPath := filepath.Join(e.dir, "replay.yaml")
+	withDead := strings.Replace(string(b), fmt.Sprintf("brokers: [%q]", e.ep.KafkaBrokers), fmt.Sprintf("brokers: [%q, %q]", dead, e.ep.KafkaBrokers), 1)
+	if withDead == string(b) {
+		t.Fatal("brokers line not found in the shipper's configuration")
+	}
+	if err := os.WriteFile(cfgPath, []byte(withDead), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	replay := func() replayReport {
+		t.Helper()
+		var out strings.Builder
+		if err := dlqMain([]string{"replay", "--config", cfgPath, "--format", "json"}, &out, io.Discard); err != nil {
+			t.Fatalf("replay: %v\n%s", err, out.String())
+		}
+		var rep replayReport
+		if err := json.Unmarshal([]byte(out.String()), &rep); err != nil {
+			t.Fatalf("replay report %q: %v", out.String(), err)
+		}
+		return rep
+	}
+
+	first := replay()
+	if first.Read != 3 || first.Redriven != 2 || first.StillInvalid != 1 || first.FailedAgain != 0 || !first.Committed {
+		t.Fatalf("first replay: %+v, want 3 read, 2 re-driven, 1 still invalid, committed", first)
 	}
 	stacktest.Eventually(t, time.Minute, "the replayed event in Elasticsearch", func() error {
 		if n, _ := e.esSearch("event_id:\""+evs[0].EventID+"\"", 0); n != 1 {
@@ -431,4 +555,32 @@ func TestDLQReplay(t *testing.T) {
 		}
 		return nil
 	})
+	// The shipper dead-letters the still-bad event again.
+	stacktest.Eventually(t, time.Minute, "the still-bad event dead-lettered again", func() error {
+		if n := len(stacktest.ReadTopic(t, e.ep.KafkaBrokers, e.dlq)); n != 4 {
+			return fmt.Errorf("%d dead letters, want 4", n)
+		}
+		return nil
+	})
+	if n := len(stacktest.ReadTopic(t, e.ep.KafkaBrokers, e.topic)); n != 2 {
+		t.Fatalf("events topic holds %d messages after the first replay, want the 2 re-driven", n)
+	}
+
+	second := replay()
+	if second.Read != 1 || second.Redriven != 0 || second.FailedAgain != 1 || !second.Committed {
+		t.Fatalf("second replay: %+v, want only the new dead letter read, nothing re-driven, it counted as failing again", second)
+	}
+	if n := len(stacktest.ReadTopic(t, e.ep.KafkaBrokers, e.topic)); n != 2 {
+		t.Fatalf("events topic holds %d messages after the second replay, want still 2", n)
+	}
+	// Nothing was re-driven, so nothing can come back: give the shipper
+	// time to have done so, then count the dead letters again.
+	time.Sleep(5 * time.Second)
+	if n := len(stacktest.ReadTopic(t, e.ep.KafkaBrokers, e.dlq)); n != 4 {
+		t.Fatalf("%d dead letters after the second replay, want still 4", n)
+	}
+	third := replay()
+	if third.Read != 0 || third.Redriven != 0 {
+		t.Fatalf("third replay: %+v, want nothing to read", third)
+	}
 }

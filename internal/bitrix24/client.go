@@ -165,8 +165,11 @@ type Client struct {
 }
 
 // New builds a client. httpClient may be nil (http.DefaultClient's
-// transport with cfg.Timeout); reg may be nil.
+// transport with cfg.Timeout); its metrics go on reg (required).
 func New(cfg Config, httpClient *http.Client, reg prometheus.Registerer) (*Client, error) {
+	if reg == nil {
+		return nil, errors.New("bitrix24: a metrics registry is required")
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("bitrix24 config: %w", err)
 	}
@@ -196,10 +199,8 @@ func New(cfg Config, httpClient *http.Client, reg prometheus.Registerer) (*Clien
 	c := &Client{cfg: cfg, http: &hc, limiter: rate.NewLimiter(rate.Limit(cfg.RatePerSecond), cfg.Burst),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "assistlog_crm_calls_total",
 			Help: "Bitrix24 REST calls by method and outcome (ok, retry, error)."}, []string{"method", "outcome"})}
-	if reg != nil {
-		if err := reg.Register(c.calls); err != nil {
-			return nil, fmt.Errorf("register bitrix24 metrics: %w", err)
-		}
+	if err := reg.Register(c.calls); err != nil {
+		return nil, fmt.Errorf("register bitrix24 metrics: %w", err)
 	}
 	return c, nil
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/assistlog/assistlog/internal/bitrix24/bitrix24test"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func newPair(t *testing.T, fc bitrix24test.Config, mut func(*Config)) (*Client, *bitrix24test.Server) {
@@ -22,7 +24,7 @@ func newPair(t *testing.T, fc bitrix24test.Config, mut func(*Config)) (*Client, 
 	if mut != nil {
 		mut(&cfg)
 	}
-	c, err := New(cfg, srv.Client(), nil)
+	c, err := New(cfg, srv.Client(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +164,7 @@ func TestAuthAndConfig(t *testing.T) {
 	defer srv.Close()
 	cfg := DefaultConfig()
 	cfg.WebhookURL = strings.Replace(srv.WebhookURL(), "8g9l071eismy9q2l", "wrong-secret", 1)
-	c, _ := New(cfg, srv.Client(), nil)
+	c, _ := New(cfg, srv.Client(), prometheus.NewRegistry())
 	_, err := c.LeadAdd(context.Background(), Lead{Title: "x"})
 	var e *Error
 	if !errors.As(err, &e) || e.HTTPStatus != http.StatusUnauthorized || Retryable(err) || srv.Requests() != 1 {
@@ -170,7 +172,7 @@ func TestAuthAndConfig(t *testing.T) {
 	}
 	cfg = DefaultConfig()
 	cfg.OAuthURL, cfg.AccessToken = srv.OAuthURL(), "oauth-token-1"
-	c, _ = New(cfg, srv.Client(), nil)
+	c, _ = New(cfg, srv.Client(), prometheus.NewRegistry())
 	if _, err := c.LeadAdd(context.Background(), Lead{Title: "via oauth"}); err != nil {
 		t.Fatalf("OAuth call: %v", err)
 	}

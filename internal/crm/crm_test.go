@@ -47,7 +47,7 @@ func newRig(t *testing.T, sync bool) *rig {
 	fake := bitrix24test.New(bitrix24test.Config{})
 	bcfg := bitrix24.DefaultConfig()
 	bcfg.WebhookURL, bcfg.RetryBackoffMax = fake.WebhookURL(), 200*time.Millisecond
-	client, err := bitrix24.New(bcfg, fake.Client(), nil)
+	client, err := bitrix24.New(bcfg, fake.Client(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

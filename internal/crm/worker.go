@@ -49,18 +49,19 @@ type Worker struct {
 	outcomes *prometheus.CounterVec
 }
 
-// NewWorker builds a worker; reg may be nil.
+// NewWorker builds a worker; its metrics go on reg (required).
 func NewWorker(cfg WorkerConfig, store *Store, client *bitrix24.Client, log *slog.Logger, reg prometheus.Registerer) (*Worker, error) {
+	if reg == nil {
+		return nil, errors.New("crm worker: a metrics registry is required")
+	}
 	if cfg.RetryBackoffMax <= 0 {
 		cfg.RetryBackoffMax = 30 * time.Second
 	}
 	w := &Worker{cfg: cfg, store: store, client: client, log: log,
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "assistlog_crm_links_total",
 			Help: "Resolved links by kind and outcome (linked: found by phone or origin, created, from_event, no_lead, done, failed)."}, []string{"kind", "outcome"})}
-	if reg != nil {
-		if err := reg.Register(w.outcomes); err != nil {
-			return nil, fmt.Errorf("register crm metrics: %w", err)
-		}
+	if err := reg.Register(w.outcomes); err != nil {
+		return nil, fmt.Errorf("register crm metrics: %w", err)
 	}
 	return w, nil
 }

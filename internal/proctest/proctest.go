@@ -76,18 +76,7 @@ type Process struct {
 // readyURL answers 200 (or the process exits, which fails the test).
 func Start(t testing.TB, bin string, args []string, logPath, readyURL string) *Process {
 	t.Helper()
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	logf.Close()
-	p := &Process{t: t, cmd: cmd, exited: make(chan struct{}), LogPath: logPath}
-	go func() { _ = cmd.Wait(); close(p.exited) }()
+	p := startProcess(t, bin, args, logPath)
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		if resp, err := http.Get(readyURL); err == nil {
@@ -146,3 +135,66 @@ func (p *Process) LogTail(n int) string {
 
 // String names the process for messages.
 func (p *Process) String() string { return fmt.Sprintf("pid %d", p.cmd.Process.Pid) }
+
+// Exited is how a process that ran to its end finished.
+type Exited struct {
+	Code int
+	Log  string // its whole output
+}
+
+// RunToExit runs bin with args, output to logPath, and waits up to timeout
+// for it to exit on its own (a process still running then is killed and
+// fails the test). For programs expected to stop: bad start-up, a part
+// failing.
+func RunToExit(t testing.TB, bin string, args []string, logPath string, timeout time.Duration) Exited {
+	t.Helper()
+	p := startProcess(t, bin, args, logPath)
+	select {
+	case <-p.exited:
+	case <-time.After(timeout):
+		p.Kill()
+		t.Fatalf("%s still running after %s; log:\n%s", filepath.Base(bin), timeout, p.LogTail(40))
+	}
+	b, _ := os.ReadFile(logPath)
+	return Exited{Code: p.cmd.ProcessState.ExitCode(), Log: string(b)}
+}
+
+// Started runs bin with args, output appended to logPath, without waiting
+// for anything; the test's cleanup kills it.
+func Started(t testing.TB, bin string, args []string, logPath string) *Process {
+	t.Helper()
+	p := startProcess(t, bin, args, logPath)
+	t.Cleanup(p.Kill)
+	return p
+}
+
+// Wait waits up to timeout for the process to exit on its own and returns
+// how it did; one still running fails the test.
+func (p *Process) Wait(timeout time.Duration) Exited {
+	p.t.Helper()
+	select {
+	case <-p.exited:
+	case <-time.After(timeout):
+		p.Kill()
+		p.t.Fatalf("still running after %s; log:\n%s", timeout, p.LogTail(40))
+	}
+	b, _ := os.ReadFile(p.LogPath)
+	return Exited{Code: p.cmd.ProcessState.ExitCode(), Log: string(b)}
+}
+
+func startProcess(t testing.TB, bin string, args []string, logPath string) *Process {
+	t.Helper()
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	logf.Close()
+	p := &Process{t: t, cmd: cmd, exited: make(chan struct{}), LogPath: logPath}
+	go func() { _ = cmd.Wait(); close(p.exited) }()
+	return p
+}

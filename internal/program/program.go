@@ -10,9 +10,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // HTTP is the operations endpoint: /metrics, /healthz, /readyz.
@@ -76,4 +81,71 @@ func Run[C any](s Spec[C], args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return s.Serve(ctx, cfg, s.Log(cfg).Logger(os.Stderr))
+}
+
+// Group runs a program's long-running parts (readers, servers, consumers)
+// as one unit: the first part to fail, or to stop before it was asked to,
+// stops every other part, and Wait returns that part's error with its name.
+// A program that lost a part must exit non-zero, not limp on without it.
+type Group struct {
+	g   *errgroup.Group
+	ctx context.Context
+}
+
+// NewGroup returns a group whose parts run until ctx ends or one of them
+// fails; the returned context is the one the parts see.
+func NewGroup(ctx context.Context) (*Group, context.Context) {
+	g, gctx := errgroup.WithContext(ctx)
+	return &Group{g: g, ctx: gctx}, gctx
+}
+
+// Go starts part. It is expected to run until its context ends; returning
+// earlier, even without an error, counts as failing.
+func (g *Group) Go(part string, run func(ctx context.Context) error) {
+	g.g.Go(func() error {
+		err := run(g.ctx)
+		switch {
+		case err != nil && g.ctx.Err() != nil && errors.Is(err, context.Canceled):
+			return nil // stopping because it was asked to
+		case err != nil:
+			return fmt.Errorf("%s: %w", part, err)
+		case g.ctx.Err() == nil:
+			return fmt.Errorf("%s: stopped on its own", part)
+		}
+		return nil
+	})
+}
+
+// Wait waits for every part and returns the first failure.
+func (g *Group) Wait() error { return g.g.Wait() }
+
+// Listen binds addr for the HTTP endpoint configured at field (e.g.
+// "http.listen"); a port that cannot be bound is an error naming the field.
+func Listen(field, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: cannot listen on %s: %w", field, addr, err)
+	}
+	return ln, nil
+}
+
+// ServeHTTP serves on ln until ctx ends, then shuts the server down, giving
+// requests being answered up to grace to finish. A server that stops
+// serving on its own is an error.
+func ServeHTTP(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	defer cancel()
+	err := srv.Shutdown(shutCtx)
+	<-errc // http.ErrServerClosed once Shutdown began
+	if err != nil {
+		return fmt.Errorf("shut down %s: %w", ln.Addr(), err)
+	}
+	return nil
 }

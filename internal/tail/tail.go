@@ -128,6 +128,9 @@ type Tailer struct {
 
 // New builds a Tailer; Run starts it.
 func New(cfg Config, pos *positions.Store, h Handler, log *slog.Logger, reg prometheus.Registerer) (*Tailer, error) {
+	if reg == nil {
+		return nil, errors.New("tail: a metrics registry is required")
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("tail config: %w", err)
 	}
@@ -557,6 +560,9 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer, oldestAge func() float64) (*metrics, error) {
+	if reg == nil {
+		return nil, errors.New("tail: a metrics registry is required")
+	}
 	m := &metrics{
 		open: prometheus.NewGauge(prometheus.GaugeOpts{Name: "assistlog_collector_files_open",
 			Help: "Files currently being read."}),
@@ -572,11 +578,9 @@ func newMetrics(reg prometheus.Registerer, oldestAge func() float64) (*metrics, 
 			Help: "Age of the oldest line in an open file not yet acknowledged by Kafka (since its bytes were first seen); 0 when everything read is acknowledged."},
 			oldestAge),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.open, m.lines, m.bytes, m.lag, m.rotations, m.oldest} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("register tail metrics: %w", err)
-			}
+	for _, c := range []prometheus.Collector{m.open, m.lines, m.bytes, m.lag, m.rotations, m.oldest} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register tail metrics: %w", err)
 		}
 	}
 	return m, nil
