@@ -375,7 +375,8 @@ func TestKillLoop(t *testing.T) {
 	}
 	e.start()
 	e.waitShipped(len(evs), 4*time.Minute)
-	t.Logf("%d kill -9 restarts (%d with shipped, uncommitted events): Elasticsearch and Loki each hold exactly %d events", kills, aheadOfCommits, len(evs))
+	e.checkLokiOnce(len(evs))
+	t.Logf("%d kill -9 restarts (%d with shipped, uncommitted events): Elasticsearch and Loki each hold exactly %d events, one Loki line per event_id", kills, aheadOfCommits, len(evs))
 }
 
 // TestTwoInstances: two shippers in one group split the partitions; the
