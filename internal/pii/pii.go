@@ -169,11 +169,23 @@ func (m *Masker) Apply(e *event.Event) Masked {
 	return out
 }
 
-// maskValue walks payload values, masking every string; maps and slices
-// are copied so the original event is untouched.
+// references are payload fields that name a media object rather than say
+// something: a channel's media id (WhatsApp's are 15+ digits, which read as
+// a phone number) or its URL. Masked, the stored attachment could never be
+// fetched again; the caption, which is text, is masked like any text.
+var references = map[string]bool{
+	"payload.attachments.id": true, "payload.attachments.url": true,
+	"payload.attachments.kind": true, "payload.attachments.mime_type": true,
+}
+
+// maskValue walks payload values, masking every string but references;
+// maps and slices are copied so the original event is untouched.
 func maskValue(path string, v any, fields *[]string) any {
 	switch x := v.(type) {
 	case string:
+		if references[path] {
+			return x
+		}
 		if s, kinds := MaskText(x); len(kinds) > 0 {
 			*fields = append(*fields, path)
 			return s

@@ -81,3 +81,24 @@ func TestApply(t *testing.T) {
 		}
 	}
 }
+
+// TestAttachmentReferencesKept: a media id of 16 digits and a URL with
+// digits in it still fetch the picture after masking; the caption, which is
+// text, is masked.
+func TestAttachmentReferencesKept(t *testing.T) {
+	m, _ := New("secret-one-0123456789")
+	e := &event.Event{EventID: "x", Payload: map[string]any{"attachments": []any{map[string]any{
+		"kind": "image", "id": "1234567890123456", "url": "https://mmg.whatsapp.net/v/t62.7118-24/79161234567_n.jpg",
+		"caption": "call me at +7 916 123-45-67"}}}}
+	got := m.Apply(e)
+	a := got.Event.Payload["attachments"].([]any)[0].(map[string]any)
+	if a["id"] != "1234567890123456" || a["url"] != "https://mmg.whatsapp.net/v/t62.7118-24/79161234567_n.jpg" {
+		t.Errorf("media reference changed: id %v url %v", a["id"], a["url"])
+	}
+	if strings.Contains(a["caption"].(string), "123-45-67") {
+		t.Errorf("caption keeps the number: %v", a["caption"])
+	}
+	if strings.Join(got.Fields, ",") != "payload.attachments.caption" {
+		t.Errorf("masked fields = %v", got.Fields)
+	}
+}
