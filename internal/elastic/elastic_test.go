@@ -233,3 +233,19 @@ func TestReplayedCreateFillsEnrichment(t *testing.T) {
 		t.Fatalf("pending documents = %v, want r2 (not replayed)", ids)
 	}
 }
+
+// TestAttachmentsAreSearchable: the template maps a media message's
+// attachments (schema v1), so an auditor finds voice notes by kind.
+func TestAttachmentsAreSearchable(t *testing.T) {
+	w := newWriter(t)
+	d := doc(w, "m1", "2026-11-20T10:00:00+03:00", `,"payload":{"attachments":[{"kind":"audio","id":"1234567890123456","mime_type":"audio/ogg; codecs=opus","caption":"голосовое"}]}`)
+	if f, err := w.Write(context.Background(), []Doc{d, doc(w, "m2", "2026-11-20T10:00:01+03:00", `,"payload":{"text":"hi"}`)}); err != nil || len(f) != 0 {
+		t.Fatalf("write: %v %v", f, err)
+	}
+	for q, want := range map[string]string{"payload.attachments.kind:audio": "m1", `payload.attachments.mime_type:"audio/ogg; codecs=opus"`: "m1",
+		"payload.attachments.caption:голосовое": "m1"} {
+		if ids := search(t, w, q); strings.Join(ids, ",") != want {
+			t.Errorf("%s finds %v, want %s", q, ids, want)
+		}
+	}
+}
