@@ -135,6 +135,14 @@ func (s *Server) FailNext(method string, n, status int, code, descr string) {
 	}
 }
 
+// Faults reports how many faults set for method have not met a request
+// yet: 0 proves a test's faults all happened.
+func (s *Server) Faults(method string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.faults[strings.ToLower(method)])
+}
+
 // SetDown makes the portal unreachable behind its load balancer (every
 // request gets 503 with an HTML page, nothing runs) until SetDown(false).
 func (s *Server) SetDown(down bool) {
