@@ -21,6 +21,7 @@ import (
 
 	"github.com/assistlog/assistlog/internal/crm"
 	"github.com/assistlog/assistlog/internal/elastic"
+	"github.com/assistlog/assistlog/internal/errpolicy"
 	"github.com/assistlog/assistlog/internal/kafka"
 	"github.com/assistlog/assistlog/internal/loki"
 	"github.com/assistlog/assistlog/internal/pii"
@@ -93,9 +94,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	p := &pipeline{es: es, loki: lk, dlq: dlq, dlqTopic: cfg.Kafka.DeadLetterTopic, masker: masker,
 		lokiLabels: cfg.Loki.Labels, log: log, m: m}
+	policy, err := errpolicy.New(errpolicy.DefaultConfig(), log, reg)
+	if err != nil {
+		return err
+	}
 	var crmStage *crmStage
 	if cfg.CRM.Enabled {
-		if crmStage, err = newCRMStage(ctx, cfg, dlq, es, log, reg); err != nil {
+		if crmStage, err = newCRMStage(ctx, cfg, dlq, es, policy, log, reg); err != nil {
 			return err
 		}
 		p.crm = crmStage.linker
