@@ -50,7 +50,7 @@ type CRMConfig struct {
 
 func defaultCRMConfig() CRMConfig {
 	return CRMConfig{Bitrix24: bitrix24.DefaultConfig(), LinksTopic: kafka.CRMLinksTopic, WorkerGroupID: "assistlog-crm",
-		SourceID: "WEB",
+		SourceID:        "WEB",
 		ConversationURL: "http://127.0.0.1:5601/app/discover#/?_a=(query:(language:lucene,query:'tenant:\"{tenant}\" AND session_id:\"{session_id}\"'))"}
 }
 
