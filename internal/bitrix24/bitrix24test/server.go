@@ -151,10 +151,12 @@ func (s *Server) SetDown(down bool) {
 	s.down = down
 }
 
-// LoseNextReplies runs the next n requests to method (a lead really gets
-// created) and then loses each reply: with status 0 the connection is cut
-// before any reply, otherwise status with code is answered (a proxy's 500
-// or 504 after a timeout). The case where a blind retry makes a duplicate.
+// LoseNextReplies loses the replies of the next n requests to method that
+// the portal carries out (a lead really gets created; a request refused by
+// the bucket or a block does not count): with status 0 the connection is
+// cut before any reply, otherwise status with code is answered (a proxy's
+// 500 or 504 after a timeout). The case where a blind retry makes a
+// duplicate. Faults of a method happen in the order they were set.
 func (s *Server) LoseNextReplies(method string, n, status int, code, descr string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -274,8 +276,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.lastDrain = now
 	s.bucket++
 	overLimit := s.bucket > s.cfg.Limit
-	var f *fault
-	if q := s.faults[method]; len(q) > 0 {
+	var f *fault // a lost reply waits for a request that runs: below
+	if q := s.faults[method]; len(q) > 0 && !q[0].after {
 		f = &q[0]
 		s.faults[method] = q[1:]
 	}
@@ -283,7 +285,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 
 	switch {
-	case f != nil && !f.after:
+	case f != nil:
 		writeJSON(w, f.status, map[string]any{"error": f.code, "error_description": f.descr})
 		return
 	case authErr != nil:
@@ -306,7 +308,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	result, extra, aerr := s.call(method, p)
-	if f != nil && f.after {
+	if aerr == nil {
+		s.mu.Lock()
+		if q := s.faults[method]; len(q) > 0 && q[0].after {
+			f = &q[0]
+			s.faults[method] = q[1:]
+		}
+		s.mu.Unlock()
+	}
+	if f != nil {
 		if f.status == 0 {
 			cut(w)
 			return
