@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -223,4 +224,73 @@ func TestCRMOutage(t *testing.T) {
 	}
 	fake.SetDown(false) // the CRM is back
 	e.checkLinks(fake, evs, 4*time.Minute)
+}
+
+// metric reads one series from instance i's /metrics; ok is false when the
+// series is not there.
+func (e *env) metric(i int, series string) (float64, bool) {
+	e.t.Helper()
+	resp, err := http.Get("http://" + e.addrs[i] + "/metrics")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
+}
+
+// TestCRMCredentialsPause: the portal starts refusing the webhook mid-run
+// (blocked: 401 INVALID_CREDENTIALS on every call): shipping goes on, no
+// link is failed for good, and the shipper's /metrics says the CRM is
+// paused; once the webhook works again every conversation gets its lead
+// and every appointment its to-do, exactly once, and the gauge is 0.
+func TestCRMCredentialsPause(t *testing.T) {
+	e := newEnv(t)
+	fake := e.withCRM(25)
+	evs, _ := e.generate(30)
+	e.start()
+	paused := `assistlog_destination_paused{destination="bitrix24"}`
+	if v, ok := e.metric(0, paused); !ok || v != 0 {
+		t.Fatalf("%s = %v (present: %v) before anything happened, want 0", paused, v, ok)
+	}
+	// Half the events, then the webhook refused, then the rest: the CRM
+	// has work left when it starts refusing.
+	e.produce(evs[:len(evs)/2])
+	stacktest.Eventually(t, 2*time.Minute, "leads being created", func() error {
+		if n := fake.Calls("crm.lead.add"); n < 3 {
+			return fmt.Errorf("%d lead.add calls", n)
+		}
+		return nil
+	})
+	fake.BlockWebhook(true)
+	e.produce(evs[len(evs)/2:])
+	stacktest.Eventually(t, time.Minute, "the CRM worker paused", func() error {
+		if v, _ := e.metric(0, paused); v != 1 {
+			return fmt.Errorf("%s = %v", paused, v)
+		}
+		return nil
+	})
+	e.waitShipped(len(evs), 3*time.Minute) // shipping does not wait for the CRM
+	for _, kind := range []string{crm.KindSession, crm.KindAppointment} {
+		if v, _ := e.metric(0, `assistlog_crm_links_total{kind="`+kind+`",outcome="failed"}`); v != 0 {
+			t.Fatalf("%v %s links failed while the webhook was refused", v, kind)
+		}
+	}
+	if n, _ := e.esSearch("crm_status:failed", 0); n != 0 {
+		t.Fatalf("%d events stored as crm_status failed while the webhook was refused", n)
+	}
+	if v, _ := e.metric(0, paused); v != 1 {
+		t.Fatalf("%s = %v while the webhook is refused", paused, v)
+	}
+	fake.BlockWebhook(false)
+	e.checkLinks(fake, evs, 4*time.Minute)
+	if v, _ := e.metric(0, paused); v != 0 {
+		t.Errorf("%s = %v after the webhook works again", paused, v)
+	}
 }

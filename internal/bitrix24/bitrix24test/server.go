@@ -58,6 +58,7 @@ type Server struct {
 	requests   int
 	down       bool
 	expired    bool // the OAuth access token has expired
+	hookGone   bool // the webhook is blocked or deleted
 }
 
 // fault is what the next request to a method meets instead of a normal
@@ -164,6 +165,15 @@ func (s *Server) LoseNextReplies(method string, n, status int, code, descr strin
 	for i := 0; i < n; i++ {
 		s.faults[m] = append(s.faults[m], fault{status: status, code: code, descr: descr, after: true})
 	}
+}
+
+// BlockWebhook blocks the incoming webhook (true): every call through it
+// gets 401 INVALID_CREDENTIALS, as a blocked, deleted or regenerated
+// webhook does, until BlockWebhook(false) (an administrator restored it).
+func (s *Server) BlockWebhook(blocked bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hookGone = blocked
 }
 
 // ExpireToken makes the OAuth access token expired (true): every call
@@ -282,6 +292,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.faults[method] = q[1:]
 	}
 	expired := s.expired && oauth && authErr == nil
+	if s.hookGone && !oauth && authErr == nil {
+		authErr = &apiError{http.StatusUnauthorized, "INVALID_CREDENTIALS", "Invalid request credentials"}
+	}
 	s.mu.Unlock()
 
 	switch {
