@@ -13,6 +13,7 @@ import (
 	"github.com/assistlog/assistlog/internal/config"
 	"github.com/assistlog/assistlog/internal/crm"
 	"github.com/assistlog/assistlog/internal/elastic"
+	"github.com/assistlog/assistlog/internal/errpolicy"
 	"github.com/assistlog/assistlog/internal/event"
 	"github.com/assistlog/assistlog/internal/kafka"
 )
@@ -45,13 +46,11 @@ type CRMConfig struct {
 	// {session_id} replaced: a link to the conversation in Kibana/Grafana.
 	SourceID        string `yaml:"source_id"`
 	ConversationURL string `yaml:"conversation_url"`
-	// RetryBackoffMax caps the wait between attempts while the CRM fails.
-	RetryBackoffMax time.Duration `yaml:"retry_backoff_max"`
 }
 
 func defaultCRMConfig() CRMConfig {
 	return CRMConfig{Bitrix24: bitrix24.DefaultConfig(), LinksTopic: kafka.CRMLinksTopic, WorkerGroupID: "assistlog-crm",
-		SourceID: "WEB", RetryBackoffMax: 30 * time.Second,
+		SourceID:        "WEB",
 		ConversationURL: "http://127.0.0.1:5601/app/discover#/?_a=(query:(language:lucene,query:'tenant:\"{tenant}\" AND session_id:\"{session_id}\"'))"}
 }
 
@@ -63,9 +62,6 @@ func (c CRMConfig) validate() []error {
 	errs = append(errs, config.Prefixed("crm.bitrix24.", c.Bitrix24.Validate())...)
 	if c.LinksTopic == "" || c.WorkerGroupID == "" {
 		errs = append(errs, errors.New("crm.links_topic, crm.worker_group_id: required"))
-	}
-	if c.RetryBackoffMax <= 0 {
-		errs = append(errs, errors.New("crm.retry_backoff_max: must be positive"))
 	}
 	return errs
 }
@@ -180,8 +176,9 @@ type crmStage struct {
 }
 
 // newCRMStage loads the links (waiting for Kafka) and builds the worker,
-// which fills the id into stored documents once a conversation is linked.
-func newCRMStage(ctx context.Context, cfg Config, out crm.Sender, es *elastic.Writer, log *slog.Logger, reg prometheus.Registerer) (*crmStage, error) {
+// which fills the id into stored documents once a conversation is linked
+// and waits out the CRM's failures with the program's error policy.
+func newCRMStage(ctx context.Context, cfg Config, out crm.Sender, es *elastic.Writer, policy *errpolicy.Policy, log *slog.Logger, reg prometheus.Registerer) (*crmStage, error) {
 	client, err := bitrix24.New(cfg.CRM.Bitrix24, nil, reg)
 	if err != nil {
 		return nil, err
@@ -196,8 +193,7 @@ func newCRMStage(ctx context.Context, cfg Config, out crm.Sender, es *elastic.Wr
 		return nil, fmt.Errorf("register crm metrics: %w", err)
 	}
 	w, err := crm.NewWorker(crm.WorkerConfig{Brokers: cfg.Kafka.Brokers, Topic: cfg.CRM.LinksTopic, GroupID: cfg.CRM.WorkerGroupID,
-		Sync: cfg.CRM.Sync, SourceID: cfg.CRM.SourceID, ConversationURL: cfg.CRM.ConversationURL,
-		RetryBackoffMax: cfg.CRM.RetryBackoffMax}, store, client, log, reg)
+		Sync: cfg.CRM.Sync, SourceID: cfg.CRM.SourceID, ConversationURL: cfg.CRM.ConversationURL}, store, client, policy, log, reg)
 	if err != nil {
 		return nil, err
 	}

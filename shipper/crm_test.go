@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -44,11 +45,10 @@ func sessionsWithLead(evs []event.Event) map[string]bool {
 
 // checkLinks waits until every stored event of a conversation with a lead
 // carries that lead's id, and checks the fake CRM: exactly one lead per such
-// conversation, found by its ORIGIN_ID, and an activity on that lead for
-// every confirmed appointment. Activities are at least once (the contract
-// has no way to list them, so a crash between crm.activity.todo.add and its
-// record repeats it): exact says none may be repeated.
-func (e *env) checkLinks(fake *bitrix24test.Server, evs []event.Event, exact bool, timeout time.Duration) {
+// conversation, found by its ORIGIN_ID, exactly one to-do on that lead for
+// every confirmed appointment (the worker looks it up with
+// crm.activity.list before adding it again), and no other activity.
+func (e *env) checkLinks(fake *bitrix24test.Server, evs []event.Event, timeout time.Duration) {
 	e.t.Helper()
 	withLead := sessionsWithLead(evs)
 	appts := map[string]string{} // appointment id → tenant/session
@@ -92,11 +92,12 @@ func (e *env) checkLinks(fake *bitrix24test.Server, evs []event.Event, exact boo
 			}
 		}
 		found := map[string]int{}
-		for _, a := range fake.Activities() {
+		acts := fake.Activities()
+		for _, a := range acts {
 			desc := fmt.Sprint(a["DESCRIPTION"])
 			for id, key := range appts {
 				tenant, session, _ := strings.Cut(key, "/")
-				if strings.Contains(desc, "appointment "+id+")") && fmt.Sprint(a["OWNER_ID"]) == leads[crm.OriginID(tenant, session)] {
+				if strings.Contains(desc, crm.TodoMarker(id)) && fmt.Sprint(a["OWNER_ID"]) == leads[crm.OriginID(tenant, session)] {
 					found[id]++
 				}
 			}
@@ -108,8 +109,8 @@ func (e *env) checkLinks(fake *bitrix24test.Server, evs []event.Event, exact boo
 			}
 			repeated += found[id] - 1
 		}
-		if exact && repeated > 0 {
-			return fmt.Errorf("%d activities repeated", repeated)
+		if repeated > 0 || len(acts) != len(appts) {
+			return fmt.Errorf("%d activities for %d appointments, %d repeated", len(acts), len(appts), repeated)
 		}
 		return nil
 	})
@@ -148,7 +149,7 @@ func TestCRMEndToEnd(t *testing.T) {
 	if len(sessionsWithLead(evs)) != truth.Leads || truth.Leads == 0 {
 		t.Fatalf("generator: %d conversations with a lead, truth says %d", len(sessionsWithLead(evs)), truth.Leads)
 	}
-	e.checkLinks(fake, evs, true, 3*time.Minute)
+	e.checkLinks(fake, evs, 3*time.Minute)
 	for _, l := range fake.Leads() {
 		origin := fmt.Sprint(l["ORIGIN_ID"])
 		if l["SOURCE_ID"] != "WEB" || !strings.HasPrefix(fmt.Sprint(l["SOURCE_DESCRIPTION"]), "assistlog ") ||
@@ -161,16 +162,20 @@ func TestCRMEndToEnd(t *testing.T) {
 	}
 }
 
-// TestCRMFaults: the CRM answers 503 bursts, blocks lead.add with 429
-// OPERATION_TIME_LIMIT and loses a reply after making a lead, while the
-// shipper is killed with SIGKILL several times: nothing lost, one lead per
-// conversation, every id filled in.
+// TestCRMFaults: faults aimed at the two calls that create something —
+// 503 bursts and a 429 block of crm.lead.add, its reply cut after the lead
+// was made; 503s to crm.activity.todo.add and its reply lost (500) after
+// the to-do was made — while the shipper is killed with SIGKILL several
+// times: nothing lost, exactly one lead per conversation and one to-do per
+// confirmed appointment, every id filled in, every fault met.
 func TestCRMFaults(t *testing.T) {
 	e := newEnv(t)
 	fake := e.withCRM(5)
 	evs, _ := e.generate(40)
-	fake.FailNext(20, http.StatusServiceUnavailable, "QUERY_LIMIT_EXCEEDED", "Too many requests")
+	fake.FailNext("crm.lead.add", 20, http.StatusServiceUnavailable, "QUERY_LIMIT_EXCEEDED", "Too many requests")
 	fake.BlockMethod("crm.lead.add", 5*time.Second)
+	fake.FailNext("crm.activity.todo.add", 3, http.StatusServiceUnavailable, "QUERY_LIMIT_EXCEEDED", "Too many requests")
+	fake.LoseNextReplies("crm.activity.todo.add", 1, http.StatusInternalServerError, "INTERNAL_SERVER_ERROR", "Internal server error")
 	e.produce(evs)
 	// Each instance is killed once the CRM worker is making leads, so
 	// kills land between a lead.add and its link record.
@@ -184,15 +189,20 @@ func TestCRMFaults(t *testing.T) {
 			return nil
 		})
 		if i == 1 {
-			fake.LoseNextReply(http.StatusInternalServerError, "INTERNAL_SERVER_ERROR", "Internal server error")
-			fake.FailNext(10, http.StatusServiceUnavailable, "QUERY_LIMIT_EXCEEDED", "Too many requests")
+			fake.LoseNextReplies("crm.lead.add", 1, 0, "", "")
+			fake.FailNext("crm.lead.add", 10, http.StatusServiceUnavailable, "QUERY_LIMIT_EXCEEDED", "Too many requests")
 		}
 		time.Sleep(time.Duration(100+300*i) * time.Millisecond)
 		p.Kill()
 	}
 	e.start()
 	e.waitShipped(len(evs), 4*time.Minute)
-	e.checkLinks(fake, evs, false, 4*time.Minute)
+	e.checkLinks(fake, evs, 4*time.Minute)
+	for _, m := range []string{"crm.lead.add", "crm.activity.todo.add"} {
+		if n := fake.Faults(m); n != 0 {
+			t.Errorf("%d faults aimed at %s never happened", n, m)
+		}
+	}
 }
 
 // TestCRMOutage: with the CRM refusing everything, shipping goes on and
@@ -213,5 +223,74 @@ func TestCRMOutage(t *testing.T) {
 		t.Fatalf("%d events have a crm id though the CRM never answered", n)
 	}
 	fake.SetDown(false) // the CRM is back
-	e.checkLinks(fake, evs, true, 4*time.Minute)
+	e.checkLinks(fake, evs, 4*time.Minute)
+}
+
+// metric reads one series from instance i's /metrics; ok is false when the
+// series is not there.
+func (e *env) metric(i int, series string) (float64, bool) {
+	e.t.Helper()
+	resp, err := http.Get("http://" + e.addrs[i] + "/metrics")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
+}
+
+// TestCRMCredentialsPause: the portal starts refusing the webhook mid-run
+// (blocked: 401 INVALID_CREDENTIALS on every call): shipping goes on, no
+// link is failed for good, and the shipper's /metrics says the CRM is
+// paused; once the webhook works again every conversation gets its lead
+// and every appointment its to-do, exactly once, and the gauge is 0.
+func TestCRMCredentialsPause(t *testing.T) {
+	e := newEnv(t)
+	fake := e.withCRM(25)
+	evs, _ := e.generate(30)
+	e.start()
+	paused := `assistlog_destination_paused{destination="bitrix24"}`
+	if v, ok := e.metric(0, paused); !ok || v != 0 {
+		t.Fatalf("%s = %v (present: %v) before anything happened, want 0", paused, v, ok)
+	}
+	// Half the events, then the webhook refused, then the rest: the CRM
+	// has work left when it starts refusing.
+	e.produce(evs[:len(evs)/2])
+	stacktest.Eventually(t, 2*time.Minute, "leads being created", func() error {
+		if n := fake.Calls("crm.lead.add"); n < 3 {
+			return fmt.Errorf("%d lead.add calls", n)
+		}
+		return nil
+	})
+	fake.BlockWebhook(true)
+	e.produce(evs[len(evs)/2:])
+	stacktest.Eventually(t, time.Minute, "the CRM worker paused", func() error {
+		if v, _ := e.metric(0, paused); v != 1 {
+			return fmt.Errorf("%s = %v", paused, v)
+		}
+		return nil
+	})
+	e.waitShipped(len(evs), 3*time.Minute) // shipping does not wait for the CRM
+	for _, kind := range []string{crm.KindSession, crm.KindAppointment} {
+		if v, _ := e.metric(0, `assistlog_crm_links_total{kind="`+kind+`",outcome="failed"}`); v != 0 {
+			t.Fatalf("%v %s links failed while the webhook was refused", v, kind)
+		}
+	}
+	if n, _ := e.esSearch("crm_status:failed", 0); n != 0 {
+		t.Fatalf("%d events stored as crm_status failed while the webhook was refused", n)
+	}
+	if v, _ := e.metric(0, paused); v != 1 {
+		t.Fatalf("%s = %v while the webhook is refused", paused, v)
+	}
+	fake.BlockWebhook(false)
+	e.checkLinks(fake, evs, 4*time.Minute)
+	if v, _ := e.metric(0, paused); v != 0 {
+		t.Errorf("%s = %v after the webhook works again", paused, v)
+	}
 }

@@ -99,7 +99,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		lokiLabels: cfg.Loki.Labels, log: log, m: m}
 	var crmStage *crmStage
 	if cfg.CRM.Enabled {
-		if crmStage, err = newCRMStage(ctx, cfg, dlq, es, log, reg); err != nil {
+		if crmStage, err = newCRMStage(ctx, cfg, dlq, es, pol, log, reg); err != nil {
 			return err
 		}
 		p.crm = crmStage.linker

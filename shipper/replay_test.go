@@ -161,7 +161,7 @@ func TestReplayAfterTheLeadResolved(t *testing.T) {
 		t.Fatal("no event was stored pending while the CRM was down: the replay would not test anything")
 	}
 	fake.SetDown(false)
-	e.checkLinks(fake, evs, true, 4*time.Minute)
+	e.checkLinks(fake, evs, 4*time.Minute)
 	first.Stop(20 * time.Second)
 
 	resetGroup(t, e.ep.KafkaBrokers, "group-"+e.run, e.topic, 6)
@@ -177,5 +177,5 @@ func TestReplayAfterTheLeadResolved(t *testing.T) {
 	})
 	time.Sleep(2 * time.Second)
 	e.checkLokiOnce(len(evs))
-	e.checkLinks(fake, evs, true, time.Minute)
+	e.checkLinks(fake, evs, time.Minute)
 }

@@ -1,10 +1,13 @@
 // Package bitrix24 is a REST client for the parts of Bitrix24 CRM assistlog
 // uses: leads, duplicate search by phone, activities and batch. It follows
 // shared/bitrix24/CONTRACT.md: webhook and OAuth URL forms, a client-side
-// leaky bucket matching the portal's, retries with backoff on 503
-// QUERY_LIMIT_EXCEEDED and 5xx, waiting until operating_reset_at on 429
-// OPERATION_TIME_LIMIT, error codes that may be empty (then the
-// description decides), and ids that arrive as numbers or strings.
+// leaky bucket matching the portal's, a few quick retries of what the
+// portal rejected before running it (503 QUERY_LIMIT_EXCEEDED, waiting until
+// operating_reset_at on 429 OPERATION_TIME_LIMIT) and of failed reads,
+// error codes that may be empty (then the description decides), and ids
+// that arrive as numbers or strings. Every error it returns is classified
+// for the one error policy (internal/errpolicy): retry, dead-letter (this
+// record can never be accepted) or pause (the portal refuses everything).
 package bitrix24
 
 import (
@@ -17,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -27,7 +29,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
+
+	"github.com/assistlog/assistlog/internal/errpolicy"
 )
+
+// Destination names Bitrix24 in the error policy's metrics
+// (assistlog_destination_paused{destination="bitrix24"}).
+const Destination = "bitrix24"
 
 // Config configures a Client. Set WebhookURL, or OAuthURL with AccessToken.
 type Config struct {
@@ -44,8 +52,10 @@ type Config struct {
 	Burst         int     `yaml:"burst"`
 	// Timeout bounds one HTTP request (the cloud allows 60 s).
 	Timeout time.Duration `yaml:"timeout"`
-	// MaxRetries bounds retries of retryable failures for one call;
-	// RetryBackoffMax caps the wait between them.
+	// MaxRetries bounds the quick retries inside one call (of what the
+	// portal rejected before running it, and of reads); RetryBackoffMax
+	// caps the wait between them. What still fails is returned, classified,
+	// and the caller's error policy decides how long to wait.
 	MaxRetries      int           `yaml:"max_retries"`
 	RetryBackoffMax time.Duration `yaml:"retry_backoff_max"`
 	// MaxOperatingWait caps how long a call waits for operating_reset_at.
@@ -106,7 +116,7 @@ func (e *Error) Error() string {
 	if code == "" {
 		code = `""`
 	}
-	return fmt.Sprintf("bitrix24: HTTP %d %s: %s", e.HTTPStatus, code, e.Description)
+	return fmt.Sprintf("HTTP %d %s: %s", e.HTTPStatus, code, e.Description)
 }
 
 // IsNotFound reports a missing entity: NOT_FOUND, OWNER_NOT_FOUND, or an
@@ -128,7 +138,8 @@ func IsNotFound(err error) bool {
 var ErrMaybeApplied = errors.New("bitrix24: the call may have been applied")
 
 // rejectedBeforeRunning reports failures that prove the method did not run:
-// rate and overload limits, and a connection that was never made.
+// rate and overload limits, refused credentials, and a connection that was
+// never made.
 func rejectedBeforeRunning(err error) bool {
 	var e *Error
 	if errors.As(err, &e) {
@@ -137,23 +148,35 @@ func rejectedBeforeRunning(err error) bool {
 	return strings.Contains(err.Error(), "connection refused")
 }
 
-// Retryable reports whether a failure may succeed if tried again later:
-// rate limits, overload, server errors and network failures. Validation and
-// auth errors are not.
-func Retryable(err error) bool {
-	var e *Error
-	if errors.As(err, &e) {
-		switch {
-		case e.Code == "QUERY_LIMIT_EXCEEDED", e.Code == "OPERATION_TIME_LIMIT", e.Code == "OVERLOAD_LIMIT":
-			return true
-		case e.HTTPStatus >= 500:
-			return true
-		}
-		return false
+// refusesEverything are the codes with which the portal refuses every call
+// until someone fixes the credentials, the plan or the URL (CONTRACT.md
+// section 3): an expired, malformed or wrong token or webhook, a missing
+// scope, a plan without REST, a deleted portal, a wrong path.
+var refusesEverything = map[string]bool{
+	"expired_token": true, "invalid_token": true, "NO_AUTH_FOUND": true, "INVALID_CREDENTIALS": true,
+	"insufficient_scope": true, "user_access_error": true, "ACCESS_DENIED": true, "PAYMENT_REQUIRED": true,
+	"ERROR_METHOD_NOT_FOUND": true, "INVALID_REQUEST": true, "PORTAL_DELETED": true, "REDIRECT": true,
+}
+
+// Action is what the error policy does about a reply: Pause when the
+// portal refuses everything (see refusesEverything; "Access denied" is the
+// webhook user's CRM permission, the same for every record), Retry for
+// rate limits, overload and server errors, DeadLetter for the rest of the
+// 4xx: this one record is invalid (ERROR_CORE, a missing owner, a wrong
+// date), and asking again cannot help.
+func (e *Error) Action() errpolicy.Action {
+	switch {
+	case refusesEverything[e.Code],
+		e.Code == "" && strings.HasPrefix(strings.ToLower(e.Description), "access denied"):
+		return errpolicy.Pause
+	case e.Code == "QUERY_LIMIT_EXCEEDED", e.Code == "OPERATION_TIME_LIMIT", e.Code == "OVERLOAD_LIMIT":
+		return errpolicy.Retry
+	case e.HTTPStatus == http.StatusNotFound:
+		return errpolicy.Pause // a wrong webhook path; a missing record is a 400
+	case e.HTTPStatus < 400 && e.Code == "":
+		return errpolicy.Retry // an unreadable reply
 	}
-	var ne net.Error
-	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
-		strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "connection reset")
+	return errpolicy.HTTPStatus(e.HTTPStatus)
 }
 
 // Client calls one portal. It is safe for concurrent use.
@@ -164,14 +187,17 @@ type Client struct {
 	calls   *prometheus.CounterVec
 }
 
-// New builds a client. httpClient may be nil (http.DefaultClient's
-// transport with cfg.Timeout); its metrics go on reg (required).
+// New builds a client that registers its metrics on reg. httpClient may be
+// nil (http.DefaultClient's transport with cfg.Timeout).
 func New(cfg Config, httpClient *http.Client, reg prometheus.Registerer) (*Client, error) {
 	if reg == nil {
 		return nil, errors.New("bitrix24: a metrics registry is required")
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("bitrix24 config: %w", err)
+	}
+	if reg == nil {
+		return nil, errors.New("bitrix24: a metrics registry is required")
 	}
 	if httpClient == nil {
 		httpClient = &http.Client{Timeout: cfg.Timeout}
@@ -225,8 +251,9 @@ type envelope struct {
 }
 
 // Call runs a method with JSON params and decodes "result" into out (which
-// may be nil). Retryable failures are retried with backoff (on 429, until
-// operating_reset_at); the last error is returned.
+// may be nil). Failures the error policy retries are tried again a few
+// times (on 429, after operating_reset_at); the last error is returned,
+// classified.
 func (c *Client) Call(ctx context.Context, method string, params any, out any) error {
 	_, err := c.call(ctx, method, params, out, true)
 	return err
@@ -251,11 +278,12 @@ func (c *Client) call(ctx context.Context, method string, params any, out any, i
 			}
 			return env, nil
 		}
-		if !idempotent && Retryable(err) && !rejectedBeforeRunning(err) {
+		retry := errpolicy.Classify(err) == errpolicy.Retry
+		if !idempotent && retry && !rejectedBeforeRunning(err) {
 			c.calls.WithLabelValues(method, "error").Inc()
-			return nil, fmt.Errorf("%w: %w", ErrMaybeApplied, err)
+			return nil, fmt.Errorf("bitrix24 %s: %w: %w", method, ErrMaybeApplied, err)
 		}
-		if !Retryable(err) || attempt >= c.cfg.MaxRetries || ctx.Err() != nil {
+		if !retry || attempt >= c.cfg.MaxRetries || ctx.Err() != nil {
 			c.calls.WithLabelValues(method, "error").Inc()
 			return nil, err
 		}
@@ -289,6 +317,7 @@ func (c *Client) once(ctx context.Context, method string, body []byte) (*envelop
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
+		// The network: retried (an unmarked error is Retry).
 		return nil, fmt.Errorf("bitrix24 %s: %w", method, err)
 	}
 	defer resp.Body.Close()
@@ -297,13 +326,13 @@ func (c *Client) once(ctx context.Context, method string, body []byte) (*envelop
 		return nil, fmt.Errorf("bitrix24 %s: read reply: %w", method, err)
 	}
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
-		return nil, &Error{HTTPStatus: resp.StatusCode, Code: "REDIRECT",
-			Description: "portal moved to " + resp.Header.Get("Location") + "; update the URL"}
+		return nil, marked(method, &Error{HTTPStatus: resp.StatusCode, Code: "REDIRECT",
+			Description: "portal moved to " + resp.Header.Get("Location") + "; update the URL"})
 	}
 	var env envelope
 	if err := json.Unmarshal(raw, &env); err != nil {
 		// A proxy's HTML error page, say: classify by status.
-		return nil, &Error{HTTPStatus: resp.StatusCode, Description: "unreadable reply: " + truncate(raw)}
+		return nil, marked(method, &Error{HTTPStatus: resp.StatusCode, Description: "unreadable reply: " + truncate(raw)})
 	}
 	if env.Error != nil || resp.StatusCode != http.StatusOK {
 		e := &Error{HTTPStatus: resp.StatusCode, Description: env.ErrorDescription}
@@ -313,9 +342,14 @@ func (c *Client) once(ctx context.Context, method string, body []byte) (*envelop
 		if env.Time.OperatingResetAt > 0 {
 			e.ResetAt = time.Unix(int64(env.Time.OperatingResetAt), 0)
 		}
-		return nil, e
+		return nil, marked(method, e)
 	}
 	return &env, nil
+}
+
+// marked wraps a portal's error reply with the method and its action.
+func marked(method string, e *Error) error {
+	return errpolicy.Mark(e.Action(), fmt.Errorf("bitrix24 %s: %w", method, e))
 }
 
 func truncate(b []byte) string {
@@ -419,7 +453,10 @@ type Todo struct {
 	Description string
 }
 
-// TodoAdd adds a to-do to a lead and returns the activity id.
+// TodoAdd adds a to-do to a lead and returns the activity id. It is not
+// retried after an ambiguous failure (errors.Is(err, ErrMaybeApplied)):
+// look the to-do up with LeadTodos by a marker in its description before
+// trying again.
 func (c *Client) TodoAdd(ctx context.Context, t Todo) (ID, error) {
 	var res struct {
 		ID ID `json:"id"`
@@ -429,6 +466,56 @@ func (c *Client) TodoAdd(ctx context.Context, t Todo) (ID, error) {
 		"title": t.Title, "description": t.Description,
 	}, &res, false)
 	return res.ID, err
+}
+
+// Activity is a row of crm.activity.list (every value arrives as a string).
+type Activity struct {
+	ID          ID     `json:"ID"`
+	OwnerTypeID ID     `json:"OWNER_TYPE_ID"`
+	OwnerID     ID     `json:"OWNER_ID"`
+	Subject     string `json:"SUBJECT"`
+	Description string `json:"DESCRIPTION"`
+	Completed   string `json:"COMPLETED"`
+	Deadline    string `json:"DEADLINE"`
+}
+
+// ActivityList runs crm.activity.list with filter (keys as the contract
+// writes them, e.g. "OWNER_ID", "%DESCRIPTION") and returns every page,
+// oldest id first.
+func (c *Client) ActivityList(ctx context.Context, filter map[string]any) ([]Activity, error) {
+	var all []Activity
+	for start := 0; ; {
+		var page []Activity
+		env, err := c.call(ctx, "crm.activity.list", map[string]any{"filter": filter,
+			"select": []string{"ID", "OWNER_TYPE_ID", "OWNER_ID", "SUBJECT", "DESCRIPTION", "COMPLETED", "DEADLINE"},
+			"order":  map[string]string{"ID": "ASC"}, "start": start}, &page, true)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page...)
+		if env.Next == nil || *env.Next <= start || len(page) == 0 {
+			return all, nil
+		}
+		start = *env.Next
+	}
+}
+
+// LeadTodos returns the lead's activities whose description holds marker,
+// oldest first: how a to-do made before a crash or behind a lost reply is
+// found again. The portal's filter is a LIKE (where "_" matches any
+// character), so the description is checked here as well.
+func (c *Client) LeadTodos(ctx context.Context, lead ID, marker string) ([]Activity, error) {
+	rows, err := c.ActivityList(ctx, map[string]any{"OWNER_TYPE_ID": 1, "OWNER_ID": int64(lead), "%DESCRIPTION": marker})
+	if err != nil {
+		return nil, err
+	}
+	var out []Activity
+	for _, a := range rows {
+		if strings.Contains(a.Description, marker) {
+			out = append(out, a)
+		}
+	}
+	return out, nil
 }
 
 // BatchResult is the reply of batch: per-command results and errors.

@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/assistlog/assistlog/internal/bitrix24/bitrix24test"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/assistlog/assistlog/internal/bitrix24/bitrix24test"
+	"github.com/assistlog/assistlog/internal/errpolicy"
 )
 
 func newPair(t *testing.T, fc bitrix24test.Config, mut func(*Config)) (*Client, *bitrix24test.Server) {
@@ -70,7 +71,7 @@ func TestLegacyErrorsHaveEmptyCodes(t *testing.T) {
 	if !errors.As(err, &e) || e.HTTPStatus != http.StatusBadRequest || e.Code != "" || !IsNotFound(err) {
 		t.Fatalf("missing lead: %v (want HTTP 400, empty code, not found)", err)
 	}
-	if Retryable(err) || srv.Calls("crm.lead.get") != 1 {
+	if errpolicy.Classify(err) != errpolicy.DeadLetter || srv.Calls("crm.lead.get") != 1 {
 		t.Errorf("a not-found error was retried (%d calls)", srv.Calls("crm.lead.get"))
 	}
 	_, err = c.TodoAdd(context.Background(), Todo{LeadID: 999999, Deadline: time.Now(), Title: "x"})
@@ -81,8 +82,8 @@ func TestLegacyErrorsHaveEmptyCodes(t *testing.T) {
 
 func TestRetriesOn503And5xx(t *testing.T) {
 	c, srv := newPair(t, bitrix24test.Config{}, nil)
-	srv.FailNext(3, http.StatusServiceUnavailable, "QUERY_LIMIT_EXCEEDED", "Too many requests")
-	srv.FailNext(1, http.StatusInternalServerError, "INTERNAL_SERVER_ERROR", "boom")
+	srv.FailNext("crm.lead.list", 3, http.StatusServiceUnavailable, "QUERY_LIMIT_EXCEEDED", "Too many requests")
+	srv.FailNext("crm.lead.list", 1, http.StatusInternalServerError, "INTERNAL_SERVER_ERROR", "boom")
 	if _, err := c.LeadsByOrigin(context.Background(), "x"); err != nil {
 		t.Fatalf("lead.list after 503s and a 500: %v", err)
 	}
@@ -90,7 +91,7 @@ func TestRetriesOn503And5xx(t *testing.T) {
 		t.Errorf("requests %d, want 5", srv.Requests())
 	}
 	// A lead.add refused by the rate limit did not run: retried.
-	srv.FailNext(2, http.StatusServiceUnavailable, "QUERY_LIMIT_EXCEEDED", "Too many requests")
+	srv.FailNext("crm.lead.add", 2, http.StatusServiceUnavailable, "QUERY_LIMIT_EXCEEDED", "Too many requests")
 	if _, err := c.LeadAdd(context.Background(), Lead{Title: "x"}); err != nil || len(srv.Leads()) != 1 {
 		t.Fatalf("lead.add after 503s: %v, %d leads", err, len(srv.Leads()))
 	}
@@ -100,10 +101,104 @@ func TestRetriesOn503And5xx(t *testing.T) {
 // the lead; retrying blindly could make a second one.
 func TestAmbiguousFailureIsNotRetried(t *testing.T) {
 	c, srv := newPair(t, bitrix24test.Config{}, nil)
-	srv.FailNext(1, http.StatusInternalServerError, "INTERNAL_SERVER_ERROR", "boom")
+	srv.FailNext("crm.lead.add", 1, http.StatusInternalServerError, "INTERNAL_SERVER_ERROR", "boom")
 	_, err := c.LeadAdd(context.Background(), Lead{Title: "x", OriginID: "t/s"})
 	if !errors.Is(err, ErrMaybeApplied) || srv.Requests() != 1 {
 		t.Fatalf("lead.add after a 500: %v after %d requests; want ErrMaybeApplied after 1", err, srv.Requests())
+	}
+	// The connection cut after the portal made the to-do: ambiguous too,
+	// and retried by the caller (the policy), who looks first.
+	id, err := c.LeadAdd(context.Background(), Lead{Title: "owner"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.LoseNextReplies("crm.activity.todo.add", 1, 0, "", "")
+	_, err = c.TodoAdd(context.Background(), Todo{LeadID: id, Deadline: time.Now(), Title: "t", Description: "x (appointment a-1)"})
+	if !errors.Is(err, ErrMaybeApplied) || errpolicy.Classify(err) != errpolicy.Retry || len(srv.Activities()) != 1 {
+		t.Fatalf("todo.add with its reply lost: %v (%s), %d activities; want ErrMaybeApplied, retry, 1", err, errpolicy.Classify(err), len(srv.Activities()))
+	}
+	found, err := c.LeadTodos(context.Background(), id, "(appointment a-1)")
+	if err != nil || len(found) != 1 || found[0].OwnerID != id || found[0].Completed != "N" {
+		t.Fatalf("the lost to-do looked up: %+v, %v", found, err)
+	}
+}
+
+// TestLeadTodos: crm.activity.list finds a lead's to-do by the marker in
+// its description, and only that lead's; a near miss of the LIKE filter is
+// not taken for it.
+func TestLeadTodos(t *testing.T) {
+	c, _ := newPair(t, bitrix24test.Config{}, nil)
+	ctx := context.Background()
+	a, _ := c.LeadAdd(ctx, Lead{Title: "a"})
+	b, _ := c.LeadAdd(ctx, Lead{Title: "b"})
+	for _, td := range []Todo{{LeadID: a, Description: "Booked (appointment apt-1)"}, {LeadID: a, Description: "Booked (appointment apt-10)"},
+		{LeadID: b, Description: "Booked (appointment apt-1)"}} {
+		td.Deadline, td.Title = time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC), "Appointment"
+		if _, err := c.TodoAdd(ctx, td); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := c.LeadTodos(ctx, a, "(appointment apt-1)")
+	if err != nil || len(got) != 1 || got[0].OwnerID != a || got[0].Description != "Booked (appointment apt-1)" {
+		t.Fatalf("to-dos of lead %d with apt-1: %+v, %v", a, got, err)
+	}
+	if none, err := c.LeadTodos(ctx, a, "(appointment apt-2)"); err != nil || len(none) != 0 {
+		t.Fatalf("no to-do for apt-2: %+v, %v", none, err)
+	}
+}
+
+// TestErrorActions: what the portal answers is classified for the one
+// error policy: refused credentials pause, rate limits and server errors
+// retry, a record the portal rejects is dead-lettered.
+func TestErrorActions(t *testing.T) {
+	ctx := context.Background()
+	srv := bitrix24test.New(bitrix24test.Config{AccessToken: "oauth-token-1"})
+	defer srv.Close()
+	cfg := DefaultConfig()
+	cfg.OAuthURL, cfg.AccessToken, cfg.MaxRetries = srv.OAuthURL(), "oauth-token-1", 0
+	c, err := New(cfg, srv.Client(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.ExpireToken(true)
+	_, err = c.LeadsByOrigin(ctx, "x")
+	var e *Error
+	if !errors.As(err, &e) || e.Code != "expired_token" || e.HTTPStatus != http.StatusUnauthorized || errpolicy.Classify(err) != errpolicy.Pause {
+		t.Fatalf("expired token: %v (%s), want 401 expired_token, pause", err, errpolicy.Classify(err))
+	}
+	if _, err := c.LeadAdd(ctx, Lead{Title: "x"}); errors.Is(err, ErrMaybeApplied) || errpolicy.Classify(err) != errpolicy.Pause || len(srv.Leads()) != 0 {
+		t.Fatalf("lead.add with an expired token: %v; want pause, not ambiguous, no lead", err)
+	}
+	srv.ExpireToken(false)
+	if _, err := c.LeadsByOrigin(ctx, "x"); err != nil {
+		t.Fatalf("after the token was renewed: %v", err)
+	}
+	for _, tc := range []struct {
+		status      int
+		code, descr string
+		want        errpolicy.Action
+	}{
+		{401, "INVALID_CREDENTIALS", "Invalid request credentials", errpolicy.Pause},
+		{403, "insufficient_scope", "", errpolicy.Pause},
+		{403, "ACCESS_DENIED", "REST API is available only on commercial plans", errpolicy.Pause},
+		{400, "", "Access denied.", errpolicy.Pause},
+		{404, "ERROR_METHOD_NOT_FOUND", "Method not found!", errpolicy.Pause},
+		{503, "QUERY_LIMIT_EXCEEDED", "Too many requests", errpolicy.Retry},
+		{429, "OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit.", errpolicy.Retry},
+		{503, "OVERLOAD_LIMIT", "REST API is blocked due to overload", errpolicy.Retry},
+		{500, "INTERNAL_SERVER_ERROR", "", errpolicy.Retry},
+		{400, "ERROR_CORE", "Invalid e-mail address", errpolicy.DeadLetter},
+		{400, "", "ID is not defined or invalid.", errpolicy.DeadLetter},
+		{400, "WRONG_DATETIME_FORMAT", "Wrong datetime format", errpolicy.DeadLetter},
+	} {
+		srv.FailNext("crm.lead.get", 1, tc.status, tc.code, tc.descr)
+		_, err := c.LeadGet(ctx, 1)
+		if got := errpolicy.Classify(err); got != tc.want {
+			t.Errorf("%d %q %q: %s, want %s", tc.status, tc.code, tc.descr, got, tc.want)
+		}
+	}
+	if _, err := c.TodoAdd(ctx, Todo{LeadID: 999999, Deadline: time.Now(), Title: "x"}); errpolicy.Classify(err) != errpolicy.DeadLetter {
+		t.Errorf("to-do on a missing lead: %v, want dead-letter", err)
 	}
 }
 
@@ -167,7 +262,7 @@ func TestAuthAndConfig(t *testing.T) {
 	c, _ := New(cfg, srv.Client(), prometheus.NewRegistry())
 	_, err := c.LeadAdd(context.Background(), Lead{Title: "x"})
 	var e *Error
-	if !errors.As(err, &e) || e.HTTPStatus != http.StatusUnauthorized || Retryable(err) || srv.Requests() != 1 {
+	if !errors.As(err, &e) || e.HTTPStatus != http.StatusUnauthorized || errpolicy.Classify(err) != errpolicy.Pause || srv.Requests() != 1 {
 		t.Fatalf("wrong webhook secret: %v after %d requests", err, srv.Requests())
 	}
 	cfg = DefaultConfig()

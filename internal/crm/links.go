@@ -93,49 +93,67 @@ type Sender interface {
 	Send(ctx context.Context, msgs []kafkago.Message) error
 }
 
-// Store is the in-memory view of the links topic.
+// Store is the in-memory view of the links topic. It holds in full only
+// the records still waiting for an answer (bounded by the work in flight).
+// An answered conversation is kept as a small answer: its state and lead
+// id, which later events of the conversation need for as long as it goes
+// on (and a no-lead conversation's number and channel, to make its lead if
+// one is asked for later). Answered appointments are dropped: the topic
+// keeps them, and an appointment asked about again is found in the CRM by
+// crm.activity.list, not made twice.
 type Store struct {
 	brokers []string
 	topic   string
 	out     Sender
 	log     *slog.Logger
 
-	mu   sync.RWMutex
-	m    map[string]Link
-	ends map[int]int64 // partition → offset the tail starts from
+	mu      sync.RWMutex
+	open    map[string]Link   // pending requests, by key
+	answers map[string]answer // answered conversations, by key
+	ends    map[int]int64     // partition → offset the tail starts from
+}
+
+// answer is what is kept of an answered conversation.
+type answer struct {
+	state, crmID   string
+	phone, channel string // no_lead only
+	err            string // failed only
 }
 
 // NewStore returns an empty store; Load fills it, Run follows the topic.
 func NewStore(brokers []string, topic string, out Sender, log *slog.Logger) *Store {
-	return &Store{brokers: brokers, topic: topic, out: out, log: log, m: map[string]Link{}, ends: map[int]int64{}}
+	return &Store{brokers: brokers, topic: topic, out: out, log: log, open: map[string]Link{}, answers: map[string]answer{},
+		ends: map[int]int64{}}
 }
 
-// Get returns the latest record of key.
+// Get returns what the view knows of key: a pending record in full, or a
+// conversation's answer (Kind, State, CRMID, and Phone and Channel of a
+// no_lead, Error of a failed). Answered appointments are not kept.
 func (s *Store) Get(key string) (Link, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	l, ok := s.m[key]
-	return l, ok
+	if l, ok := s.open[key]; ok {
+		return l, true
+	}
+	if a, ok := s.answers[key]; ok {
+		return Link{Kind: KindSession, State: a.state, CRMID: a.crmID, Phone: a.phone, Channel: a.channel, Error: a.err}, true
+	}
+	return Link{}, false
 }
 
 // Pending counts conversations and appointments waiting for the CRM.
 func (s *Store) Pending() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	n := 0
-	for _, l := range s.m {
-		if l.State == StatePending {
-			n++
-		}
-	}
-	return n
+	return len(s.open)
 }
 
-// Len is the number of keys known.
+// Len is the number of entries the view holds: pending records and
+// answered conversations.
 func (s *Store) Len() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return len(s.m)
+	return len(s.open) + len(s.answers)
 }
 
 // Put writes l to the topic (acknowledged) and to the view.
@@ -165,16 +183,42 @@ func (s *Store) PutAll(ctx context.Context, ls []Link) error {
 	return nil
 }
 
-// apply updates the view. A request does not hide a result: the shipper
-// asks again for conversations it already knows, and the view must keep
-// saying what the CRM answered (but a request to create a lead reopens
-// a conversation that had none).
+// apply updates the view. A request does not hide a conversation's
+// answer: the shipper asks again for conversations it already knows, and
+// the view must keep saying what the CRM answered (but a request to create
+// a lead reopens a conversation that had none).
 func (s *Store) apply(key string, l Link) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cur, ok := s.m[key]; !ok || l.resolved() || !cur.resolved() || (cur.State == StateNoLead && l.CreateLead) {
-		s.m[key] = l
+	if l.resolved() {
+		delete(s.open, key)
+		if l.Kind == KindSession {
+			a := answer{state: l.State, crmID: l.CRMID}
+			switch l.State {
+			case StateNoLead:
+				a.phone, a.channel = l.Phone, l.Channel
+			case StateFailed:
+				a.err = l.Error
+			}
+			s.answers[key] = a
+		}
+		return
 	}
+	if cur, ok := s.answers[key]; ok {
+		if cur.state != StateNoLead || !l.CreateLead {
+			return
+		}
+		delete(s.answers, key)
+	}
+	s.open[key] = l
+}
+
+// forget applies a tombstone.
+func (s *Store) forget(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.open, key)
+	delete(s.answers, key)
 }
 
 // Load reads every partition from its first offset to its current end.
@@ -219,15 +263,13 @@ func (s *Store) Load(ctx context.Context) error {
 		s.ends[p.ID] = last
 		s.mu.Unlock()
 	}
-	s.log.Info("crm links loaded", "records", n, "keys", s.Len(), "topic", s.topic)
+	s.log.Info("crm links loaded", "records", n, "pending", s.Pending(), "entries", s.Len(), "topic", s.topic)
 	return nil
 }
 
 func (s *Store) applyMessage(m kafkago.Message) {
 	if m.Value == nil {
-		s.mu.Lock()
-		delete(s.m, string(m.Key)) // a tombstone
-		s.mu.Unlock()
+		s.forget(string(m.Key)) // a tombstone
 		return
 	}
 	var l Link

@@ -13,6 +13,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/assistlog/assistlog/internal/bitrix24"
+	"github.com/assistlog/assistlog/internal/errpolicy"
 )
 
 // WorkerConfig configures the CRM worker.
@@ -29,19 +30,38 @@ type WorkerConfig struct {
 	// ConversationURL is written into the lead's COMMENTS; {tenant} and
 	// {session_id} are replaced.
 	ConversationURL string
-	// RetryBackoffMax caps the wait between attempts while the CRM fails.
-	RetryBackoffMax time.Duration
+}
+
+// Validate names the field at fault.
+func (c WorkerConfig) Validate() error {
+	var errs []error
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("brokers: required"))
+	}
+	if c.Topic == "" {
+		errs = append(errs, errors.New("topic: required"))
+	}
+	if c.GroupID == "" {
+		errs = append(errs, errors.New("group_id: required"))
+	}
+	return errors.Join(errs...)
 }
 
 // OriginID is the lead's ORIGIN_ID for a conversation: how the lead is
 // found again after a restart, so one conversation never gets two leads.
 func OriginID(tenant, session string) string { return "assistlog:" + tenant + "/" + session }
 
+// TodoMarker is written into the description of an appointment's to-do:
+// how the to-do is found again (crm.activity.list) after a crash or a lost
+// reply, so one appointment never gets two.
+func TodoMarker(appointment string) string { return "(appointment " + appointment + ")" }
+
 // Worker resolves pending links against Bitrix24.
 type Worker struct {
 	cfg    WorkerConfig
 	store  *Store
 	client *bitrix24.Client
+	policy *errpolicy.Policy
 	log    *slog.Logger
 	// OnLinked runs after a session got its CRM id (the shipper fills the
 	// id into documents already stored); it is retried until it succeeds.
@@ -49,20 +69,22 @@ type Worker struct {
 	outcomes *prometheus.CounterVec
 }
 
-// NewWorker builds a worker; its metrics go on reg (required).
-func NewWorker(cfg WorkerConfig, store *Store, client *bitrix24.Client, log *slog.Logger, reg prometheus.Registerer) (*Worker, error) {
-	if reg == nil {
-		return nil, errors.New("crm worker: a metrics registry is required")
+// NewWorker builds a worker that waits out failures with policy (a token
+// expiry pauses it, never fails a link) and registers its metrics on reg.
+func NewWorker(cfg WorkerConfig, store *Store, client *bitrix24.Client, policy *errpolicy.Policy, log *slog.Logger, reg prometheus.Registerer) (*Worker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("crm worker config: %w", err)
 	}
-	if cfg.RetryBackoffMax <= 0 {
-		cfg.RetryBackoffMax = 30 * time.Second
+	if store == nil || client == nil || policy == nil || log == nil || reg == nil {
+		return nil, errors.New("crm worker: a store, a Bitrix24 client, an error policy, a logger and a metrics registry are required")
 	}
-	w := &Worker{cfg: cfg, store: store, client: client, log: log,
+	w := &Worker{cfg: cfg, store: store, client: client, policy: policy, log: log,
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "assistlog_crm_links_total",
-			Help: "Resolved links by kind and outcome (linked: found by phone or origin, created, from_event, no_lead, done, failed)."}, []string{"kind", "outcome"})}
+			Help: "Resolved links by kind and outcome (linked: found by phone or origin, created, from_event, no_lead, done, found: a to-do made before, failed)."}, []string{"kind", "outcome"})}
 	if err := reg.Register(w.outcomes); err != nil {
 		return nil, fmt.Errorf("register crm metrics: %w", err)
 	}
+	policy.Declare(bitrix24.Destination)
 	return w, nil
 }
 
@@ -93,6 +115,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 }
 
+// handle answers one request, waiting with the error policy while it
+// fails: a CRM outage or rate limit delays links, an expired token or
+// refused credentials pause them (assistlog_destination_paused), and only a
+// record the CRM rejects as invalid is answered as failed.
 func (w *Worker) handle(ctx context.Context, m kafkago.Message) error {
 	if m.Value == nil {
 		return nil
@@ -105,49 +131,62 @@ func (w *Worker) handle(ctx context.Context, m kafkago.Message) error {
 	if l.resolved() {
 		return nil // a result, written by a worker
 	}
+	var step func(context.Context, Link) error
 	switch l.Kind {
 	case KindSession:
-		return w.retry(ctx, l.Key(), func() (bool, error) { return w.resolveSession(ctx, l) })
+		step = w.resolveSession
 	case KindAppointment:
-		return w.retry(ctx, l.Key(), func() (bool, error) { return w.addActivity(ctx, l) })
+		step = w.addActivity
+	default:
+		return nil
 	}
+	a := w.policy.Start(bitrix24.Destination)
+	for {
+		err := step(ctx, l)
+		if err != nil && errpolicy.Classify(err) == errpolicy.DeadLetter {
+			err = w.fail(ctx, l, err)
+		}
+		if err == nil {
+			a.Done()
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if werr := a.Wait(ctx, fmt.Errorf("crm link %s: %w", l.Key(), err)); werr != nil {
+			return werr
+		}
+	}
+}
+
+// fail answers a record the CRM refused as invalid: state failed with the
+// reason, so the pipeline moves on and the metric shows it.
+func (w *Worker) fail(ctx context.Context, l Link, reason error) error {
+	l.State, l.Error = StateFailed, reason.Error()
+	if err := w.store.Put(ctx, l); err != nil {
+		return err
+	}
+	w.outcomes.WithLabelValues(l.Kind, "failed").Inc()
+	w.log.Error("crm refused the record for good", "key", l.Key(), "err", reason)
 	return nil
 }
 
-// retry runs step until it reports done, waiting with backoff while the
-// CRM fails: a CRM outage delays links, it never drops them.
-func (w *Worker) retry(ctx context.Context, key string, step func() (bool, error)) error {
-	backoff := 500 * time.Millisecond
-	for {
-		done, err := step()
-		if done {
-			return nil
-		}
-		w.log.Warn("crm not resolved yet; retrying", "key", key, "backoff", backoff, "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, w.cfg.RetryBackoffMax)
-	}
-}
-
-// resolveSession finds or creates the conversation's lead. It returns
-// done=false (with the error) when it should be tried again.
-func (w *Worker) resolveSession(ctx context.Context, l Link) (bool, error) {
+// resolveSession finds or creates the conversation's lead.
+func (w *Worker) resolveSession(ctx context.Context, l Link) error {
 	if cur, ok := w.store.Get(l.Key()); ok {
 		switch {
 		case cur.State == StateLinked:
 			// Linked already; the shipper asks again after it stored events
-			// of the conversation without the id, so fill them in. The result
+			// of the conversation without the id, so fill them in. The answer
 			// is written again so that compaction keeps it, not the request.
-			if err := w.store.Put(ctx, cur); err != nil {
-				return false, err
+			l.State, l.CRMID, l.Error = StateLinked, cur.CRMID, ""
+			if err := w.store.Put(ctx, l); err != nil {
+				return err
 			}
-			return w.linked(ctx, cur)
+			return w.linked(ctx, l)
 		case cur.State == StateFailed, cur.State == StateNoLead && !l.CreateLead:
-			return true, w.store.Put(ctx, cur) // answered already; keep the answer last
+			l.State, l.CRMID, l.Error = cur.State, "", cur.Error
+			return w.store.Put(ctx, l) // answered already; keep the answer last
 		}
 	}
 	origin := OriginID(l.Tenant, l.SessionID)
@@ -156,8 +195,7 @@ func (w *Worker) resolveSession(ctx context.Context, l Link) (bool, error) {
 	if l.CRMID != "" {
 		// The assistant knew the lead (the event carried crm_id): trust it.
 		if err := crmID.UnmarshalJSON([]byte(l.CRMID)); err != nil {
-			l.State, l.Error = StateFailed, "crm_id "+l.CRMID+" is not a Bitrix24 id"
-			return true, w.store.Put(ctx, l)
+			return errpolicy.Mark(errpolicy.DeadLetter, fmt.Errorf("crm_id %s is not a Bitrix24 id", l.CRMID))
 		}
 		outcome = "from_event"
 	} else if l.CreateLead && w.cfg.Sync {
@@ -165,40 +203,39 @@ func (w *Worker) resolveSession(ctx context.Context, l Link) (bool, error) {
 		// again by its ORIGIN_ID.
 		leads, err := w.client.LeadsByOrigin(ctx, origin)
 		if err != nil {
-			return w.failOrRetry(ctx, l, err)
+			return err
 		}
 		if len(leads) > 0 {
 			crmID = leads[0].ID
 		} else {
-			id, err := w.client.LeadAdd(ctx, w.lead(l, origin))
-			if err != nil {
-				return w.failOrRetry(ctx, l, err)
+			if crmID, err = w.client.LeadAdd(ctx, w.lead(l, origin)); err != nil {
+				return err // an ambiguous failure is looked up again first
 			}
-			crmID, outcome = id, "created"
+			outcome = "created"
 		}
 	} else if l.Phone != "" {
 		ids, err := w.client.FindLeadsByPhone(ctx, l.Phone)
 		if err != nil {
-			return w.failOrRetry(ctx, l, err)
+			return err
 		}
 		if len(ids) == 0 {
 			l.State = StateNoLead
 			if err := w.store.Put(ctx, l); err != nil {
-				return false, err
+				return err
 			}
 			w.outcomes.WithLabelValues(KindSession, "no_lead").Inc()
-			return true, nil
+			return nil
 		}
 		crmID = ids[0]
 		for _, id := range ids[1:] {
 			crmID = min(crmID, id) // the oldest lead is the customer's card
 		}
 	} else {
-		return true, nil
+		return nil
 	}
 	l.State, l.CRMID, l.Error = StateLinked, crmID.String(), ""
 	if err := w.store.Put(ctx, l); err != nil {
-		return false, err
+		return err
 	}
 	w.outcomes.WithLabelValues(KindSession, outcome).Inc()
 	return w.linked(ctx, l)
@@ -206,14 +243,14 @@ func (w *Worker) resolveSession(ctx context.Context, l Link) (bool, error) {
 
 // linked runs OnLinked; on failure the record is tried again (the Put
 // before it is idempotent, OnLinked must be too).
-func (w *Worker) linked(ctx context.Context, l Link) (bool, error) {
+func (w *Worker) linked(ctx context.Context, l Link) error {
 	if w.OnLinked == nil {
-		return true, nil
+		return nil
 	}
 	if err := w.OnLinked(ctx, l); err != nil {
-		return false, fmt.Errorf("after linking %s: %w", l.Key(), err)
+		return fmt.Errorf("after linking %s: %w", l.Key(), err)
 	}
-	return true, nil
+	return nil
 }
 
 func (w *Worker) lead(l Link, origin string) bitrix24.Lead {
@@ -226,29 +263,11 @@ func (w *Worker) lead(l Link, origin string) bitrix24.Lead {
 	return lead
 }
 
-// failOrRetry records a refusal for good (validation, auth) as failed, so
-// the pipeline moves on and the metric shows it; anything else is retried.
-func (w *Worker) failOrRetry(ctx context.Context, l Link, err error) (bool, error) {
-	if bitrix24.Retryable(err) || errors.Is(err, bitrix24.ErrMaybeApplied) {
-		return false, err
-	}
-	l.State, l.Error = StateFailed, err.Error()
-	if perr := w.store.Put(ctx, l); perr != nil {
-		return false, perr
-	}
-	w.outcomes.WithLabelValues(l.Kind, "failed").Inc()
-	w.log.Error("crm refused for good", "key", l.Key(), "err", err)
-	return true, nil
-}
-
-// addActivity adds the appointment to the lead of its session, once that
-// session is linked.
-func (w *Worker) addActivity(ctx context.Context, l Link) (bool, error) {
-	if cur, ok := w.store.Get(l.Key()); ok && (cur.State == StateDone || cur.State == StateFailed) {
-		return true, nil
-	}
+// addActivity adds the appointment's to-do to the lead of its session,
+// once that session is linked, unless the lead has it already.
+func (w *Worker) addActivity(ctx context.Context, l Link) error {
 	if !w.cfg.Sync {
-		return true, nil
+		return nil
 	}
 	// The conversation's record shares the partition and comes first, so
 	// it is normally answered by now; a short wait covers a result written
@@ -258,33 +277,40 @@ func (w *Worker) addActivity(ctx context.Context, l Link) (bool, error) {
 	case ok && sess.State == StateLinked:
 	case ok && sess.State == StatePending && time.Since(l.Updated) < time.Minute,
 		!ok && time.Since(l.Updated) < 10*time.Second:
-		return false, fmt.Errorf("conversation %s/%s not linked yet", l.Tenant, l.SessionID)
+		return fmt.Errorf("conversation %s/%s not linked yet", l.Tenant, l.SessionID)
 	default:
-		l.State, l.Error = StateFailed, "the conversation has no lead"
-		if err := w.store.Put(ctx, l); err != nil {
-			return false, err
-		}
-		w.outcomes.WithLabelValues(KindAppointment, "failed").Inc()
-		return true, nil
+		return errpolicy.Mark(errpolicy.DeadLetter, errors.New("the conversation has no lead"))
 	}
 	var leadID bitrix24.ID
 	if err := leadID.UnmarshalJSON([]byte(sess.CRMID)); err != nil {
-		return w.failOrRetry(ctx, l, err)
+		return errpolicy.Mark(errpolicy.DeadLetter, fmt.Errorf("the conversation's crm_id %s is not a Bitrix24 id", sess.CRMID))
 	}
-	deadline := time.Now().Add(24 * time.Hour)
-	if t, err := time.Parse(time.RFC3339, l.StartsAt); err == nil {
-		deadline = t
-	}
-	id, err := w.client.TodoAdd(ctx, bitrix24.Todo{LeadID: leadID, Deadline: deadline,
-		Title:       "Appointment: " + l.Service,
-		Description: "Booked by the assistant (appointment " + l.AppointmentID + ")"})
+	// Look first: a to-do made before a crash or behind a lost reply is
+	// found by the marker in its description.
+	marker := TodoMarker(l.AppointmentID)
+	found, err := w.client.LeadTodos(ctx, leadID, marker)
 	if err != nil {
-		return w.failOrRetry(ctx, l, err)
+		return err
 	}
-	l.State, l.ActivityID, l.CRMID = StateDone, id.String(), sess.CRMID
+	outcome := "found"
+	var id bitrix24.ID
+	if len(found) > 0 {
+		id = found[0].ID
+	} else {
+		deadline := time.Now().Add(24 * time.Hour)
+		if t, err := time.Parse(time.RFC3339, l.StartsAt); err == nil {
+			deadline = t
+		}
+		if id, err = w.client.TodoAdd(ctx, bitrix24.Todo{LeadID: leadID, Deadline: deadline,
+			Title: "Appointment: " + l.Service, Description: "Booked by the assistant " + marker}); err != nil {
+			return err // an ambiguous failure is looked up again first
+		}
+		outcome = "done"
+	}
+	l.State, l.ActivityID, l.CRMID, l.Error = StateDone, id.String(), sess.CRMID, ""
 	if err := w.store.Put(ctx, l); err != nil {
-		return false, err
+		return err
 	}
-	w.outcomes.WithLabelValues(KindAppointment, "done").Inc()
-	return true, nil
+	w.outcomes.WithLabelValues(KindAppointment, outcome).Inc()
+	return nil
 }

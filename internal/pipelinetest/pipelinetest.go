@@ -160,6 +160,5 @@ func FakeCRM(t testing.TB, dir string, rate float64, linksTopic, run string) (*b
   worker_group_id: crm-%s
   source_id: WEB
   conversation_url: "http://kibana.example/app/discover#/?session={session_id}"
-  retry_backoff_max: 2s
 `, fake.WebhookURL(), ca, rate, linksTopic, run)
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/assistlog/assistlog/internal/bitrix24"
-	"github.com/assistlog/assistlog/internal/crm"
 	"github.com/assistlog/assistlog/internal/elastic"
 	"github.com/assistlog/assistlog/internal/errpolicy"
 	"github.com/assistlog/assistlog/internal/kafka"
@@ -39,7 +38,6 @@ func TestRegistryRequired(t *testing.T) {
 		"loki.New":          func() error { _, err := loki.New(loki.DefaultConfig(), pol, log, nil); return err },
 		"kafka.NewProducer": func() error { _, err := kafka.NewProducer(kafka.DefaultProducerConfig(), pol, log, nil); return err },
 		"bitrix24.New":      func() error { _, err := bitrix24.New(bitrix24.DefaultConfig(), nil, nil); return err },
-		"crm.NewWorker":     func() error { _, err := crm.NewWorker(crm.WorkerConfig{}, nil, nil, log, nil); return err },
 		"tail.New": func() error {
 			_, err := tail.New(tcfg, pos, func(context.Context, tail.Batch) error { return nil }, log, nil)
 			return err

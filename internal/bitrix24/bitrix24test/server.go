@@ -52,17 +52,21 @@ type Server struct {
 	leads      map[int64]map[string]any
 	activities map[int64]map[string]any
 	comments   map[int64]map[string]any
-	faults     []fault
+	faults     map[string][]fault   // method → faults for its next requests
 	blocked    map[string]time.Time // method → operating_reset_at
 	calls      map[string]int
 	requests   int
 	down       bool
+	expired    bool // the OAuth access token has expired
+	hookGone   bool // the webhook is blocked or deleted
 }
 
+// fault is what the next request to a method meets instead of a normal
+// reply.
 type fault struct {
 	status      int
 	code, descr string
-	after       bool // run the method, then answer the error: a lost reply
+	after       bool // run the method, then fail: the reply is lost
 }
 
 // New starts a fake portal over HTTPS (the cloud refuses plain HTTP) on a
@@ -93,7 +97,7 @@ func Start(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, nextID: 4700, lastDrain: time.Now(), leads: map[int64]map[string]any{},
 		activities: map[int64]map[string]any{}, comments: map[int64]map[string]any{},
-		blocked: map[string]time.Time{}, calls: map[string]int{}}
+		faults: map[string][]fault{}, blocked: map[string]time.Time{}, calls: map[string]int{}}
 	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	if cfg.Listen != "" {
 		ln, err := net.Listen("tcp", cfg.Listen)
@@ -120,14 +124,24 @@ func (s *Server) WebhookURL() string {
 // OAuthURL is the client_endpoint for OAuth calls.
 func (s *Server) OAuthURL() string { return s.URL + "/rest/" }
 
-// FailNext makes the next n requests fail with status, code and description
-// before the bucket or the method see them.
-func (s *Server) FailNext(n, status int, code, descr string) {
+// FailNext makes the next n requests to method answer status with code and
+// description (the contract's error shapes, e.g. 503 QUERY_LIMIT_EXCEEDED)
+// before the bucket or the method see them: the method does not run.
+func (s *Server) FailNext(method string, n, status int, code, descr string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	m := strings.ToLower(method)
 	for i := 0; i < n; i++ {
-		s.faults = append(s.faults, fault{status: status, code: code, descr: descr})
+		s.faults[m] = append(s.faults[m], fault{status: status, code: code, descr: descr})
 	}
+}
+
+// Faults reports how many faults set for method have not met a request
+// yet: 0 proves a test's faults all happened.
+func (s *Server) Faults(method string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.faults[strings.ToLower(method)])
 }
 
 // SetDown makes the portal unreachable behind its load balancer (every
@@ -138,13 +152,37 @@ func (s *Server) SetDown(down bool) {
 	s.down = down
 }
 
-// LoseNextReply runs the next request's method (a lead really gets
-// created) and then answers status with code: a reply lost on the way, the
-// case where a blind retry makes a duplicate.
-func (s *Server) LoseNextReply(status int, code, descr string) {
+// LoseNextReplies loses the replies of the next n requests to method that
+// the portal carries out (a lead really gets created; a request refused by
+// the bucket or a block does not count): with status 0 the connection is
+// cut before any reply, otherwise status with code is answered (a proxy's
+// 500 or 504 after a timeout). The case where a blind retry makes a
+// duplicate. Faults of a method happen in the order they were set.
+func (s *Server) LoseNextReplies(method string, n, status int, code, descr string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.faults = append(s.faults, fault{status, code, descr, true})
+	m := strings.ToLower(method)
+	for i := 0; i < n; i++ {
+		s.faults[m] = append(s.faults[m], fault{status: status, code: code, descr: descr, after: true})
+	}
+}
+
+// BlockWebhook blocks the incoming webhook (true): every call through it
+// gets 401 INVALID_CREDENTIALS, as a blocked, deleted or regenerated
+// webhook does, until BlockWebhook(false) (an administrator restored it).
+func (s *Server) BlockWebhook(blocked bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hookGone = blocked
+}
+
+// ExpireToken makes the OAuth access token expired (true): every call
+// authorised with it gets 401 expired_token, as the cloud answers once the
+// token is an hour old, until ExpireToken(false) (the token renewed).
+func (s *Server) ExpireToken(expired bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expired = expired
 }
 
 // BlockMethod makes method answer 429 OPERATION_TIME_LIMIT for d, as when
@@ -229,7 +267,7 @@ func errorBody(e *apiError) map[string]any {
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	method, authErr := s.route(r)
+	method, oauth, authErr := s.route(r)
 	s.mu.Lock()
 	if s.down {
 		s.mu.Unlock()
@@ -248,19 +286,26 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.lastDrain = now
 	s.bucket++
 	overLimit := s.bucket > s.cfg.Limit
-	var f *fault
-	if len(s.faults) > 0 {
-		f = &s.faults[0]
-		s.faults = s.faults[1:]
+	var f *fault // a lost reply waits for a request that runs: below
+	if q := s.faults[method]; len(q) > 0 && !q[0].after {
+		f = &q[0]
+		s.faults[method] = q[1:]
+	}
+	expired := s.expired && oauth && authErr == nil
+	if s.hookGone && !oauth && authErr == nil {
+		authErr = &apiError{http.StatusUnauthorized, "INVALID_CREDENTIALS", "Invalid request credentials"}
 	}
 	s.mu.Unlock()
 
 	switch {
-	case f != nil && !f.after:
+	case f != nil:
 		writeJSON(w, f.status, map[string]any{"error": f.code, "error_description": f.descr})
 		return
 	case authErr != nil:
 		writeJSON(w, authErr.status, errorBody(authErr))
+		return
+	case expired:
+		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "expired_token", "error_description": "The access token provided has expired."})
 		return
 	case overLimit:
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"})
@@ -276,7 +321,19 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	result, extra, aerr := s.call(method, p)
-	if f != nil && f.after {
+	if aerr == nil {
+		s.mu.Lock()
+		if q := s.faults[method]; len(q) > 0 && q[0].after {
+			f = &q[0]
+			s.faults[method] = q[1:]
+		}
+		s.mu.Unlock()
+	}
+	if f != nil {
+		if f.status == 0 {
+			cut(w)
+			return
+		}
 		writeJSON(w, f.status, map[string]any{"error": f.code, "error_description": f.descr})
 		return
 	}
@@ -298,32 +355,43 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, body)
 }
 
-// route finds the method and checks credentials.
-func (s *Server) route(r *http.Request) (string, *apiError) {
+// cut closes the connection without a reply, as a network failure after
+// the request arrived does.
+func cut(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			conn.Close()
+			return
+		}
+	}
+	panic(http.ErrAbortHandler) // closes the connection without a reply
+}
+
+// route finds the method and checks credentials; oauth says the call was
+// authorised by an access token (which may have expired).
+func (s *Server) route(r *http.Request) (method string, oauth bool, _ *apiError) {
 	path := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/rest/"), "/")
 	parts := strings.Split(path, "/")
-	var method string
 	switch len(parts) {
 	case 3: // webhook: {user}/{secret}/{method}
 		if parts[0] != strconv.Itoa(s.cfg.UserID) || parts[1] != s.cfg.Secret {
-			return strings.ToLower(parts[2]), &apiError{http.StatusUnauthorized, "INVALID_CREDENTIALS", "Invalid request credentials"}
+			return strings.ToLower(strings.TrimSuffix(parts[2], ".json")), false, &apiError{http.StatusUnauthorized, "INVALID_CREDENTIALS", "Invalid request credentials"}
 		}
 		method = parts[2]
 	case 1: // OAuth: {method}?auth=…
-		method = parts[0]
+		method, oauth = parts[0], true
 		auth := r.URL.Query().Get("auth")
 		if auth == "" {
 			_ = r.ParseForm()
 			auth = r.Form.Get("auth")
 		}
 		if s.cfg.AccessToken == "" || auth != s.cfg.AccessToken {
-			return method, &apiError{http.StatusUnauthorized, "NO_AUTH_FOUND", "Wrong authorization data"}
+			return strings.ToLower(strings.TrimSuffix(method, ".json")), true, &apiError{http.StatusUnauthorized, "NO_AUTH_FOUND", "Wrong authorization data"}
 		}
 	default:
-		return "", &apiError{http.StatusNotFound, "ERROR_METHOD_NOT_FOUND", "Method not found!"}
+		return "", false, &apiError{http.StatusNotFound, "ERROR_METHOD_NOT_FOUND", "Method not found!"}
 	}
-	method = strings.ToLower(strings.TrimSuffix(method, ".json"))
-	return method, nil
+	return strings.ToLower(strings.TrimSuffix(method, ".json")), oauth, nil
 }
 
 // call runs one method. extra holds list-reply keys (total, next).
@@ -349,6 +417,8 @@ func (s *Server) call(method string, p map[string]any) (any, map[string]any, *ap
 		return s.activityAdd(p)
 	case "crm.activity.todo.add":
 		return s.todoAdd(p)
+	case "crm.activity.list":
+		return s.activityList(p)
 	case "crm.timeline.comment.add":
 		return s.commentAdd(p)
 	}
@@ -448,12 +518,14 @@ func (s *Server) leadUpdate(p map[string]any) (any, map[string]any, *apiError) {
 	return true, nil, nil
 }
 
-// matches applies a crm.lead.list filter: exact match, with the prefixes
-// "!" / "!=" (not), ">" ">=" "<" "<=" on ids, and "@" (in).
+// matches applies a list filter (crm.lead.list, crm.activity.list): exact
+// match, with the prefixes "!" / "!=" (not), ">" ">=" "<" "<=" on ids, "@"
+// (in), and "%" / "!%" (contains, as SQL LIKE '%value%' with the portal's
+// case-insensitive collation).
 func matches(l map[string]any, filter map[string]any) bool {
 	for k, want := range filter {
 		op, field := "", k
-		for _, pre := range []string{">=", "<=", "!=", "!@", ">", "<", "!", "@", "="} {
+		for _, pre := range []string{">=", "<=", "!=", "!@", "!%", ">", "<", "!", "@", "%", "="} {
 			if strings.HasPrefix(k, pre) {
 				op, field = pre, k[len(pre):]
 				break
@@ -498,6 +570,8 @@ func matches(l map[string]any, filter map[string]any) bool {
 				}
 			}
 			ok = in == (op == "@")
+		case "%", "!%":
+			ok = strings.Contains(strings.ToLower(hs), strings.ToLower(ws)) == (op == "%")
 		}
 		if !ok {
 			return false
@@ -612,10 +686,103 @@ func (s *Server) todoAdd(p map[string]any) (any, map[string]any, *apiError) {
 		return nil, nil, &apiError{http.StatusBadRequest, "OWNER_NOT_FOUND", "Owner not found"}
 	}
 	id := s.id()
-	a := map[string]any{"ID": id, "OWNER_ID": owner, "OWNER_TYPE_ID": asString(p["ownerTypeId"]),
-		"SUBJECT": asString(p["title"]), "DESCRIPTION": asString(p["description"]), "DEADLINE": asString(p["deadline"])}
+	deadline, _ := time.ParseInLocation("2006-01-02T15:04:05", strings.Replace(asString(p["deadline"])[:19], " ", "T", 1), time.UTC)
+	a := map[string]any{"ID": id, "OWNER_ID": owner, "OWNER_TYPE_ID": asString(p["ownerTypeId"]), "TYPE_ID": "6",
+		"PROVIDER_ID": "CRM_TODO", "SUBJECT": asString(p["title"]), "DESCRIPTION": asString(p["description"]),
+		"DEADLINE": deadline.Format(isoOffset), "START_TIME": deadline.Format(isoOffset), "END_TIME": deadline.Format(isoOffset),
+		"COMPLETED": "N", "ORIGIN_ID": "", "CREATED": time.Now().UTC().Format(isoOffset)}
 	s.activities[id] = a
 	return map[string]any{"id": id}, nil, nil
+}
+
+// isoOffset is how the portal writes times in list replies: ISO-8601 with
+// the offset spelled out (the portal's zone is UTC here).
+const isoOffset = "2006-01-02T15:04:05-07:00"
+
+// activityList is crm.activity.list: filter (as crm.lead.list, plus
+// BINDINGS), select ("*" or names; COMMUNICATIONS and FILES only when
+// named), order (default START_TIME ascending), pages of 50 with total
+// and next; every value a string.
+func (s *Server) activityList(p map[string]any) (any, map[string]any, *apiError) {
+	filter := map[string]any{}
+	var bindings []any
+	for k, v := range asMap(p["filter"]) {
+		if strings.EqualFold(k, "BINDINGS") {
+			bindings = asSlice(v)
+			continue
+		}
+		filter[k] = v
+	}
+	var sel []string
+	for _, f := range asSlice(p["select"]) {
+		sel = append(sel, strings.ToUpper(asString(f)))
+	}
+	var ids []int64
+	for id, a := range s.activities {
+		if !matches(a, filter) {
+			continue
+		}
+		if len(bindings) > 0 {
+			bound := false
+			for _, b := range bindings {
+				bm := asMap(b)
+				bound = bound || (asString(bm["OWNER_TYPE_ID"]) == asString(a["OWNER_TYPE_ID"]) && asString(bm["OWNER_ID"]) == asString(a["OWNER_ID"]))
+			}
+			if !bound {
+				continue
+			}
+		}
+		ids = append(ids, id)
+	}
+	orderBy, desc := "START_TIME", false
+	for k, v := range asMap(p["order"]) {
+		orderBy, desc = strings.ToUpper(k), strings.EqualFold(asString(v), "DESC")
+	}
+	sort.Slice(ids, func(i, j int) bool {
+		a, b := s.activities[ids[i]], s.activities[ids[j]]
+		if orderBy == "ID" {
+			return (ids[i] < ids[j]) != desc
+		}
+		if x, y := asString(a[orderBy]), asString(b[orderBy]); x != y {
+			return (x < y) != desc
+		}
+		return ids[i] < ids[j]
+	})
+	start, _ := strconv.Atoi(asString(p["start"]))
+	start = max(start, 0)
+	rows := []any{}
+	for i := start; i < len(ids) && i < start+50; i++ {
+		rows = append(rows, activityView(s.activities[ids[i]], sel))
+	}
+	extra := map[string]any{"total": len(ids)}
+	if start+50 < len(ids) {
+		extra["next"] = start + 50
+	}
+	return rows, extra, nil
+}
+
+// activityView renders an activity as crm.activity.list does: values as
+// strings, COMMUNICATIONS and FILES only when selected by name.
+func activityView(a map[string]any, sel []string) map[string]any {
+	want, star := map[string]bool{}, len(sel) == 0
+	for _, f := range sel {
+		star = star || f == "*"
+		want[f] = true
+	}
+	out := map[string]any{}
+	for k, v := range a {
+		named := want[k]
+		if k == "COMMUNICATIONS" || k == "FILES" {
+			if named {
+				out[k] = v
+			}
+			continue
+		}
+		if star || named {
+			out[k] = asString(v)
+		}
+	}
+	return out
 }
 
 func (s *Server) commentAdd(p map[string]any) (any, map[string]any, *apiError) {

@@ -115,3 +115,67 @@ func TestStateSurvivesRestart(t *testing.T) {
 		t.Errorf("new lead id %s does not follow %s", got["result"], id)
 	}
 }
+
+// TestActivityListWire: crm.activity.list as CONTRACT.md shows it: an
+// array of objects whose values are strings, total, no next on the last
+// page, [] for no match; a to-do's title and description come back as
+// SUBJECT and DESCRIPTION, found by "%DESCRIPTION".
+func TestActivityListWire(t *testing.T) {
+	s := New(Config{})
+	defer s.Close()
+	_, m := raw(t, s, "crm.lead.add", "application/json", `{"fields":{"TITLE":"x"}}`)
+	lead := string(m["result"])
+	code, m := raw(t, s, "crm.activity.todo.add", "application/json",
+		`{"ownerTypeId":1,"ownerId":`+lead+`,"deadline":"2024-06-11T09:00:00","title":"Appointment: haircut","description":"Booked by the assistant (appointment apt-42)"}`)
+	if code != 200 || !strings.HasPrefix(string(m["result"]), `{"id":`) {
+		t.Fatalf("todo.add: %d %s", code, m["result"])
+	}
+	code, m = raw(t, s, "crm.activity.list", "application/json",
+		`{"filter":{"OWNER_TYPE_ID":1,"OWNER_ID":`+lead+`,"%DESCRIPTION":"appointment apt-42"},"select":["ID","SUBJECT","DESCRIPTION","COMPLETED","DEADLINE"],"order":{"ID":"DESC"},"start":0}`)
+	var rows []map[string]any
+	if err := json.Unmarshal(m["result"], &rows); err != nil || code != 200 || len(rows) != 1 || string(m["total"]) != "1" || m["next"] != nil {
+		t.Fatalf("activity.list: %d %v (%v)", code, m, err)
+	}
+	r := rows[0]
+	for k, v := range r {
+		if _, ok := v.(string); !ok {
+			t.Errorf("%s = %v, want a string", k, v)
+		}
+	}
+	if r["SUBJECT"] != "Appointment: haircut" || r["COMPLETED"] != "N" || r["DEADLINE"] != "2024-06-11T09:00:00+00:00" || r["OWNER_ID"] != nil {
+		t.Errorf("row %v: want the title as SUBJECT, COMPLETED N, DEADLINE with offset, only the selected fields", r)
+	}
+	code, m = raw(t, s, "crm.activity.list", "application/json", `{"filter":{"OWNER_ID":`+lead+`,"%DESCRIPTION":"apt-43"}}`)
+	if code != 200 || string(m["result"]) != "[]" || string(m["total"]) != "0" {
+		t.Errorf("no match: %d %v", code, m)
+	}
+}
+
+// TestFaultsTargetAMethod: a fault set for one method waits for that
+// method; other calls pass. An expired token is answered 401 expired_token
+// until renewed.
+func TestFaultsTargetAMethod(t *testing.T) {
+	s := New(Config{AccessToken: "tok"})
+	defer s.Close()
+	s.FailNext("crm.lead.add", 1, http.StatusServiceUnavailable, "QUERY_LIMIT_EXCEEDED", "Too many requests")
+	if code, _ := raw(t, s, "crm.lead.list", "application/json", `{}`); code != 200 {
+		t.Fatalf("lead.list met lead.add's fault: %d", code)
+	}
+	if code, m := raw(t, s, "crm.lead.add", "application/json", `{"fields":{"TITLE":"x"}}`); code != 503 || string(m["error"]) != `"QUERY_LIMIT_EXCEEDED"` || len(s.Leads()) != 0 {
+		t.Fatalf("lead.add: %d %v, %d leads", code, m, len(s.Leads()))
+	}
+	s.LoseNextReplies("crm.lead.add", 1, 0, "", "")
+	if _, err := s.Client().Post(s.WebhookURL()+"crm.lead.add.json", "application/json", strings.NewReader(`{"fields":{"TITLE":"y"}}`)); err == nil || len(s.Leads()) != 1 {
+		t.Fatalf("a cut reply: err %v, %d leads (want an error and the lead made)", err, len(s.Leads()))
+	}
+	s.ExpireToken(true)
+	resp, err := s.Client().Post(s.OAuthURL()+"crm.lead.list?auth=tok", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 401 || !strings.Contains(string(b), `"error":"expired_token"`) {
+		t.Fatalf("expired token: %d %s", resp.StatusCode, b)
+	}
+}
