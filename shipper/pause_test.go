@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -88,35 +87,9 @@ func TestElasticsearchPrivilegePause(t *testing.T) {
 
 	evs, _ := e.generate(3)
 	e.produce(evs)
-	addr := proctest.FreeAddr(t)
-	cfg := fmt.Sprintf(`kafka:
-  brokers: [%q]
-  topic: %s
-  dead_letter_topic: %s
-  group_id: group-%s
-  batch_messages: 500
-  batch_wait: 200ms
-retry: {max_backoff: 1s, pause_interval: 1s}
-elasticsearch:
-  urls: [%q]
-  alias: %s
-  username: shipper
-  password: shipper-password
-loki:
-  url: %s
-  labels: {app: assistlog-test, deployment: %s}
-pii:
-  hash_secret: %q
-http:
-  listen: %s
-shutdown_timeout: 20s
-`, e.ep.KafkaBrokers, e.topic, e.dlq, e.run, es.URL, e.alias, e.ep.LokiURL, e.run, testSecret, addr)
-	path := filepath.Join(e.dir, "shipper-secured.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := proctest.Start(t, proctest.Build(t, "."), []string{"--config", path}, filepath.Join(e.dir, "shipper-secured.log"), "http://"+addr+"/readyz")
-	e.procs = append(e.procs, p)
+	e.esURL, e.esAuth = es.URL, "  username: shipper\n  password: shipper-password\n"
+	p := e.start()
+	addr := e.addrs[len(e.addrs)-1]
 
 	paused := `assistlog_destination_paused{destination="elasticsearch"}`
 	stacktest.Eventually(t, 90*time.Second, "the shipper pauses on 403", func() error {

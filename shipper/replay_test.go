@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"testing"
 	"time"
 
@@ -47,36 +45,7 @@ func resetGroup(t *testing.T, broker, group, topic string, partitions int) {
 func (e *env) lokiOnce() (distinct, repeated int) {
 	e.t.Helper()
 	per := fmt.Sprintf(`sum by (event_id) (count_over_time({deployment=%q}[8d]))`, e.run)
-	return e.lokiScalar("count(" + per + ")"), e.lokiScalar("count(" + per + " > 1)")
-}
-
-// lokiScalar runs an instant query whose answer is one number (0 when
-// empty).
-func (e *env) lokiScalar(q string) int {
-	e.t.Helper()
-	resp, err := http.Get(e.ep.LokiURL + "/loki/api/v1/query?" + url.Values{"query": {q}}.Encode())
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var r struct {
-		Status string
-		Error  string
-		Data   struct {
-			Result []struct {
-				Value [2]any `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || r.Status != "success" {
-		e.t.Fatalf("loki query %s: %v %s", q, err, r.Error)
-	}
-	if len(r.Data.Result) == 0 {
-		return 0
-	}
-	var n int
-	fmt.Sscan(fmt.Sprint(r.Data.Result[0].Value[1]), &n)
-	return n
+	return stacktest.LokiScalar(e.t, e.ep.LokiURL, "count("+per+")"), stacktest.LokiScalar(e.t, e.ep.LokiURL, "count("+per+" > 1)")
 }
 
 // checkLokiOnce fails unless Loki holds every one of want event ids on

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -40,6 +41,9 @@ type env struct {
 	procs      []*proctest.Process
 	addrs      []string
 	crm        string // the crm: section, when the deployment links to a CRM
+	// esURL and esAuth replace the stack's Elasticsearch (e.g. a node with
+	// security on, and the username/password lines for it).
+	esURL, esAuth string
 }
 
 func newEnv(t *testing.T) *env {
@@ -75,7 +79,7 @@ retry: {max_backoff: 2s, pause_interval: 2s}
 elasticsearch:
   urls: [%q]
   alias: %s
-loki:
+%sloki:
   url: %s
   labels: {app: assistlog-test, deployment: %s}
 pii:
@@ -83,7 +87,7 @@ pii:
 http:
   listen: %s
 shutdown_timeout: 20s
-%s`, e.ep.KafkaBrokers, e.topic, e.dlq, e.run, e.ep.ElasticsearchURL, e.alias, e.ep.LokiURL, e.run, testSecret, addr, e.crm)
+%s`, e.ep.KafkaBrokers, e.topic, e.dlq, e.run, cmp.Or(e.esURL, e.ep.ElasticsearchURL), e.alias, e.esAuth, e.ep.LokiURL, e.run, testSecret, addr, e.crm)
 	path := filepath.Join(e.dir, fmt.Sprintf("shipper-%d.yaml", len(e.procs)))
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		e.t.Fatal(err)
@@ -160,25 +164,7 @@ func (e *env) esSearch(q string, size int) (int, []map[string]any) {
 // lokiCount counts lines of this deployment matching a selector suffix.
 func (e *env) lokiCount(extra string) int {
 	e.t.Helper()
-	q := fmt.Sprintf(`sum(count_over_time({deployment=%q%s}[8d]))`, e.run, extra)
-	resp, err := http.Get(e.ep.LokiURL + "/loki/api/v1/query?" + url.Values{"query": {q}}.Encode())
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var r struct {
-		Data struct {
-			Result []struct {
-				Value [2]any `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	json.NewDecoder(resp.Body).Decode(&r)
-	if len(r.Data.Result) == 0 {
-		return 0
-	}
-	n, _ := strconv.Atoi(fmt.Sprint(r.Data.Result[0].Value[1]))
-	return n
+	return stacktest.LokiScalar(e.t, e.ep.LokiURL, fmt.Sprintf(`sum(count_over_time({deployment=%q%s}[8d]))`, e.run, extra))
 }
 
 // waitShipped waits until Elasticsearch holds want events and Loki as many.

@@ -233,6 +233,15 @@ func (c *Client) pushRetrying(ctx context.Context, entries []Entry) (int, string
 			case http.StatusNoContent, http.StatusOK, http.StatusBadRequest, http.StatusRequestEntityTooLarge:
 				att.Done()
 				return status, msg, nil
+			case http.StatusInternalServerError:
+				if tooLargeForGRPC(msg) {
+					// Under the distributor's HTTP limit but over the gRPC
+					// limit to the ingesters (4 MiB by default): no retry
+					// of this request can pass; a smaller one can.
+					att.Done()
+					return http.StatusRequestEntityTooLarge, msg, nil
+				}
+				err = fmt.Errorf("HTTP %d: %s", status, msg)
 			case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
 				err = errpolicy.Mark(errpolicy.Pause, fmt.Errorf("HTTP %d: %s", status, msg))
 			default:
@@ -264,6 +273,12 @@ func (c *Client) pushOnce(ctx context.Context, body []byte) (int, string, error)
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	return resp.StatusCode, strings.TrimSpace(string(msg)), nil
+}
+
+// tooLargeForGRPC reports Loki's 500 for a push whose decoded request
+// exceeds the gRPC message limit between its distributor and ingesters.
+func tooLargeForGRPC(msg string) bool {
+	return strings.Contains(msg, "ResourceExhausted") && strings.Contains(msg, "larger than max")
 }
 
 // authorize adds the tenant and the credentials to a request.

@@ -181,74 +181,66 @@ func TestPushWaitsOutAnOutage(t *testing.T) {
 	eventually(t, base, fmt.Sprintf(`{tenant=%q}`, run), 1)
 }
 
-// TestOversizedPushIsSplit pushes more than the real Loki's
-// max_recv_msg_size (4 MiB in the stack) in one batch: Loki answers 413,
-// and the client splits the push until the parts fit, storing every entry
-// once and rejecting none. (Before the split, 413 was retried as it was,
-// forever.)
+// TestOversizedPushIsSplit pushes more than the real Loki takes in one
+// request, both ways Loki says so: a body over the distributor's
+// max_recv_msg_size (4 MiB in the stack) answers 413; a body under it that
+// decodes to more than the gRPC limit between distributor and ingester
+// (4 MiB, Loki's default) answers 500 ResourceExhausted. Either way the
+// client splits the push until the parts fit, storing every entry once and
+// rejecting none. (Before, both were retried as they were, forever.)
 func TestOversizedPushIsSplit(t *testing.T) {
-	c, base := newClient(t)
-	run := fmt.Sprintf("r%d", time.Now().UnixNano())
-	now := time.Now()
 	rnd := rand.New(rand.NewPCG(1, 2))
-	var entries []Entry
-	for i := 0; i < 24; i++ {
-		raw := make([]byte, 180<<10)
-		for j := range raw {
-			raw[j] = byte(rnd.IntN(256))
-		}
-		// base64 of random bytes: 240 KiB a line that snappy cannot shrink.
-		entries = append(entries, Entry{Labels: map[string]string{"app": "assistlog-test", "tenant": run, "part": strconv.Itoa(i % 6)},
-			Time: now.Add(time.Duration(i) * time.Millisecond), Line: base64.StdEncoding.EncodeToString(raw), Ref: i})
+	for _, tc := range []struct {
+		name string
+		line func(i int) string
+		// the encoded body is over (true) or under the 4 MiB HTTP limit
+		bodyOver bool
+	}{
+		{"body over the HTTP limit: 413", func(int) string {
+			raw := make([]byte, 180<<10)
+			for j := range raw {
+				raw[j] = byte(rnd.IntN(256))
+			}
+			return base64.StdEncoding.EncodeToString(raw) // 240 KiB snappy cannot shrink
+		}, true},
+		{"decoded over the gRPC limit: 500", func(i int) string {
+			return strings.Repeat(fmt.Sprintf("line %d of a long, repetitive message; ", i), 6000) // ~240 KiB, compresses well
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, base := newClient(t)
+			run := fmt.Sprintf("r%d", time.Now().UnixNano())
+			now := time.Now()
+			var entries []Entry
+			raw := 0
+			for i := 0; i < 24; i++ {
+				line := tc.line(i)
+				raw += len(line)
+				entries = append(entries, Entry{Labels: map[string]string{"app": "assistlog-test", "tenant": run, "part": strconv.Itoa(i % 6)},
+					Time: now.Add(time.Duration(i) * time.Millisecond), Line: line, Ref: i})
+			}
+			body, err := encode(entries)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (len(body) > 4<<20) != tc.bodyOver || raw <= 4<<20 {
+				t.Fatalf("the test push (%d bytes encoded, %d raw) does not exercise this limit", len(body), raw)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			rej, err := c.Push(ctx, entries)
+			if err != nil || len(rej) != 0 {
+				t.Fatalf("push of %d bytes: rejected %d, err %v", len(body), len(rej), err)
+			}
+			stacktest.Eventually(t, time.Minute, "every large entry stored once", func() error {
+				n := stacktest.LokiScalar(t, base, fmt.Sprintf(`sum(count_over_time({tenant=%q}[1h]))`, run))
+				if n != len(entries) {
+					return fmt.Errorf("%d lines stored, want %d", n, len(entries))
+				}
+				return nil
+			})
+		})
 	}
-	body, err := encode(entries)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(body) <= 4<<20 {
-		t.Fatalf("the test push is %d bytes, not over Loki's 4 MiB limit: it would not exercise a 413", len(body))
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	rej, err := c.Push(ctx, entries)
-	if err != nil || len(rej) != 0 {
-		t.Fatalf("push of %d bytes: rejected %d, err %v", len(body), len(rej), err)
-	}
-	stacktest.Eventually(t, time.Minute, "every large entry stored once", func() error {
-		n := countOverTime(t, base, fmt.Sprintf(`{tenant=%q}`, run))
-		if n != len(entries) {
-			return fmt.Errorf("%d lines stored, want %d", n, len(entries))
-		}
-		return nil
-	})
-}
-
-// countOverTime counts a selector's lines of the last hour on the server
-// (the large lines themselves would exceed a query response's size).
-func countOverTime(t *testing.T, base, selector string) int {
-	t.Helper()
-	q := fmt.Sprintf(`sum(count_over_time(%s[1h]))`, selector)
-	resp, err := http.Get(base + "/loki/api/v1/query?" + url.Values{"query": {q}}.Encode())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var r struct {
-		Data struct {
-			Result []struct {
-				Value [2]any `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.Unmarshal(b, &r); err != nil {
-		t.Fatalf("count query: %s", b)
-	}
-	if len(r.Data.Result) == 0 {
-		return 0
-	}
-	n, _ := strconv.Atoi(fmt.Sprint(r.Data.Result[0].Value[1]))
-	return n
 }
 
 // authProxy is what guards a Loki reachable from other hosts: a reverse

@@ -195,3 +195,32 @@ func PromInstant(base, expr string) ([]Sample, error) {
 	}
 	return out, nil
 }
+
+// LokiScalar runs a LogQL instant query whose answer is one number (a
+// count, a sum) and returns it; 0 when the answer is empty.
+func LokiScalar(t testing.TB, base, q string) int {
+	t.Helper()
+	resp, err := http.Get(base + "/loki/api/v1/query?" + url.Values{"query": {q}}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			Result []struct {
+				Value [2]any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || r.Status != "success" {
+		t.Fatalf("loki query %s: %v %s", q, err, r.Error)
+	}
+	if len(r.Data.Result) == 0 {
+		return 0
+	}
+	var n int
+	fmt.Sscan(fmt.Sprint(r.Data.Result[0].Value[1]), &n)
+	return n
+}
