@@ -323,38 +323,49 @@ func (e *env) committed() (int64, error) {
 func TestKillLoop(t *testing.T) {
 	kills := killsFromEnv(t, 6)
 	e := newEnv(t)
-	evs, _ := e.generate(300)
-	e.produce(evs)
-	produced := int64(len(evs))
-	var last int64
+	evs, _ := e.generate(500)
+	// The topic is fed in chunks so that every restart finds a backlog of
+	// several batches: a kill made as soon as the commits move then always
+	// lands in the middle of shipping, however fast the machine.
+	const backlog, chunk = 2000, 1000
+	var produced, last int64
 	aheadOfCommits := 0
 	for i := 0; i < kills; i++ {
+		for produced-last < backlog && produced < int64(len(evs)) {
+			next := min(produced+chunk, int64(len(evs)))
+			e.produce(evs[produced:next])
+			produced = next
+		}
 		p := e.start()
-		stacktest.Eventually(t, 2*time.Minute, "commits to move after a restart", func() error {
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
 			n, err := e.committed()
-			if err != nil {
-				return err
+			if err == nil && n > last {
+				break
 			}
-			if n <= last {
-				return fmt.Errorf("committed %d, %d before the restart", n, last)
+			if time.Now().After(deadline) {
+				t.Fatalf("kill %d: commits did not move after the restart (committed %d, err %v)", i+1, n, err)
 			}
-			return nil
-		})
-		time.Sleep(time.Duration(i%3) * 150 * time.Millisecond) // vary where in a batch the kill lands
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(time.Duration(i%3) * 50 * time.Millisecond) // vary where in a batch the kill lands
 		p.Kill()
 		n, err := e.committed()
 		if err != nil {
 			t.Fatal(err)
 		}
 		inES, _ := e.esSearch("*", 0)
-		t.Logf("kill %d: %d of %d committed, %d in Elasticsearch", i+1, n, produced, inES)
+		t.Logf("kill %d: %d of %d produced committed, %d in Elasticsearch", i+1, n, produced, inES)
 		if n >= produced {
-			t.Fatalf("kill %d hit no uncommitted work: %d of %d messages were committed already (lower the load's speed or the kill count)", i+1, n, produced)
+			t.Fatalf("kill %d hit no uncommitted work: %d of %d messages were committed already", i+1, n, produced)
 		}
 		if int64(inES) > n {
 			aheadOfCommits++
 		}
 		last = n
+	}
+	if produced < int64(len(evs)) {
+		e.produce(evs[produced:])
 	}
 	if aheadOfCommits == 0 {
 		t.Errorf("no kill left shipped but uncommitted events behind: the replay path after a crash was not exercised")

@@ -115,6 +115,9 @@ distributor:
   max_recv_msg_size: 4194304
 limits_config:
   retention_period: 744h
+  # Tests count lines per event_id over a whole run (one series each) to
+  # prove nothing is stored twice; the default 500 would refuse that.
+  max_query_series: 100000
   allow_structured_metadata: true
 ingester:
   # Flush quickly so queries over fresh data hit chunks a restart keeps.
