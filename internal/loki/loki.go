@@ -105,6 +105,8 @@ type Client struct {
 	log  *slog.Logger
 	m    clientMetrics
 	now  func() time.Time
+	// storedWindow bounds the time range of one Stored query.
+	storedWindow time.Duration
 }
 
 type clientMetrics struct {
@@ -120,7 +122,7 @@ func New(cfg Config, pol *errpolicy.Policy, log *slog.Logger, reg prometheus.Reg
 	if pol == nil || log == nil || reg == nil {
 		return nil, errors.New("loki: an error policy, a logger and a metrics registry are required")
 	}
-	c := &Client{cfg: cfg, pol: pol, http: &http.Client{Timeout: cfg.Timeout}, log: log, now: time.Now, m: clientMetrics{
+	c := &Client{cfg: cfg, pol: pol, storedWindow: defaultStoredWindow, http: &http.Client{Timeout: cfg.Timeout}, log: log, now: time.Now, m: clientMetrics{
 		entries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "assistlog_loki_entries_total",
 			Help: "Entries by outcome (pushed, rejected, retried)."}, []string{"outcome"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "assistlog_loki_push_seconds",
@@ -370,10 +372,11 @@ func (c *Client) Stored(ctx context.Context, entries []Entry, key string) (map[s
 	}
 	current := map[string]*group{} // by stream selector: the group being filled
 	var groups []*group
+	now := c.now()
 	for _, e := range entries {
 		id := e.Metadata[key]
-		if id == "" {
-			continue
+		if id == "" || c.precheck(e, now) != "" {
+			continue // Push refuses it without asking Loki, stored or not
 		}
 		sel := labelString(e.Labels)
 		g := current[sel]
@@ -399,28 +402,45 @@ func (c *Client) Stored(ctx context.Context, entries []Entry, key string) (map[s
 		q := fmt.Sprintf("%s | %s=~`%s`", g.selector, key, strings.Join(quoted, "|"))
 		// The range ends now at the earliest: a querier asks the ingesters
 		// (which hold what was pushed but not flushed) only for ranges that
-		// reach into the last query_ingesters_within.
-		end := c.now().Add(time.Minute)
+		// reach into the last query_ingesters_within. It is asked in
+		// windows shorter than Loki's max_query_length (721h by default).
+		end := now.Add(time.Minute)
 		if g.end.After(end) {
 			end = g.end.Add(time.Second)
 		}
-		form := url.Values{"query": {q}, "start": {strconv.FormatInt(g.start.UnixNano(), 10)},
-			"end": {strconv.FormatInt(end.UnixNano(), 10)}, "limit": {strconv.Itoa(2*len(g.ids) + 10)}, "direction": {"forward"}}
-		var ids []string
-		err := c.pol.Do(ctx, Destination, func(ctx context.Context) error {
-			var err error
-			ids, err = c.queryKey(ctx, form, key)
-			return err
-		})
-		if err != nil {
-			return nil, fmt.Errorf("loki: which of %d entries are stored: %w", len(g.ids), err)
-		}
-		for _, id := range ids {
-			found[id] = true
+		for from := g.start; from.Before(end); from = from.Add(c.storedWindow) {
+			to := from.Add(c.storedWindow)
+			if to.After(end) {
+				to = end
+			}
+			form := url.Values{"query": {q}, "start": {strconv.FormatInt(from.UnixNano(), 10)},
+				"end": {strconv.FormatInt(to.UnixNano(), 10)}, "limit": {strconv.Itoa(2*len(g.ids) + 10)}, "direction": {"forward"}}
+			var ids []string
+			err := c.pol.Do(ctx, Destination, func(ctx context.Context) error {
+				var err error
+				ids, err = c.queryKey(ctx, form, key)
+				return err
+			})
+			if errpolicy.Classify(err) == errpolicy.DeadLetter {
+				// Loki will not answer this question (a limit of its own):
+				// push rather than stall; Loki's querier drops an identical
+				// line pushed again, so at worst a line differs nowhere.
+				c.log.Warn("loki cannot say which entries it holds; pushing them", "entries", len(g.ids), "err", err)
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("loki: which of %d entries are stored: %w", len(g.ids), err)
+			}
+			for _, id := range ids {
+				found[id] = true
+			}
 		}
 	}
 	return found, nil
 }
+
+// defaultStoredWindow bounds one lookup's time range.
+const defaultStoredWindow = 7 * 24 * time.Hour
 
 // queryKey runs one query_range and returns the key's value of each stream
 // in the answer (structured metadata comes back among a stream's labels).
@@ -440,9 +460,11 @@ func (c *Client) queryKey(ctx context.Context, form url.Values, key string) ([]s
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 		err := fmt.Errorf("query: HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(msg)))
-		switch resp.StatusCode {
-		case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
+		switch {
+		case resp.StatusCode == http.StatusUnauthorized, resp.StatusCode == http.StatusForbidden, resp.StatusCode == http.StatusNotFound:
 			return nil, errpolicy.Mark(errpolicy.Pause, err)
+		case resp.StatusCode == http.StatusBadRequest:
+			return nil, errpolicy.Mark(errpolicy.DeadLetter, err) // this query, as asked, is refused
 		}
 		return nil, err
 	}

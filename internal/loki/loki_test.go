@@ -338,9 +338,11 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name, dest string) float
 
 // TestStored: of the entries asked about, exactly those pushed before are
 // reported, by their event_id, also for events days old (Loki's querier
-// asks its ingesters only about ranges near now).
+// asks its ingesters only about ranges near now) and across several query
+// windows; an entry too old for Loki is not asked about.
 func TestStored(t *testing.T) {
 	c, base := newClient(t)
+	c.storedWindow = 12 * time.Hour // the 87 hours below take 8 queries
 	run := fmt.Sprintf("r%d", time.Now().UnixNano())
 	now := time.Now()
 	var entries []Entry
@@ -359,9 +361,13 @@ func TestStored(t *testing.T) {
 	}
 	resp.Body.Close()
 	time.Sleep(3 * time.Second)
-	got, err := c.Stored(context.Background(), entries, "event_id")
+	tooOld := Entry{Labels: entries[0].Labels, Time: now.Add(-8 * 24 * time.Hour), Line: "old", Metadata: map[string]string{"event_id": run + "-old"}}
+	got, err := c.Stored(context.Background(), append(entries, tooOld), "event_id")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got[run+"-old"] {
+		t.Error("an entry older than Loki accepts is reported stored")
 	}
 	for i, e := range entries {
 		if want := i < 20; got[e.Metadata["event_id"]] != want {
