@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/assistlog/assistlog/internal/kafka"
 )
 
 // consumer reads the events topic in a consumer group and commits, per
@@ -25,13 +27,15 @@ type consumer struct {
 	lag      prometheus.Gauge
 	// lagFrom computes the group's lag from what the brokers say, every
 	// lagEvery, independently of shipping.
-	lagFrom  *kafkago.Client
-	lagEvery time.Duration
-	group    string
-	topic    string
+	lagFrom *kafkago.Client
+	group   string
+	topic   string
 }
 
 func newConsumer(cfg Config, p *pipeline, log *slog.Logger, reg prometheus.Registerer) (*consumer, error) {
+	if reg == nil {
+		return nil, errors.New("consumer: a metrics registry is required")
+	}
 	r := kafkago.NewReader(kafkago.ReaderConfig{
 		Brokers:        cfg.Kafka.Brokers,
 		GroupID:        cfg.Kafka.GroupID,
@@ -46,9 +50,6 @@ func newConsumer(cfg Config, p *pipeline, log *slog.Logger, reg prometheus.Regis
 		HeartbeatInterval: 2 * time.Second,
 		RebalanceTimeout:  15 * time.Second,
 	})
-	if reg == nil {
-		return nil, errors.New("consumer: a metrics registry is required")
-	}
 	lag := prometheus.NewGauge(prometheus.GaugeOpts{Name: "assistlog_shipper_consumer_lag",
 		Help:        "Messages of the topic not yet committed by the consumer group (the end of each partition minus the group's committed offset), measured every 5s.",
 		ConstLabels: prometheus.Labels{"group": cfg.Kafka.GroupID, "topic": cfg.Kafka.Topic}})
@@ -56,9 +57,12 @@ func newConsumer(cfg Config, p *pipeline, log *slog.Logger, reg prometheus.Regis
 		return nil, fmt.Errorf("register consumer metrics: %w", err)
 	}
 	return &consumer{r: r, p: p, size: cfg.Kafka.BatchSize, wait: cfg.Kafka.BatchWait, shutdown: cfg.ShutdownTimeout, log: log, lag: lag,
-		lagFrom:  &kafkago.Client{Addr: kafkago.TCP(cfg.Kafka.Brokers...), Timeout: 10 * time.Second},
-		lagEvery: 5 * time.Second, group: cfg.Kafka.GroupID, topic: cfg.Kafka.Topic}, nil
+		lagFrom: &kafkago.Client{Addr: kafkago.TCP(cfg.Kafka.Brokers...), Timeout: 10 * time.Second},
+		group:   cfg.Kafka.GroupID, topic: cfg.Kafka.Topic}, nil
 }
+
+// lagEvery is how often the group's lag is measured.
+const lagEvery = 5 * time.Second
 
 // watchLag sets the lag gauge every lagEvery until ctx ends. It is measured
 // from the brokers (ListOffsets against the group's OffsetFetch), not from
@@ -66,7 +70,7 @@ func newConsumer(cfg Config, p *pipeline, log *slog.Logger, reg prometheus.Regis
 // is when the lag alert must fire. A failed measurement keeps the last
 // value and is logged: Kafka away is the consumer's failure to report.
 func (c *consumer) watchLag(ctx context.Context) error {
-	t := time.NewTicker(c.lagEvery)
+	t := time.NewTicker(lagEvery)
 	defer t.Stop()
 	for {
 		if lag, err := c.groupLag(ctx); err == nil {
@@ -82,56 +86,16 @@ func (c *consumer) watchLag(ctx context.Context) error {
 	}
 }
 
-// groupLag is the sum over the topic's partitions of the last offset minus
-// the group's committed offset (the first offset when nothing is committed
-// yet: the group starts at the beginning).
+// groupLag is the sum over the topic's partitions of the end minus the
+// group's committed offset.
 func (c *consumer) groupLag(ctx context.Context) (int64, error) {
-	meta, err := c.lagFrom.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{c.topic}})
+	parts, err := kafka.GroupOffsets(ctx, c.lagFrom, c.topic, c.group)
 	if err != nil {
-		return 0, fmt.Errorf("metadata of %s: %w", c.topic, err)
-	}
-	var parts []int
-	var reqs []kafkago.OffsetRequest
-	for _, t := range meta.Topics {
-		if t.Error != nil {
-			return 0, fmt.Errorf("metadata of %s: %w", c.topic, t.Error)
-		}
-		for _, p := range t.Partitions {
-			parts = append(parts, p.ID)
-			reqs = append(reqs, kafkago.FirstOffsetOf(p.ID), kafkago.LastOffsetOf(p.ID))
-		}
-	}
-	if len(parts) == 0 {
-		return 0, fmt.Errorf("topic %s has no partitions", c.topic)
-	}
-	ends, err := c.lagFrom.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{c.topic: reqs}})
-	if err != nil {
-		return 0, fmt.Errorf("list offsets of %s: %w", c.topic, err)
-	}
-	committed, err := c.lagFrom.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: c.group, Topics: map[string][]int{c.topic: parts}})
-	if err != nil {
-		return 0, fmt.Errorf("committed offsets of group %s: %w", c.group, err)
-	}
-	if committed.Error != nil {
-		return 0, fmt.Errorf("committed offsets of group %s: %w", c.group, committed.Error)
-	}
-	done := map[int]int64{}
-	for _, p := range committed.Topics[c.topic] {
-		if p.Error != nil {
-			return 0, fmt.Errorf("committed offset of %s/%d: %w", c.topic, p.Partition, p.Error)
-		}
-		done[p.Partition] = p.CommittedOffset
+		return 0, err
 	}
 	var lag int64
-	for _, p := range ends.Topics[c.topic] {
-		if p.Error != nil {
-			return 0, fmt.Errorf("offsets of %s/%d: %w", c.topic, p.Partition, p.Error)
-		}
-		from, ok := done[p.Partition]
-		if !ok || from < 0 {
-			from = p.FirstOffset
-		}
-		lag += max(p.LastOffset-from, 0)
+	for _, p := range parts {
+		lag += max(p.Last-p.Committed, 0)
 	}
 	return lag, nil
 }

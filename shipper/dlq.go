@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -249,54 +248,14 @@ func replay(ctx context.Context, cfg Config, f replayFilter, group string, dry b
 // dlqRanges asks the brokers for the dead-letter topic's partitions, their
 // ends, and what the group has handled.
 func dlqRanges(ctx context.Context, client *kafkago.Client, topic, group string) ([]dlqPartition, error) {
-	meta, err := client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{topic}})
+	parts, err := kafka.GroupOffsets(ctx, client, topic, group)
 	if err != nil {
-		return nil, fmt.Errorf("metadata of %s: %w", topic, err)
+		return nil, err
 	}
-	var ids []int
-	var reqs []kafkago.OffsetRequest
-	for _, t := range meta.Topics {
-		if t.Error != nil {
-			return nil, fmt.Errorf("metadata of %s: %w", topic, t.Error)
-		}
-		for _, p := range t.Partitions {
-			ids = append(ids, p.ID)
-			reqs = append(reqs, kafkago.FirstOffsetOf(p.ID), kafkago.LastOffsetOf(p.ID))
-		}
+	out := make([]dlqPartition, 0, len(parts))
+	for _, p := range parts {
+		out = append(out, dlqPartition{id: p.Partition, first: p.First, from: min(p.Committed, p.Last), through: p.Last})
 	}
-	if len(ids) == 0 {
-		return nil, fmt.Errorf("topic %s has no partitions", topic)
-	}
-	offs, err := client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{topic: reqs}})
-	if err != nil {
-		return nil, fmt.Errorf("offsets of %s: %w", topic, err)
-	}
-	done, err := client.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ids}})
-	if err == nil && done.Error != nil {
-		err = done.Error
-	}
-	if err != nil {
-		return nil, fmt.Errorf("what group %s replayed: %w", group, err)
-	}
-	committed := map[int]int64{}
-	for _, p := range done.Topics[topic] {
-		if p.Error != nil {
-			return nil, fmt.Errorf("what group %s replayed of %s/%d: %w", group, topic, p.Partition, p.Error)
-		}
-		committed[p.Partition] = p.CommittedOffset
-	}
-	var out []dlqPartition
-	for _, p := range offs.Topics[topic] {
-		if p.Error != nil {
-			return nil, fmt.Errorf("offsets of %s/%d: %w", topic, p.Partition, p.Error)
-		}
-		from, ok := committed[p.Partition]
-		if !ok || from < p.FirstOffset {
-			from = p.FirstOffset
-		}
-		out = append(out, dlqPartition{id: p.Partition, first: p.FirstOffset, from: min(from, p.LastOffset), through: p.LastOffset})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
 	return out, nil
 }
 

@@ -138,8 +138,7 @@ func IsNotFound(err error) bool {
 var ErrMaybeApplied = errors.New("bitrix24: the call may have been applied")
 
 // rejectedBeforeRunning reports failures that prove the method did not run:
-// rate and overload limits, refused credentials, and a connection that was
-// never made.
+// rate and overload limits, and a connection that was never made.
 func rejectedBeforeRunning(err error) bool {
 	var e *Error
 	if errors.As(err, &e) {
@@ -195,9 +194,6 @@ func New(cfg Config, httpClient *http.Client, reg prometheus.Registerer) (*Clien
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("bitrix24 config: %w", err)
-	}
-	if reg == nil {
-		return nil, errors.New("bitrix24: a metrics registry is required")
 	}
 	if httpClient == nil {
 		httpClient = &http.Client{Timeout: cfg.Timeout}

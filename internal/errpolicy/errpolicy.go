@@ -184,9 +184,6 @@ func (p *Policy) Start(dest string) *Attempts {
 	return &Attempts{p: p, dest: dest, backoff: p.cfg.RetryMin}
 }
 
-// N is the number of failed tries so far.
-func (a *Attempts) N() int { return a.n }
-
 // Wait records a failed try and waits before the next one: exponential
 // backoff for Retry, the pause interval (and the paused gauge set) for
 // Pause. It returns an error only when ctx ended first. It must not be

@@ -560,9 +560,6 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer, oldestAge func() float64) (*metrics, error) {
-	if reg == nil {
-		return nil, errors.New("tail: a metrics registry is required")
-	}
 	m := &metrics{
 		open: prometheus.NewGauge(prometheus.GaugeOpts{Name: "assistlog_collector_files_open",
 			Help: "Files currently being read."}),
