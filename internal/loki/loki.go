@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -359,18 +360,25 @@ func labelString(labels map[string]string) string {
 const storedBatch = 500
 
 // Stored returns, of entries, the values of the structured-metadata key
-// (e.g. event_id) that Loki already holds in the entry's stream. The
-// shipper asks this only for events it may have pushed before (their
-// Elasticsearch create found the document), because Loki drops an
-// identical entry only while it is still in the ingester's head chunk: a
-// replay after a flush would otherwise show the line twice.
+// (e.g. event_id) that Loki already holds. The shipper asks this only for
+// events it may have pushed before (their Elasticsearch create found the
+// document): Loki drops an identical entry pushed again while the first
+// is still in the ingester's head chunk, but not once that chunk was
+// flushed, so the flushed copies are what must be looked up.
+//
+// One query per tenant (and per storedBatch ids), selecting the labels all
+// of that tenant's entries share, over the entries' own time range in
+// windows under Loki's max_query_length: a batch's events span minutes to
+// hours, so the lookup reads little. A range reaching into the last
+// query_ingesters_within is answered by the ingesters too; an older one by
+// the store, which holds exactly the flushed chunks that need it.
 func (c *Client) Stored(ctx context.Context, entries []Entry, key string) (map[string]bool, error) {
 	type group struct {
-		selector   string
+		labels     map[string]string // shared by every entry of the group
 		ids        []string
 		start, end time.Time
 	}
-	current := map[string]*group{} // by stream selector: the group being filled
+	current := map[string]*group{} // by tenant: the group being filled
 	var groups []*group
 	now := c.now()
 	for _, e := range entries {
@@ -378,12 +386,17 @@ func (c *Client) Stored(ctx context.Context, entries []Entry, key string) (map[s
 		if id == "" || c.precheck(e, now) != "" {
 			continue // Push refuses it without asking Loki, stored or not
 		}
-		sel := labelString(e.Labels)
-		g := current[sel]
+		tenant := e.Labels["tenant"]
+		g := current[tenant]
 		if g == nil || len(g.ids) == storedBatch {
-			g = &group{selector: sel, start: e.Time, end: e.Time}
-			current[sel] = g
+			g = &group{labels: maps.Clone(e.Labels), start: e.Time, end: e.Time}
+			current[tenant] = g
 			groups = append(groups, g)
+		}
+		for k, v := range g.labels {
+			if e.Labels[k] != v {
+				delete(g.labels, k)
+			}
 		}
 		g.ids = append(g.ids, id)
 		if e.Time.Before(g.start) {
@@ -399,15 +412,8 @@ func (c *Client) Stored(ctx context.Context, entries []Entry, key string) (map[s
 		for i, id := range g.ids {
 			quoted[i] = regexp.QuoteMeta(id)
 		}
-		q := fmt.Sprintf("%s | %s=~`%s`", g.selector, key, strings.Join(quoted, "|"))
-		// The range ends now at the earliest: a querier asks the ingesters
-		// (which hold what was pushed but not flushed) only for ranges that
-		// reach into the last query_ingesters_within. It is asked in
-		// windows shorter than Loki's max_query_length (721h by default).
-		end := now.Add(time.Minute)
-		if g.end.After(end) {
-			end = g.end.Add(time.Second)
-		}
+		q := fmt.Sprintf("%s | %s=~`%s`", labelString(g.labels), key, strings.Join(quoted, "|"))
+		end := g.end.Add(time.Millisecond) // the range's end is exclusive
 		for from := g.start; from.Before(end); from = from.Add(c.storedWindow) {
 			to := from.Add(c.storedWindow)
 			if to.After(end) {
@@ -423,8 +429,7 @@ func (c *Client) Stored(ctx context.Context, entries []Entry, key string) (map[s
 			})
 			if errpolicy.Classify(err) == errpolicy.DeadLetter {
 				// Loki will not answer this question (a limit of its own):
-				// push rather than stall; Loki's querier drops an identical
-				// line pushed again, so at worst a line differs nowhere.
+				// push rather than stall shipping.
 				c.log.Warn("loki cannot say which entries it holds; pushing them", "entries", len(g.ids), "err", err)
 				continue
 			}
