@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -14,8 +13,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/assistlog/assistlog/demo"
 	"github.com/assistlog/assistlog/internal/deadletter"
@@ -510,61 +507,13 @@ type topicReader struct {
 
 func (r *topicReader) readNew(t *testing.T) []string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	conn, err := kafkago.DialContext(ctx, "tcp", r.broker)
-	if err != nil {
-		t.Fatalf("dial kafka: %v", err)
-	}
-	parts, err := conn.ReadPartitions(r.topic)
-	conn.Close()
-	if err != nil {
-		t.Fatalf("partitions of %s: %v", r.topic, err)
-	}
 	var ids []string
-	for _, p := range parts {
-		lc, err := kafkago.DialLeader(ctx, "tcp", r.broker, r.topic, p.ID)
+	for _, m := range stacktest.ReadTopicFrom(t, r.broker, r.topic, r.next) {
+		ev, err := event.Parse(m.Value)
 		if err != nil {
-			t.Fatalf("dial leader %s/%d: %v", r.topic, p.ID, err)
+			t.Fatalf("events topic holds an invalid event: %v\n%s", err, m.Value)
 		}
-		first, last, err := lc.ReadOffsets()
-		if err != nil {
-			lc.Close()
-			t.Fatalf("offsets %s/%d: %v", r.topic, p.ID, err)
-		}
-		off := max(first, r.next[p.ID])
-		for off < last {
-			from := off
-			if _, err := lc.Seek(off, kafkago.SeekAbsolute); err != nil {
-				lc.Close()
-				t.Fatal(err)
-			}
-			_ = lc.SetReadDeadline(time.Now().Add(10 * time.Second))
-			b := lc.ReadBatch(1, 10<<20)
-			for {
-				m, err := b.ReadMessage()
-				if err != nil {
-					break
-				}
-				ev, err := event.Parse(m.Value)
-				if err != nil {
-					lc.Close()
-					t.Fatalf("events topic holds an invalid event: %v\n%s", err, m.Value)
-				}
-				ids = append(ids, ev.EventID)
-				off = m.Offset + 1
-			}
-			if err := b.Close(); err != nil && !errors.Is(err, kafkago.ErrGenerationEnded) {
-				lc.Close()
-				t.Fatalf("read %s/%d: %v", r.topic, p.ID, err)
-			}
-			if off == from {
-				lc.Close()
-				t.Fatalf("read %s/%d: no message at offset %d of %d", r.topic, p.ID, off, last)
-			}
-		}
-		r.next[p.ID] = off
-		lc.Close()
+		ids = append(ids, ev.EventID)
 	}
 	return ids
 }

@@ -33,6 +33,15 @@ func CreateTopics(t *testing.T, broker string, topics map[string]int) {
 // first offset to the current end.
 func ReadTopic(t *testing.T, broker, topic string) []kafkago.Message {
 	t.Helper()
+	return ReadTopicFrom(t, broker, topic, nil)
+}
+
+// ReadTopicFrom reads every partition of topic from next[partition] (or its
+// first offset) to the current end, and moves next past what it read, so
+// a test checking a topic again and again reads only what is new. next may
+// be nil: the whole topic.
+func ReadTopicFrom(t *testing.T, broker, topic string, next map[int]int64) []kafkago.Message {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	conn, err := kafkago.DialContext(ctx, "tcp", broker)
@@ -55,11 +64,13 @@ func ReadTopic(t *testing.T, broker, topic string) []kafkago.Message {
 			lc.Close()
 			t.Fatalf("offsets %s/%d: %v", topic, p.ID, err)
 		}
-		if _, err := lc.Seek(first, kafkago.SeekAbsolute); err != nil {
-			lc.Close()
-			t.Fatal(err)
-		}
-		for off := first; off < last; {
+		off := max(first, next[p.ID])
+		for off < last {
+			from := off
+			if _, err := lc.Seek(off, kafkago.SeekAbsolute); err != nil {
+				lc.Close()
+				t.Fatal(err)
+			}
 			_ = lc.SetReadDeadline(time.Now().Add(10 * time.Second))
 			b := lc.ReadBatch(1, 10<<20)
 			for {
@@ -74,6 +85,13 @@ func ReadTopic(t *testing.T, broker, topic string) []kafkago.Message {
 				lc.Close()
 				t.Fatalf("read %s/%d at %d: %v", topic, p.ID, off, err)
 			}
+			if off == from {
+				lc.Close()
+				t.Fatalf("read %s/%d: no message at offset %d of %d", topic, p.ID, off, last)
+			}
+		}
+		if next != nil {
+			next[p.ID] = off
 		}
 		lc.Close()
 	}
