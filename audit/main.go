@@ -1,6 +1,7 @@
-// Command audit runs the auditors' saved queries (the same definitions as
-// the Kibana saved searches in dashboards/kibana) against Elasticsearch and
-// prints a table, CSV or JSON.
+// Command audit is the auditors' and owners' tool over the complete record
+// in Elasticsearch (and the Bitrix24 REST API): saved searches, conversation
+// replay, consent proof, CRM reconciliation, visits, low-confidence review,
+// KPIs and reports. `audit help` lists the commands.
 package main
 
 import (
@@ -21,7 +22,7 @@ import (
 	"github.com/assistlog/assistlog/dashboards"
 )
 
-const usage = `audit — the auditors' saved queries over assistant events.
+const queryUsage = `audit query — the auditors' saved searches over assistant events.
 
 Usage:
   audit query --list
@@ -45,23 +46,21 @@ Flags:
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	a := &app{stdout: os.Stdout, stderr: os.Stderr, now: time.Now}
+	if err := a.run(ctx, os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "audit:", err)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "query" {
-		fmt.Fprint(stderr, usage)
-		if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-			return nil
-		}
-		return fmt.Errorf("unknown command %q", args[0])
-	}
+func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("audit query", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprint(stderr, queryUsage); fs.PrintDefaults() }
 	list := fs.Bool("list", false, "list the saved queries and exit")
 	from := fs.String("from", "", "start: a date or an RFC 3339 time (required)")
 	to := fs.String("to", "", "end: a date (included) or an RFC 3339 time (excluded) (required)")
@@ -69,12 +68,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	session := fs.String("session", "", "the conversation, for queries that need {session_id}")
 	format := fs.String("format", "table", "table, csv or json")
 	limit := fs.Int("limit", 1000, "print at most this many events (the total is always counted), up to 10000")
-	tz := fs.String("tz", "UTC", "time zone of dates, e.g. Europe/Moscow")
+	tz := fs.String("tz", "UTC", "time zone of dates, e.g. Asia/Yekaterinburg")
 	es := fs.String("es", envOr("ASSISTLOG_ELASTICSEARCH_URL", "http://127.0.0.1:19200"), "Elasticsearch URL")
 	alias := fs.String("alias", "assistant-events", "the events alias")
 	// Flags may follow the query name: audit query NAME --from ...
 	var name string
-	rest := args[1:]
+	rest := args
 	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
 		name, rest = rest[0], rest[1:]
 	}

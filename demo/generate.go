@@ -8,6 +8,7 @@
 package demo
 
 import (
+	_ "embed"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -20,6 +21,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/assistlog/assistlog/internal/event"
+	"github.com/assistlog/assistlog/internal/tenants"
 )
 
 // Config tunes the generator. Zero values are not defaults: start from
@@ -101,25 +103,23 @@ type tenant struct {
 }
 
 // tenantsByService maps each SGD service to two businesses, so the demo has
-// several tenants of each kind, in Russian time zones.
+// several tenants of each kind; their zones come from tenants.yaml (most
+// are in Ufa, UTC+5).
 var tenantsByService = map[string][]tenant{
-	"Services_1": {
-		{"salon-aurora", time.FixedZone("MSK", 3*3600), "haircut"},
-		{"salon-bellezza", time.FixedZone("YEKT", 5*3600), "haircut"},
-	},
-	"Services_2": {
-		{"dental-smile", time.FixedZone("MSK", 3*3600), "dental check-up"},
-		{"dental-care", time.FixedZone("MSK", 3*3600), "dental check-up"},
-	},
-	"Services_3": {
-		{"clinic-zdorovie", time.FixedZone("NOVT", 7*3600), "doctor's appointment"},
-		{"clinic-family", time.FixedZone("MSK", 3*3600), "doctor's appointment"},
-	},
-	"Services_4": {
-		{"therapy-harmony", time.FixedZone("MSK", 3*3600), "therapy session"},
-		{"therapy-balance", time.FixedZone("SAMT", 4*3600), "therapy session"},
-	},
+	"Services_1": {{name: "salon-aurora", service: "haircut"}, {name: "salon-bellezza", service: "haircut"}},
+	"Services_2": {{name: "dental-smile", service: "dental check-up"}, {name: "dental-care", service: "dental check-up"}},
+	"Services_3": {{name: "clinic-zdorovie", service: "doctor's appointment"}, {name: "clinic-family", service: "doctor's appointment"}},
+	"Services_4": {{name: "therapy-harmony", service: "therapy session"}, {name: "therapy-balance", service: "therapy session"}},
 }
+
+// TenantsFile is the demo's tenants file (tenants.yaml): names, titles and
+// time zones, shared with audit.
+//
+//go:embed tenants.yaml
+var TenantsFile []byte
+
+// Tenants is the demo's tenants file, parsed.
+func Tenants() (*tenants.Set, error) { return tenants.Parse(TenantsFile) }
 
 // channel mix: WhatsApp dominates small-business chat in Russia, then
 // Telegram and Instagram.
@@ -155,10 +155,19 @@ func Generate(dialogues []Dialogue, cfg Config) ([]event.Event, *Truth, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, nil, fmt.Errorf("generator config: %w", err)
 	}
+	set, err := Tenants()
+	if err != nil {
+		return nil, nil, fmt.Errorf("demo tenants: %w", err)
+	}
+	zones := map[string]*time.Location{}
+	for _, n := range set.Names() {
+		t, _ := set.Get(n)
+		zones[n] = t.Location()
+	}
 	var all []event.Event
 	for round := 0; round < cfg.Rounds; round++ {
 		for _, d := range dialogues {
-			evs, err := generateSession(d, round, cfg)
+			evs, err := generateSession(d, round, cfg, zones)
 			if err != nil {
 				return nil, nil, fmt.Errorf("dialogue %s: %w", d.ID, err)
 			}
@@ -210,6 +219,7 @@ func (s *session) emit(typ event.Type, level string, mut func(e *event.Event)) {
 		UserPhone:     s.phone,
 		Type:          typ,
 		Level:         level,
+		Seq:           ptr(int64(s.seq)),
 		SchemaVersion: event.SchemaVersion,
 	}
 	if mut != nil {
@@ -239,15 +249,18 @@ func seedFor(seed uint64, parts ...string) uint64 {
 	return h.Sum64() ^ seed
 }
 
-func generateSession(d Dialogue, round int, cfg Config) ([]event.Event, error) {
+func generateSession(d Dialogue, round int, cfg Config, zones map[string]*time.Location) ([]event.Event, error) {
 	svc := d.bookingService()
-	tenants := tenantsByService[svc]
-	if len(tenants) == 0 {
+	choices := tenantsByService[svc]
+	if len(choices) == 0 {
 		return nil, fmt.Errorf("no Services_* service among %v", d.Services)
 	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, seedFor(cfg.Seed, d.ID, fmt.Sprint(round))))
 	s := &session{cfg: cfg, rng: rng}
-	s.tenant = tenants[rng.IntN(len(tenants))]
+	s.tenant = choices[rng.IntN(len(choices))]
+	if s.tenant.zone = zones[s.tenant.name]; s.tenant.zone == nil {
+		return nil, fmt.Errorf("tenant %s is not in tenants.yaml", s.tenant.name)
+	}
 	s.channel = pickChannel(rng)
 	s.id = "sgd-" + d.ID
 	if round > 0 {
@@ -485,15 +498,22 @@ func (s *session) confidence() float64 {
 	return c
 }
 
+// consentText is the question a customer answers to give consent.
+const consentText = "To book, I need your phone number. Do you agree to the processing of your personal data?"
+
+func ptr[T any](v T) *T { return &v }
+
 // collectContact is the synthetic consent and contact exchange.
 func (s *session) collectContact(phone string) {
 	s.advance(900*time.Millisecond, 0.4)
 	s.emit(event.ContactRequested, "info", func(e *event.Event) {
-		e.Payload = map[string]any{"text": "To book, I need your phone number. Do you agree to the processing of your personal data?"}
+		e.Payload = map[string]any{"text": consentText}
 	})
 	s.advance(12*time.Second, 0.5)
 	s.emit(event.ConsentGiven, "info", func(e *event.Event) {
-		e.Payload = map[string]any{"consent": "personal_data_processing"}
+		// The wording the customer agreed to travels with the consent, so
+		// the proof does not depend on finding the question again.
+		e.Payload = map[string]any{"consent": "personal_data_processing", "consent_text": consentText}
 	})
 	s.t = s.t.Add(40 * time.Millisecond)
 	text := "Yes, my number is " + formatPhone(phone, s.rng.IntN(3))

@@ -78,23 +78,27 @@ type Scenario struct {
 // Event is one assistant event. Optional fields are pointers or omitted
 // when empty so that an event round-trips through JSON unchanged.
 type Event struct {
-	EventID       string         `json:"event_id"`
-	Timestamp     string         `json:"timestamp"`
-	Tenant        string         `json:"tenant"`
-	Channel       string         `json:"channel"`
-	SessionID     string         `json:"session_id"`
-	UserID        string         `json:"user_id,omitempty"`
-	UserPhone     string         `json:"user_phone,omitempty"`
-	Type          Type           `json:"event_type"`
-	Level         string         `json:"level"`
-	Intent        string         `json:"intent,omitempty"`
-	Confidence    *float64       `json:"confidence,omitempty"`
-	CRMID         string         `json:"crm_id,omitempty"`
-	Scenario      *Scenario      `json:"scenario,omitempty"`
-	Payload       map[string]any `json:"payload,omitempty"`
-	Outcome       string         `json:"outcome,omitempty"`
-	LatencyMS     *int64         `json:"latency_ms,omitempty"`
-	SchemaVersion int            `json:"schema_version"`
+	EventID    string         `json:"event_id"`
+	Timestamp  string         `json:"timestamp"`
+	Tenant     string         `json:"tenant"`
+	Channel    string         `json:"channel"`
+	SessionID  string         `json:"session_id"`
+	UserID     string         `json:"user_id,omitempty"`
+	UserPhone  string         `json:"user_phone,omitempty"`
+	Type       Type           `json:"event_type"`
+	Level      string         `json:"level"`
+	Intent     string         `json:"intent,omitempty"`
+	Confidence *float64       `json:"confidence,omitempty"`
+	CRMID      string         `json:"crm_id,omitempty"`
+	Scenario   *Scenario      `json:"scenario,omitempty"`
+	Payload    map[string]any `json:"payload,omitempty"`
+	Outcome    string         `json:"outcome,omitempty"`
+	LatencyMS  *int64         `json:"latency_ms,omitempty"`
+	// Seq numbers a session's events 1, 2, 3… as the assistant wrote them
+	// (optional): with it a replay proves a gap or a repeat instead of
+	// guessing one from timestamps.
+	Seq           *int64 `json:"seq,omitempty"`
+	SchemaVersion int    `json:"schema_version"`
 }
 
 // Time returns the parsed timestamp; call it on validated events only.

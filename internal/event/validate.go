@@ -149,7 +149,7 @@ func describeGoType(field string) string {
 	switch field {
 	case "confidence":
 		return "a number"
-	case "latency_ms", "schema_version":
+	case "latency_ms", "seq", "schema_version":
 		return "an integer"
 	case "scenario", "payload":
 		return "an object"
@@ -283,6 +283,9 @@ func (e *Event) Validate() error {
 	c.str("outcome", e.Outcome, false, 1, 64, nil, "")
 	if e.LatencyMS != nil && (*e.LatencyMS < 0 || *e.LatencyMS > 3600000) {
 		c.add("latency_ms", "must be between 0 and 3600000, got %d", *e.LatencyMS)
+	}
+	if e.Seq != nil && (*e.Seq < 1 || *e.Seq > 1<<40) {
+		c.add("seq", "must be between 1 and 1099511627776, got %d", *e.Seq)
 	}
 	if e.SchemaVersion != SchemaVersion {
 		if e.SchemaVersion == 0 {

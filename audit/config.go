@@ -1,0 +1,113 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/assistlog/assistlog/internal/bitrix24"
+	"github.com/assistlog/assistlog/internal/config"
+	"github.com/assistlog/assistlog/internal/elastic"
+	"github.com/assistlog/assistlog/internal/tenants"
+)
+
+// Config is audit's configuration; audit.example.yaml documents every
+// field.
+type Config struct {
+	// Elasticsearch is read with the same settings as the shipper's.
+	Elasticsearch elastic.Config `yaml:"elasticsearch"`
+	// TenantsFile lists the tenants and their time zones (relative paths
+	// are read from the config file's directory).
+	TenantsFile string `yaml:"tenants_file"`
+	// LowConfidence is the confidence below which a turn counts as low.
+	LowConfidence float64 `yaml:"low_confidence"`
+	// ReviewsIndex holds imported review labels.
+	ReviewsIndex string `yaml:"reviews_index"`
+	// ConversationURL links a conversation in reports and discrepancy
+	// files; {tenant} and {session_id} are replaced.
+	ConversationURL string `yaml:"conversation_url"`
+	// CRM is the Bitrix24 portal reconcile reads.
+	CRM CRMConfig `yaml:"crm"`
+	// PII keys the phone hash the same way as the shipper, so CRM phone
+	// numbers can be matched to stored events without storing numbers.
+	PII struct {
+		HashSecret string `yaml:"hash_secret"`
+	} `yaml:"pii"`
+}
+
+// CRMConfig is the portal and how the assistant's leads are marked.
+type CRMConfig struct {
+	Bitrix24 bitrix24.Config `yaml:"bitrix24"`
+	// SourceID is the SOURCE_ID the shipper gives the assistant's leads.
+	SourceID string `yaml:"source_id"`
+}
+
+// DefaultConfig points at the local stack.
+func DefaultConfig() Config {
+	return Config{
+		Elasticsearch:   elastic.DefaultConfig(),
+		LowConfidence:   0.6,
+		ReviewsIndex:    "assistant-reviews",
+		ConversationURL: "http://127.0.0.1:5601/app/discover#/?_a=(query:(language:lucene,query:'tenant:\"{tenant}\" AND session_id:\"{session_id}\"'))",
+		CRM:             CRMConfig{Bitrix24: bitrix24.DefaultConfig(), SourceID: "WEB"},
+	}
+}
+
+// LoadConfig reads path over the defaults ("" keeps the defaults), takes
+// Elasticsearch credentials from ASSISTLOG_ES_USERNAME/PASSWORD when the
+// file has none, expands ${VAR} secrets and validates, naming the field.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	if path != "" {
+		if err := config.Load(path, &cfg); err != nil {
+			return cfg, err
+		}
+		if cfg.TenantsFile != "" && !filepath.IsAbs(cfg.TenantsFile) {
+			cfg.TenantsFile = filepath.Join(filepath.Dir(path), cfg.TenantsFile)
+		}
+	}
+	if cfg.Elasticsearch.Username == "" && cfg.Elasticsearch.APIKey == "" {
+		cfg.Elasticsearch.Username = os.Getenv("ASSISTLOG_ES_USERNAME")
+		cfg.Elasticsearch.Password = os.Getenv("ASSISTLOG_ES_PASSWORD")
+	}
+	var errs []error
+	for _, s := range []struct {
+		field string
+		v     *string
+	}{
+		{"elasticsearch.password", &cfg.Elasticsearch.Password},
+		{"elasticsearch.api_key", &cfg.Elasticsearch.APIKey},
+		{"crm.bitrix24.webhook_url", &cfg.CRM.Bitrix24.WebhookURL},
+		{"crm.bitrix24.access_token", &cfg.CRM.Bitrix24.AccessToken},
+		{"pii.hash_secret", &cfg.PII.HashSecret},
+	} {
+		errs = append(errs, config.Expand(s.field, s.v))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
+// Validate names the field at fault. The CRM section is checked by the
+// command that uses it.
+func (c Config) Validate() error {
+	var errs []error
+	errs = append(errs, config.Prefixed("elasticsearch.", c.Elasticsearch.Validate())...)
+	if c.LowConfidence <= 0 || c.LowConfidence > 1 {
+		errs = append(errs, fmt.Errorf("low_confidence: must be in (0, 1], got %g", c.LowConfidence))
+	}
+	if c.ReviewsIndex == "" {
+		errs = append(errs, errors.New("reviews_index: required"))
+	}
+	return errors.Join(errs...)
+}
+
+// Tenants loads the tenants file; commands that count days or weeks need it.
+func (c Config) Tenants() (*tenants.Set, error) {
+	if c.TenantsFile == "" {
+		return nil, errors.New("tenants_file: not set in --config; days and weeks are counted in each tenant's time zone, so audit needs the tenants file")
+	}
+	return tenants.Load(c.TenantsFile)
+}

@@ -1,0 +1,269 @@
+// Package esread reads stored events back out of Elasticsearch for audit:
+// every hit of a query through a point in time and search_after (no
+// 10,000-hit window, no scroll contexts left behind), exact counts, and
+// composite aggregations paged to the last bucket. It speaks plain HTTP
+// JSON, so the same reads work on any server with the same search API.
+package esread
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/assistlog/assistlog/internal/elastic"
+)
+
+// ErrNotFound is a 404 from the server: no such index or alias.
+var ErrNotFound = errors.New("no such index or alias")
+
+// PageSize is how many hits one search_after page holds.
+const PageSize = 2000
+
+// Reader reads from one cluster.
+type Reader struct {
+	cfg elastic.Config
+	hc  *http.Client
+}
+
+// New builds a reader with the shipper's Elasticsearch settings (URLs,
+// alias, username/password or api_key); hc nil means a client with a
+// one-minute timeout.
+func New(cfg elastic.Config, hc *http.Client) (*Reader, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("elasticsearch config: %w", err)
+	}
+	if hc == nil {
+		hc = &http.Client{Timeout: time.Minute}
+	}
+	return &Reader{cfg: cfg, hc: hc}, nil
+}
+
+// Alias is the events alias searches read.
+func (r *Reader) Alias() string { return r.cfg.Alias }
+
+// Do sends one JSON request to path (relative to the first URL) and
+// decodes the answer into out (nil: discard). A 404 wraps ErrNotFound.
+func (r *Reader) Do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("encode %s %s: %w", method, path, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(r.cfg.URLs[0], "/")+"/"+strings.TrimPrefix(path, "/"), rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	switch {
+	case r.cfg.APIKey != "":
+		req.Header.Set("Authorization", "ApiKey "+r.cfg.APIKey)
+	case r.cfg.Username != "":
+		req.SetBasicAuth(r.cfg.Username, r.cfg.Password)
+	}
+	resp, err := r.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("%s %s: read reply: %w", method, path, err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("%s %s: %w: %s", method, path, ErrNotFound, short(raw))
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return fmt.Errorf("%s %s: HTTP %d, credentials refused (elasticsearch.username/password or api_key): %s", method, path, resp.StatusCode, short(raw))
+	case resp.StatusCode >= 300:
+		return fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, short(raw))
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("%s %s: decode reply: %w", method, path, err)
+	}
+	return nil
+}
+
+func short(b []byte) string {
+	if len(b) > 500 {
+		return string(b[:500]) + "…"
+	}
+	return string(b)
+}
+
+// Hit is one stored document.
+type Hit struct {
+	Index  string          `json:"_index"`
+	ID     string          `json:"_id"`
+	Source json.RawMessage `json:"_source"`
+	Sort   []any           `json:"sort"`
+}
+
+// Search is a query over an index or alias.
+type Search struct {
+	// Index defaults to the reader's alias.
+	Index string
+	// Query is the Elasticsearch query (nil: match_all).
+	Query map[string]any
+	// Sort is the order hits come in; a tiebreaker is added, so paging is
+	// stable. Nil: by @timestamp, then event_id.
+	Sort []any
+	// Source limits the fields returned (nil: all).
+	Source []string
+}
+
+// Each calls fn for every hit of s, in s.Sort order, however many there
+// are: pages of PageSize through a point in time, so documents written
+// meanwhile do not shift the pages. fn returning an error stops it.
+func (r *Reader) Each(ctx context.Context, s Search, fn func(Hit) error) error {
+	index := s.Index
+	if index == "" {
+		index = r.cfg.Alias
+	}
+	var pit struct {
+		ID string `json:"id"`
+	}
+	if err := r.Do(ctx, http.MethodPost, index+"/_pit?keep_alive=2m", nil, &pit); err != nil {
+		return fmt.Errorf("open point in time on %s: %w", index, err)
+	}
+	defer func() {
+		// Close it even when ctx ended: a PIT holds segments until it
+		// expires.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = r.Do(cctx, http.MethodDelete, "_pit", map[string]any{"id": pit.ID}, nil)
+	}()
+	sort := s.Sort
+	if sort == nil {
+		sort = []any{map[string]any{"@timestamp": "asc"}, map[string]any{"event_id": "asc"}}
+	}
+	sort = append(append([]any(nil), sort...), map[string]any{"_shard_doc": "asc"})
+	query := s.Query
+	if query == nil {
+		query = map[string]any{"match_all": map[string]any{}}
+	}
+	var after []any
+	for {
+		body := map[string]any{"size": PageSize, "query": query, "sort": sort,
+			"pit": map[string]any{"id": pit.ID, "keep_alive": "2m"}, "track_total_hits": false}
+		if s.Source != nil {
+			body["_source"] = s.Source
+		}
+		if after != nil {
+			body["search_after"] = after
+		}
+		var res struct {
+			PitID string `json:"pit_id"`
+			Hits  struct {
+				Hits []Hit `json:"hits"`
+			} `json:"hits"`
+		}
+		if err := r.Do(ctx, http.MethodPost, "_search", body, &res); err != nil {
+			return fmt.Errorf("search %s: %w", index, err)
+		}
+		if res.PitID != "" {
+			pit.ID = res.PitID
+		}
+		for _, h := range res.Hits.Hits {
+			if err := fn(h); err != nil {
+				return err
+			}
+		}
+		if len(res.Hits.Hits) < PageSize {
+			return nil
+		}
+		after = res.Hits.Hits[len(res.Hits.Hits)-1].Sort
+	}
+}
+
+// Count is the exact number of documents matching query.
+func (r *Reader) Count(ctx context.Context, index string, query map[string]any) (int64, error) {
+	if index == "" {
+		index = r.cfg.Alias
+	}
+	body := map[string]any{}
+	if query != nil {
+		body["query"] = query
+	}
+	var res struct {
+		Count int64 `json:"count"`
+	}
+	if err := r.Do(ctx, http.MethodPost, index+"/_count", body, &res); err != nil {
+		return 0, fmt.Errorf("count %s: %w", index, err)
+	}
+	return res.Count, nil
+}
+
+// Bucket is one composite aggregation bucket.
+type Bucket struct {
+	Key      map[string]any             `json:"key"`
+	DocCount int64                      `json:"doc_count"`
+	Aggs     map[string]json.RawMessage `json:"-"`
+}
+
+// Composite pages a composite aggregation over query to its last bucket
+// (exact: terms, not approximations), with sub-aggregations aggs in each.
+func (r *Reader) Composite(ctx context.Context, index string, query map[string]any, sources []any, aggs map[string]any, fn func(Bucket) error) error {
+	if index == "" {
+		index = r.cfg.Alias
+	}
+	var after map[string]any
+	for {
+		comp := map[string]any{"size": 1000, "sources": sources}
+		if after != nil {
+			comp["after"] = after
+		}
+		agg := map[string]any{"composite": comp}
+		if len(aggs) > 0 {
+			agg["aggs"] = aggs
+		}
+		body := map[string]any{"size": 0, "aggs": map[string]any{"c": agg}}
+		if query != nil {
+			body["query"] = query
+		}
+		var res struct {
+			Aggregations struct {
+				C struct {
+					AfterKey map[string]any               `json:"after_key"`
+					Buckets  []map[string]json.RawMessage `json:"buckets"`
+				} `json:"c"`
+			} `json:"aggregations"`
+		}
+		if err := r.Do(ctx, http.MethodPost, index+"/_search", body, &res); err != nil {
+			return fmt.Errorf("aggregate %s: %w", index, err)
+		}
+		for _, raw := range res.Aggregations.C.Buckets {
+			b := Bucket{Aggs: map[string]json.RawMessage{}}
+			for k, v := range raw {
+				switch k {
+				case "key":
+					if err := json.Unmarshal(v, &b.Key); err != nil {
+						return fmt.Errorf("aggregate %s: bucket key: %w", index, err)
+					}
+				case "doc_count":
+					_ = json.Unmarshal(v, &b.DocCount)
+				default:
+					b.Aggs[k] = v
+				}
+			}
+			if err := fn(b); err != nil {
+				return err
+			}
+		}
+		if len(res.Aggregations.C.Buckets) == 0 || res.Aggregations.C.AfterKey == nil {
+			return nil
+		}
+		after = res.Aggregations.C.AfterKey
+	}
+}
