@@ -41,6 +41,9 @@ type CRMConfig struct {
 	Bitrix24 bitrix24.Config `yaml:"bitrix24"`
 	// SourceID is the SOURCE_ID the shipper gives the assistant's leads.
 	SourceID string `yaml:"source_id"`
+	// LeadURL links a lead in transcripts; {crm_id} is replaced. Empty:
+	// the portal's lead page, derived from bitrix24.webhook_url.
+	LeadURL string `yaml:"lead_url"`
 }
 
 // DefaultConfig points at the local stack.
