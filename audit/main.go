@@ -26,7 +26,7 @@ const queryUsage = `audit query — the auditors' saved searches over assistant 
 
 Usage:
   audit query --list
-  audit query NAME --from DATE --to DATE [--tenant T] [--format table|csv|json]
+  audit query NAME --from DATE --to DATE [--tenant T] [--format table|csv|json] [--limit N]
 
 NAME is a saved search of dashboards/kibana/assistlog.ndjson (the Kibana file
 is the definition: the same Lucene query runs here). Dates are days (--to
@@ -36,6 +36,10 @@ Examples:
   audit query appointments-confirmed --from 2026-11-16 --to 2026-11-23
   audit query low-confidence --from 2026-11-20 --to 2026-11-20 --tenant salon-aurora --format csv
   audit query conversation --session sgd-1_00000 --from 2026-11-01 --to 2026-11-30
+  audit query errors --from 2026-11-01 --to 2026-11-30 --limit 50
+
+Every match is printed: pages through a point in time, no 10,000 cap.
+--limit N shows only the first N and says on stderr how many were left out.
 
 Elasticsearch: --es (or ASSISTLOG_ELASTICSEARCH_URL), user and password from
 ASSISTLOG_ES_USERNAME and ASSISTLOG_ES_PASSWORD.
@@ -67,7 +71,7 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	tenant := fs.String("tenant", "", "only this tenant")
 	session := fs.String("session", "", "the conversation, for queries that need {session_id}")
 	format := fs.String("format", "table", "table, csv or json")
-	limit := fs.Int("limit", 1000, "print at most this many events (the total is always counted), up to 10000")
+	limit := fs.Int("limit", 0, "print at most this many events, 0 = all (the total is always counted; stderr says when rows were left out)")
 	tz := fs.String("tz", "UTC", "time zone of dates, e.g. Asia/Yekaterinburg")
 	es := fs.String("es", envOr("ASSISTLOG_ELASTICSEARCH_URL", "http://127.0.0.1:19200"), "Elasticsearch URL")
 	alias := fs.String("alias", "assistant-events", "the events alias")
@@ -118,8 +122,8 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if !q.To.After(q.From) {
 		return errors.New("--to must be after --from")
 	}
-	if *limit < 0 || *limit > 10000 {
-		return errors.New("--limit: 0 to 10000")
+	if *limit < 0 {
+		return errors.New("--limit: 0 (all) or more")
 	}
 	s := Searcher{URL: *es, Alias: *alias, Username: os.Getenv("ASSISTLOG_ES_USERNAME"), Password: os.Getenv("ASSISTLOG_ES_PASSWORD")}
 	res, err := s.Run(ctx, q)
@@ -141,6 +145,10 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err == nil {
 		fmt.Fprintf(stderr, "%s: %d events from %s to %s (%d shown)\n", search.Name, res.Total,
 			q.From.Format(time.RFC3339), q.To.Format(time.RFC3339), len(res.Events))
+	}
+	if err == nil && len(res.Events) < res.Total {
+		fmt.Fprintf(stderr, "%s: NOT SHOWN: %d of %d events (--limit %d; --limit 0 shows every one)\n",
+			search.Name, res.Total-len(res.Events), res.Total, *limit)
 	}
 	return err
 }

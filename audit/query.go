@@ -1,16 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/assistlog/assistlog/dashboards"
+	"github.com/assistlog/assistlog/internal/elastic"
+	"github.com/assistlog/assistlog/internal/esread"
 )
 
 // Query is one run of a saved query.
@@ -19,10 +19,12 @@ type Query struct {
 	Params   map[string]string
 	From, To time.Time // [From, To)
 	Tenant   string
-	Limit    int
+	// Limit is how many events to return at most; 0 returns every one.
+	Limit int
 }
 
-// Result is what Elasticsearch returned: the total and up to Limit events.
+// Result is what Elasticsearch returned: the total and the events (all of
+// them, or the first Limit).
 type Result struct {
 	Total  int              `json:"total"`
 	Events []map[string]any `json:"events"`
@@ -35,9 +37,9 @@ type Searcher struct {
 	HTTP               *http.Client
 }
 
-// Body is the Elasticsearch request: the saved query's Lucene string,
+// Filter is the Elasticsearch query: the saved query's Lucene string,
 // unchanged, in a query_string query, filtered by time and tenant.
-func (q Query) Body() (map[string]any, error) {
+func (q Query) Filter() (map[string]any, error) {
 	lucene, err := q.Search.QueryWith(q.Params)
 	if err != nil {
 		return nil, err
@@ -47,69 +49,61 @@ func (q Query) Body() (map[string]any, error) {
 	if q.Tenant != "" {
 		filter = append(filter, map[string]any{"term": map[string]any{"tenant": q.Tenant}})
 	}
+	return map[string]any{"bool": map[string]any{
+		"must":   []any{map[string]any{"query_string": map[string]any{"query": lucene}}},
+		"filter": filter,
+	}}, nil
+}
+
+// errEnough stops paging once Limit events are in.
+var errEnough = errors.New("limit reached")
+
+// Run executes q: the exact total, and the events paged through a point in
+// time with search_after, so no 10,000-hit window cuts them.
+func (s Searcher) Run(ctx context.Context, q Query) (Result, error) {
+	query, err := q.Filter()
+	if err != nil {
+		return Result{}, err
+	}
+	cfg := elastic.DefaultConfig()
+	cfg.URLs, cfg.Alias, cfg.Username, cfg.Password = []string{s.URL}, s.Alias, s.Username, s.Password
+	r, err := esread.New(cfg, s.HTTP)
+	if err != nil {
+		return Result{}, err
+	}
+	total, err := r.Count(ctx, "", query)
+	if err != nil {
+		return Result{}, notFound(s.Alias, err)
+	}
 	order := "desc"
 	if q.Search.Ascending {
 		order = "asc"
 	}
-	return map[string]any{
-		"size": q.Limit, "track_total_hits": true,
-		"query": map[string]any{"bool": map[string]any{
-			"must":   []any{map[string]any{"query_string": map[string]any{"query": lucene}}},
-			"filter": filter,
-		}},
-		"sort": []any{map[string]any{"@timestamp": map[string]any{"order": order}}, map[string]any{"event_id": "asc"}},
-	}, nil
-}
-
-// Run executes q.
-func (s Searcher) Run(ctx context.Context, q Query) (Result, error) {
-	body, err := q.Body()
-	if err != nil {
-		return Result{}, err
-	}
-	b, _ := json.Marshal(body)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(s.URL, "/")+"/"+s.Alias+"/_search", bytes.NewReader(b))
-	if err != nil {
-		return Result{}, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if s.Username != "" {
-		req.SetBasicAuth(s.Username, s.Password)
-	}
-	hc := s.HTTP
-	if hc == nil {
-		hc = &http.Client{Timeout: time.Minute}
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return Result{}, fmt.Errorf("search %s: %w", s.Alias, err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode == http.StatusNotFound {
-		return Result{}, fmt.Errorf("search %s: no such index or alias (has the shipper written anything yet?)", s.Alias)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return Result{}, fmt.Errorf("search %s: HTTP %d: %s", s.Alias, resp.StatusCode, raw)
-	}
-	var r struct {
-		Hits struct {
-			Total struct {
-				Value int `json:"value"`
-			} `json:"total"`
-			Hits []struct {
-				Source map[string]any `json:"_source"`
-			} `json:"hits"`
-		} `json:"hits"`
-	}
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return Result{}, fmt.Errorf("search %s: decode: %w", s.Alias, err)
-	}
-	res := Result{Total: r.Hits.Total.Value, Events: make([]map[string]any, 0, len(r.Hits.Hits))}
-	for _, h := range r.Hits.Hits {
-		res.Events = append(res.Events, h.Source)
+	res := Result{Total: int(total), Events: []map[string]any{}}
+	err = r.Each(ctx, esread.Search{Query: query,
+		Sort: []any{map[string]any{"@timestamp": map[string]any{"order": order}}, map[string]any{"event_id": "asc"}}},
+		func(h esread.Hit) error {
+			if q.Limit > 0 && len(res.Events) >= q.Limit {
+				return errEnough
+			}
+			var ev map[string]any
+			if err := json.Unmarshal(h.Source, &ev); err != nil {
+				return fmt.Errorf("decode %s/%s: %w", h.Index, h.ID, err)
+			}
+			res.Events = append(res.Events, ev)
+			return nil
+		})
+	if err != nil && !errors.Is(err, errEnough) {
+		return Result{}, notFound(s.Alias, err)
 	}
 	return res, nil
+}
+
+func notFound(alias string, err error) error {
+	if errors.Is(err, esread.ErrNotFound) {
+		return fmt.Errorf("search %s: no such index or alias (has the shipper written anything yet?)", alias)
+	}
+	return err
 }
 
 // parseTime reads a --from/--to value: a date (the day's start in loc; for
