@@ -37,6 +37,7 @@ func commands() []command {
 		{"query", "run a saved search (the Kibana saved searches)", func(ctx context.Context, a *app, args []string) error {
 			return runQuery(ctx, args, a.stdout, a.stderr)
 		}},
+		{"consent", "prove each lead's consent: consent.given before the contact data; --proof FILE, verify FILE", runConsent},
 		{"conversation", "replay one conversation with its integrity verdict (gaps, repeats, start, end)", runConversation},
 	}
 }
