@@ -168,7 +168,9 @@ Recomputes the file's digest over the events it holds (is the file as it was
 written?), then reads every event again by its index and _id and compares its
 canonical JSON with the copy in the file. Exit 0: everything matches; exit 2:
 the list of events that differ (with the fields) or are missing; exit 1: the
-check could not be made.
+check could not be made. A lead still pending in the CRM when the proof was
+made gets crm_id/crm_status filled in by the shipper later; verify reports
+that change as such (make proofs of resolved leads).
 
 Flags:
 `
@@ -178,7 +180,7 @@ func runConsentVerify(ctx context.Context, a *app, args []string) error {
 	fs.SetOutput(a.stderr)
 	fs.Usage = func() { fmt.Fprint(a.stderr, verifyUsage); fs.PrintDefaults() }
 	var c common
-	c.flags(fs, false, []string{"table"})
+	fs.StringVar(&c.configPath, "config", os.Getenv("ASSISTLOG_AUDIT_CONFIG"), "audit config file (see audit/audit.example.yaml)")
 	pos, help, err := parse(fs, args)
 	if help || err != nil {
 		return err
@@ -232,7 +234,15 @@ func runConsentVerify(ctx context.Context, a *app, args []string) error {
 			return err
 		}
 		if !bytes.Equal(want, have) {
-			bad = append(bad, fmt.Sprintf("%s/%s: differs in %s", ev.Index, ev.ID, strings.Join(changedFields(want, have), ", ")))
+			fields := changedFields(want, have)
+			msg := fmt.Sprintf("%s/%s: differs in %s", ev.Index, ev.ID, strings.Join(fields, ", "))
+			if onlyEnrichment(fields) {
+				// The shipper fills the CRM lead into a conversation's
+				// events once Bitrix24 answers: a real change, but not of
+				// what the customer or the assistant said.
+				msg += " — only the shipper's CRM enrichment (the lead was resolved after the proof was made)"
+			}
+			bad = append(bad, msg)
 		}
 	}
 	if len(bad) > 0 {
@@ -271,4 +281,16 @@ func changedFields(a, b []byte) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// onlyEnrichment: every changed field is one the shipper fills in later.
+func onlyEnrichment(fields []string) bool {
+	for _, f := range fields {
+		switch strings.TrimSuffix(strings.TrimSuffix(f, " (added)"), " (removed)") {
+		case "crm_id", "crm_status":
+		default:
+			return false
+		}
+	}
+	return len(fields) > 0
 }
