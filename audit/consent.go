@@ -301,10 +301,16 @@ func (e *env) consentOfPeriod(ctx context.Context, ws []Window, progress io.Writ
 		return nil, fmt.Errorf("find the leads: %w", err)
 	}
 	var scope []string
+	same := true
 	for _, w := range ws {
 		scope = append(scope, w.Tenant.Name+" "+w.Label)
+		same = same && w.Label == ws[0].Label
 	}
-	rep := &consentReport{Leads: []LeadConsent{}, Scope: "period: " + strings.Join(scope, "; ")}
+	desc := "period: " + strings.Join(scope, "; ")
+	if same && len(ws) > 1 {
+		desc = fmt.Sprintf("period %s in each tenant's zone (%d tenants)", ws[0].Label, len(ws))
+	}
+	rep := &consentReport{Leads: []LeadConsent{}, Scope: desc}
 	byTenant := map[string][]string{}
 	var tenantOrder []string
 	for _, k := range leads {
