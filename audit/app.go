@@ -37,6 +37,7 @@ func commands() []command {
 		{"query", "run a saved search (the Kibana saved searches)", func(ctx context.Context, a *app, args []string) error {
 			return runQuery(ctx, args, a.stdout, a.stderr)
 		}},
+		{"review", "the weekly low-confidence review: sample a sheet, import the labels, summarise the causes", runReview},
 		{"visits", "confirmed appointments against attended / no-show: the unmarked ones to chase", runVisits},
 	}
 }
