@@ -121,7 +121,11 @@ func runReviewImport(ctx context.Context, a *app, args []string) error {
 		for _, x := range errs {
 			fmt.Fprintln(a.stderr, x)
 		}
-		return fmt.Errorf("%s: %d errors, nothing imported; fix them and import the file again", pos[0], len(errs))
+		what := "1 error"
+		if len(errs) > 1 {
+			what = fmt.Sprintf("%d errors", len(errs))
+		}
+		return fmt.Errorf("%s: %s, nothing imported; fix them and import the file again", pos[0], what)
 	}
 	if len(labels) == 0 {
 		return fmt.Errorf("%s: no labelled rows", pos[0])

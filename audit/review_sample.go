@@ -126,7 +126,15 @@ func runReviewSample(ctx context.Context, a *app, args []string) error {
 		}
 	}
 	fmt.Fprintln(a.stderr)
-	sheet.Width = 40
+	if c.format == "table" {
+		// The terminal gets what identifies each conversation; the
+		// files have everything.
+		short := output.Table{Columns: []string{"n", "tenant", "session_id", "channel", "intent", "min_confidence", "low_turns", "turns"}, Width: 70}
+		for _, r := range sheet.Rows {
+			short.Add(r[0], r[2], r[3], r[4], r[6], r[7], r[8], r[9])
+		}
+		return short.Write(a.stdout, c.format)
+	}
 	return sheet.Write(a.stdout, c.format)
 }
 
