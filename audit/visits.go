@@ -101,6 +101,7 @@ func runVisits(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(a.stderr, "reading the appointments booked for %s…\n", ws[0].Label)
 	apps, err := visits(ctx, e, ws, *channel, a.now())
 	if err != nil {
 		return err
