@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/assistlog/assistlog/internal/event"
 	"github.com/assistlog/assistlog/internal/period"
 	"github.com/assistlog/assistlog/internal/pipelinetest"
+	"github.com/assistlog/assistlog/internal/proctest"
 	"github.com/assistlog/assistlog/internal/stacktest"
 	"github.com/assistlog/assistlog/internal/tenants"
 )
@@ -36,9 +38,10 @@ func generated(t *testing.T, n int) []event.Event {
 }
 
 // shipEvents ships evs with the real shipper into a fresh alias, like
-// shipped, for tests that add events the generator does not make (a CRM's
-// cancellations and moves).
-func shipEvents(t *testing.T, evs []event.Event) (es, alias string) {
+// shipped; crm are sent as a CRM would send them: NDJSON through the real
+// collector's webhook (POST /v1/events, a bearer token per tenant), the
+// route docs/visits.md documents.
+func shipEvents(t *testing.T, evs, crm []event.Event) (es, alias string) {
 	t.Helper()
 	ep := stacktest.Require(t, stacktest.Kafka, stacktest.Elasticsearch, stacktest.Loki)
 	for i := range evs {
@@ -60,13 +63,52 @@ func shipEvents(t *testing.T, evs []event.Event) (es, alias string) {
 		t.Fatal(err)
 	}
 	w.Close()
+
+	// The CRM's events, per tenant, through the webhook.
+	byTenant := map[string][]event.Event{}
+	for _, e := range crm {
+		byTenant[e.Tenant] = append(byTenant[e.Tenant], e)
+	}
+	token := func(tenant string) string { return "crm-token-" + tenant + "-0123456789abcdef0123456789" }
+	hook := proctest.FreeAddr(t)
+	creds := ""
+	for tenant := range byTenant {
+		creds += fmt.Sprintf("    - tenant: %s\n      tokens: [%q]\n", tenant, token(tenant))
+	}
+	dir := t.TempDir()
+	pipelinetest.StartCollector(t, ep, pipelinetest.Collector{Dir: dir, Topic: topic, DLQ: dlq,
+		Include: []string{filepath.Join(dir, "none-*.jsonl")}, ExtraYAML: "webhook:\n  listen: " + hook + "\n  tenants:\n" + creds})
+	for tenant, list := range byTenant {
+		var body bytes.Buffer
+		for i := range list {
+			b, _ := list[i].Marshal()
+			body.Write(append(b, '\n'))
+		}
+		req, _ := http.NewRequest(http.MethodPost, "http://"+hook+"/v1/events", &body)
+		req.Header.Set("Authorization", "Bearer "+token(tenant))
+		req.Header.Set("Content-Type", "application/x-ndjson")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r struct {
+			Accepted int   `json:"accepted"`
+			Rejected []any `json:"rejected"`
+		}
+		json.NewDecoder(resp.Body).Decode(&r)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted || r.Accepted != len(list) {
+			t.Fatalf("webhook for %s: HTTP %d, %d of %d accepted, rejected %v", tenant, resp.StatusCode, r.Accepted, len(list), r.Rejected)
+		}
+	}
+
 	pipelinetest.StartShipper(t, ep, pipelinetest.Shipper{Dir: t.TempDir(), Topic: topic, DLQ: dlq, Group: run, Alias: alias,
 		Labels: "{app: assistlog-test, deployment: " + run + "}"})
 	pipelinetest.DropIndicesAtCleanup(t, ep, alias)
 	stacktest.Eventually(t, 3*time.Minute, "events in Elasticsearch", func() error {
 		http.Post(ep.ElasticsearchURL+"/"+alias+"/_refresh", "application/json", nil)
-		if n := count(t, ep.ElasticsearchURL, alias, "*"); n != len(evs) {
-			return fmt.Errorf("%d of %d", n, len(evs))
+		if n := count(t, ep.ElasticsearchURL, alias, "*"); n != len(evs)+len(crm) {
+			return fmt.Errorf("%d of %d", n, len(evs)+len(crm))
 		}
 		return nil
 	})
@@ -148,9 +190,10 @@ func TestVisitsMatchGroundTruth(t *testing.T) {
 	}
 
 	// What a CRM sends through the webhook afterwards.
+	var fromCRM []event.Event
 	crm := func(ref *wantAppt, typ event.Type, at time.Time, payload map[string]any, outcome string) {
 		payload["appointment_id"] = ref.id
-		evs = append(evs, event.Event{EventID: fmt.Sprintf("crm-%s-%d", ref.id, len(evs)), Timestamp: at.Format(time.RFC3339),
+		fromCRM = append(fromCRM, event.Event{EventID: fmt.Sprintf("crm-%s-%d", ref.id, len(fromCRM)), Timestamp: at.Format(time.RFC3339),
 			Tenant: ref.tenant, Channel: ref.channel, SessionID: ref.session, Type: typ, Level: "info",
 			Payload: payload, Outcome: outcome, SchemaVersion: 1})
 	}
@@ -174,7 +217,7 @@ func TestVisitsMatchGroundTruth(t *testing.T) {
 	crm(&wantAppt{tenant: cancelled.tenant, channel: cancelled.channel, session: cancelled.session, id: "walk-in-1"},
 		event.AppointmentAttended, now.Add(-time.Hour), map[string]any{}, "attended")
 
-	es, alias := shipEvents(t, evs)
+	es, alias := shipEvents(t, evs, fromCRM)
 	cfg := writeConfig(t, es, alias, "conversation_url: \"https://kibana.example/s/{tenant}/{session_id}\"\n")
 	set, err := tenants.Load("../demo/tenants.yaml")
 	if err != nil {
