@@ -255,7 +255,7 @@ func weekWindows(c *common, e *env, week string) ([]Window, error) {
 	return c.windows(e, time.Now())
 }
 
-// thresholdFlag parses --threshold, defaulting to the config.
+// thresholdValue parses --threshold, defaulting to the config.
 func thresholdValue(flagValue string, cfg Config) (float64, error) {
 	if flagValue == "" {
 		return cfg.LowConfidence, nil
