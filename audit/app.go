@@ -39,6 +39,8 @@ func commands() []command {
 		}},
 		{"consent", "prove each lead's consent: consent.given before the contact data; --proof FILE, verify FILE", runConsent},
 		{"conversation", "replay one conversation with its integrity verdict (gaps, repeats, start, end)", runConversation},
+		{"review", "the weekly low-confidence review: sample a sheet, import the labels, summarise the causes", runReview},
+		{"visits", "confirmed appointments against attended / no-show: the unmarked ones to chase", runVisits},
 	}
 }
 
