@@ -37,6 +37,7 @@ func commands() []command {
 		{"query", "run a saved search (the Kibana saved searches)", func(ctx context.Context, a *app, args []string) error {
 			return runQuery(ctx, args, a.stdout, a.stderr)
 		}},
+		{"reconcile", "the assistant's leads in the logs against Bitrix24: lost, orphans, duplicates (exit 3 over --max-loss)", runReconcile},
 	}
 }
 
