@@ -402,9 +402,7 @@ func (r *reconciler) readCRM(ctx context.Context, from, to time.Time) ([]*crmLea
 		for k, v := range dates {
 			q.filter[k] = v
 		}
-		rows, err := r.client.LeadList(ctx, q.filter, func(pages, n int) {
-			fmt.Fprintf(r.progress, "сверка: Bitrix24 crm.lead.list (%s): страница %d, лидов %d\n", q.what, pages, n)
-		})
+		rows, err := r.list(ctx, q.what, q.filter)
 		if err != nil {
 			return nil, fmt.Errorf("read Bitrix24 leads (%s): %w", q.what, err)
 		}
@@ -430,6 +428,24 @@ func (r *reconciler) readCRM(ctx context.Context, from, to time.Time) ([]*crmLea
 	return out, nil
 }
 
+// list reads every page of a crm.lead.list, reporting progress on stderr
+// at most every few seconds, and how many pages it took at the end.
+func (r *reconciler) list(ctx context.Context, what string, filter map[string]any) ([]bitrix24.Lead, error) {
+	last := time.Now()
+	pages := 0
+	rows, err := r.client.LeadList(ctx, filter, func(p, n int) {
+		pages = p
+		if time.Since(last) >= 3*time.Second {
+			last = time.Now()
+			fmt.Fprintf(r.progress, "сверка: Bitrix24 crm.lead.list (%s): страниц %d, лидов %d…\n", what, p, n)
+		}
+	})
+	if err == nil {
+		fmt.Fprintf(r.progress, "сверка: Bitrix24 crm.lead.list (%s): страниц %d, лидов %d\n", what, pages, len(rows))
+	}
+	return rows, err
+}
+
 func (r *reconciler) lead(l bitrix24.Lead) *crmLead {
 	cl := &crmLead{Lead: l, created: l.Created()}
 	cl.tenant, cl.session, _ = parseOrigin(l.OriginID)
@@ -445,10 +461,8 @@ func (r *reconciler) lookUpLate(ctx context.Context, missing []*logged, byKey ma
 		for j, c := range chunk {
 			origins[j] = crm.OriginID(c.tenant, c.session)
 		}
-		rows, err := r.client.LeadList(ctx, map[string]any{"@ORIGIN_ID": origins}, func(pages, n int) {
-			fmt.Fprintf(r.progress, "сверка: Bitrix24 crm.lead.list (ORIGIN_ID %d–%d из %d без лида в окне): страница %d, лидов %d\n",
-				i+1, i+len(chunk), len(missing), pages, n)
-		})
+		rows, err := r.list(ctx, fmt.Sprintf("по ORIGIN_ID %d–%d из %d разговоров без лида в окне", i+1, i+len(chunk), len(missing)),
+			map[string]any{"@ORIGIN_ID": origins})
 		if err != nil {
 			return fmt.Errorf("look up leads by ORIGIN_ID: %w", err)
 		}

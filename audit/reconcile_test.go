@@ -323,8 +323,12 @@ pii:
 		t.Errorf("%d requests, %d crm.lead.list calls; want %d pages (%d by origin, %d by source in the window) and no refused request",
 			gotReqs, gotLists, wantPages, byOrigin, bySource)
 	}
-	if n := strings.Count(stderr, "страница"); n != wantPages {
-		t.Errorf("%d progress lines for %d pages", n, wantPages)
+	for _, line := range []string{fmt.Sprintf("(ORIGIN_ID assistlog:…): страниц %d, лидов %d\n", byOrigin/50+1, byOrigin),
+		fmt.Sprintf("(SOURCE_ID WEB): страниц %d, лидов %d\n", bySource/50+1, bySource),
+		"(по ORIGIN_ID 1–4 из 4 разговоров без лида в окне): страниц 1, лидов 1\n"} {
+		if !strings.Contains(stderr, line) {
+			t.Errorf("no progress line %q", line)
+		}
 	}
 
 	var rows []map[string]string
