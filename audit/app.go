@@ -41,6 +41,7 @@ func commands() []command {
 		{"conversation", "replay one conversation with its integrity verdict (gaps, repeats, start, end)", runConversation},
 		{"review", "the weekly low-confidence review: sample a sheet, import the labels, summarise the causes", runReview},
 		{"visits", "confirmed appointments against attended / no-show: the unmarked ones to chase", runVisits},
+		{"reconcile", "the assistant's leads in the logs against Bitrix24: lost, orphans, duplicates (exit 3 over --max-loss)", runReconcile},
 	}
 }
 

@@ -393,6 +393,14 @@ type Lead struct {
 	Comments          string       `json:"COMMENTS,omitempty"`
 	OriginID          string       `json:"ORIGIN_ID,omitempty"`
 	Phone             []Multifield `json:"PHONE,omitempty"`
+	// DateCreate is read-only (ISO 8601 with offset); never sent on add.
+	DateCreate string `json:"DATE_CREATE,omitempty"`
+}
+
+// Created parses DateCreate (the zero time when absent or unreadable).
+func (l Lead) Created() time.Time {
+	t, _ := time.Parse(time.RFC3339, l.DateCreate)
+	return t
 }
 
 // LeadAdd creates a lead and returns its id. It is not retried after an
@@ -420,6 +428,53 @@ func (c *Client) LeadsByOrigin(ctx context.Context, origin string) ([]Lead, erro
 		"order": map[string]string{"ID": "ASC"}, "start": -1,
 	}, &leads)
 	return leads, err
+}
+
+// LeadPageSize is crm.lead.list's fixed page size.
+const LeadPageSize = 50
+
+// LeadList returns every lead matching filter (keys as the contract writes
+// them, e.g. "%ORIGIN_ID", ">=DATE_CREATE"), oldest id first, with the
+// fields a reconciliation needs (ID, TITLE, STATUS_ID, SOURCE_ID,
+// ORIGIN_ID, DATE_CREATE, PHONE). It pages the way the contract gives for a
+// full export: order by ID ascending, filter ">ID" on the last id seen,
+// start=-1 (no row count), until a page holds fewer than 50 rows; offsets
+// would skip or repeat rows when leads are added or deleted meanwhile.
+// Each page waits for the client's rate limiter. progress, when not nil,
+// is called after each page with the rows read so far.
+func (c *Client) LeadList(ctx context.Context, filter map[string]any, progress func(pages, rows int)) ([]Lead, error) {
+	if _, ok := filter[">ID"]; ok {
+		return nil, errors.New("bitrix24 crm.lead.list: the filter may not hold >ID (paging uses it)")
+	}
+	var all []Lead
+	var last ID
+	for pages := 1; ; pages++ {
+		f := make(map[string]any, len(filter)+1)
+		for k, v := range filter {
+			f[k] = v
+		}
+		if last > 0 {
+			f[">ID"] = int64(last)
+		}
+		var page []Lead
+		if err := c.Call(ctx, "crm.lead.list", map[string]any{"filter": f,
+			"select": []string{"ID", "TITLE", "STATUS_ID", "SOURCE_ID", "ORIGIN_ID", "DATE_CREATE", "PHONE"},
+			"order":  map[string]string{"ID": "ASC"}, "start": -1}, &page); err != nil {
+			return nil, fmt.Errorf("list leads (page %d, after id %d): %w", pages, last, err)
+		}
+		all = append(all, page...)
+		if progress != nil {
+			progress(pages, len(all))
+		}
+		if len(page) < LeadPageSize {
+			return all, nil
+		}
+		next := page[len(page)-1].ID
+		if next <= last {
+			return nil, fmt.Errorf("list leads: page %d does not advance past id %d (is the order by ID ignored?)", pages, last)
+		}
+		last = next
+	}
 }
 
 // FindLeadsByPhone returns the ids of leads holding phone (exact match on

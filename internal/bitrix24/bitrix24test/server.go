@@ -519,7 +519,8 @@ func (s *Server) leadUpdate(p map[string]any) (any, map[string]any, *apiError) {
 }
 
 // matches applies a list filter (crm.lead.list, crm.activity.list): exact
-// match, with the prefixes "!" / "!=" (not), ">" ">=" "<" "<=" on ids, "@"
+// match, with the prefixes "!" / "!=" (not), ">" ">=" "<" "<=" on ids and
+// dates, "@"
 // (in), and "%" / "!%" (contains, as SQL LIKE '%value%' with the portal's
 // case-insensitive collation).
 func matches(l map[string]any, filter map[string]any) bool {
@@ -548,6 +549,14 @@ func matches(l map[string]any, filter map[string]any) bool {
 		hs, ws := asString(have), asString(want)
 		hi, _ := strconv.ParseInt(hs, 10, 64)
 		wi, _ := strconv.ParseInt(ws, 10, 64)
+		// Dates compare as instants (the contract's filter example is
+		// {">DATE_CREATE":"2024-06-01T00:00:00"}); everything else as ids.
+		cmp := func() int { return compareInt(hi, wi) }
+		if ht, ok := filterTime(hs); ok {
+			if wt, ok := filterTime(ws); ok {
+				cmp = func() int { return ht.Compare(wt) }
+			}
+		}
 		ok := true
 		switch op {
 		case "", "=":
@@ -555,13 +564,13 @@ func matches(l map[string]any, filter map[string]any) bool {
 		case "!", "!=":
 			ok = hs != ws
 		case ">":
-			ok = hi > wi
+			ok = cmp() > 0
 		case ">=":
-			ok = hi >= wi
+			ok = cmp() >= 0
 		case "<":
-			ok = hi < wi
+			ok = cmp() < 0
 		case "<=":
-			ok = hi <= wi
+			ok = cmp() <= 0
 		case "@", "!@":
 			in := false
 			for _, x := range asSlice(want) {
@@ -578,6 +587,28 @@ func matches(l map[string]any, filter map[string]any) bool {
 		}
 	}
 	return true
+}
+
+func compareInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// filterTime reads a date as the portal writes it (ISO 8601 with offset)
+// or as a filter may give it without an offset, in the portal's zone
+// (UTC here).
+func filterTime(s string) (time.Time, bool) {
+	for _, layout := range []string{time.RFC3339, "2006-01-02T15:04:05", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
 }
 
 func (s *Server) leadList(p map[string]any) (any, map[string]any, *apiError) {

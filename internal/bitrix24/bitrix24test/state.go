@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 )
 
 // state is what a long-running fake keeps across restarts: the records, so
@@ -70,4 +72,51 @@ func (s *Server) LoadState(path string) error {
 		}
 	}
 	return nil
+}
+
+// The methods below are test controls, not API behaviour: they change the
+// portal as a person in its web interface would (or as time would), so a
+// test can set up what a reconciliation must find.
+
+// AddLead creates a lead as a manager would by hand, with DATE_CREATE
+// set to created, and returns its id. fields use the API's names
+// (TITLE, SOURCE_ID, ORIGIN_ID, PHONE as [{VALUE, VALUE_TYPE}] …).
+func (s *Server) AddLead(fields map[string]any, created time.Time) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lead := map[string]any{}
+	for k, v := range fields {
+		lead[strings.ToUpper(k)] = v
+	}
+	id := s.id()
+	lead["ID"] = id
+	if _, ok := lead["STATUS_ID"]; !ok {
+		lead["STATUS_ID"] = "NEW"
+	}
+	lead["DATE_CREATE"] = created.Format(time.RFC3339)
+	s.leads[id] = lead
+	return id
+}
+
+// DeleteLead removes a lead, as a manager deleting it does; false if
+// there was none.
+func (s *Server) DeleteLead(id int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.leads[id]
+	delete(s.leads, id)
+	return ok
+}
+
+// SetLeadCreated rewrites a lead's DATE_CREATE, e.g. to when its
+// conversation happened, or later (a lead the CRM worker made days
+// after); false if there is no such lead.
+func (s *Server) SetLeadCreated(id int64, created time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.leads[id]
+	if ok {
+		l["DATE_CREATE"] = created.Format(time.RFC3339)
+	}
+	return ok
 }
