@@ -124,6 +124,28 @@ kill -TERM $spid; wait $spid || true
 # The portal's own view: leads made by the assistant, read over its REST API.
 crm=$(curl -fs --cacert "$out/bitrix24-ca.pem" "${BITRIX24_WEBHOOK_URL}crm.lead.list.json" -H 'Content-Type: application/json' \
   -d '{"filter":{"SOURCE_ID":"WEB"},"select":["ID"]}' | python3 -c 'import json,sys;print(json.load(sys.stdin).get("total",0))' || echo "?")
+
+echo
+echo "== auditing: consent of every lead, and the logs reconciled with the portal's leads"
+go build -o "$out/bin/audit" ./audit
+cat > "$out/audit.yaml" <<YAML
+elasticsearch:
+  urls: ["$ASSISTLOG_ELASTICSEARCH_URL"]
+tenants_file: $PWD/demo/tenants.yaml
+crm:
+  bitrix24:
+    webhook_url: "\${BITRIX24_WEBHOOK_URL}"
+    ca_file: $out/bitrix24-ca.pem
+    rate_per_second: 50
+  source_id: WEB
+pii:
+  hash_secret: "\${ASSISTLOG_PII_SECRET}"
+YAML
+curl -fs -X POST "$ASSISTLOG_ELASTICSEARCH_URL/assistant-events/_refresh" >/dev/null
+# The period is the generator's: the last 7 days up to now, in each tenant's zone.
+consentline=$("$out/bin/audit" consent --config "$out/audit.yaml" --last 8d 2>&1 >"$out/consent.txt" | tail -n1)
+reconline=$("$out/bin/audit" reconcile --config "$out/audit.yaml" --last 8d --discrepancies "$out/discrepancies.csv" \
+  2>&1 >"$out/reconcile.txt" | tail -n1)
 kill -TERM $fpid; wait $fpid || true
 trap - EXIT
 
@@ -158,8 +180,11 @@ assistlog demo
 $summary
   Loki:           $loki lines (each run adds lines: its timestamps differ); try: curl -G $ASSISTLOG_LOKI_URL/loki/api/v1/query_range \\
                     --data-urlencode 'query={app="assistlog", event_type="appointment.confirmed"}'
-  audit:          go run ./audit query appointments-confirmed --from $(date -u -d '-7 days' +%F) --to $(date -u +%F)
-                  (the saved searches of dashboards/kibana/assistlog.ndjson; --list shows them)
+  audit:          $reconline
+                  (per tenant: $out/reconcile.txt; every unmatched item: $out/discrepancies.csv)
+                  $consentline  (every lead: $out/consent.txt)
+                  try: $out/bin/audit help;  $out/bin/audit kpi --config $out/audit.yaml --last 7d
+                       $out/bin/audit conversation --config $out/audit.yaml sgd-1_00000
   alerts:         $ASSISTLOG_ALERTMANAGER_URL/api/v2/alerts (content rules in the Loki ruler, pipeline rules in Prometheus;
                   with the programs stopped, AssistlogProgramDown fires and holds back the content alerts)
   dashboards:     dashboards/grafana/*.json with the provisioning in dashboards/grafana/provisioning/
