@@ -305,6 +305,15 @@ func TestKPIEdges(t *testing.T) {
 		crafted("late", "2026-11-18T20:30:00Z", "salon-aurora", event.SessionStarted, ""),
 		// Sunday 22 November 20:30 UTC is Monday of W48 in Ufa.
 		crafted("sun", "2026-11-22T20:30:00Z", "salon-aurora", event.SessionStarted, ""),
+		// salon-bellezza, W48: one conversation books twice (two bookings,
+		// one booked conversation), another ends without a booking.
+		crafted("b1", "2026-11-24T05:00:00Z", "salon-bellezza", event.SessionStarted, ""),
+		crafted("b2", "2026-11-24T05:01:00Z", "salon-bellezza", event.LeadCreated, ""),
+		crafted("b3", "2026-11-24T05:02:00Z", "salon-bellezza", event.AppointmentConfirmed, "booked"),
+		crafted("b4", "2026-11-24T05:03:00Z", "salon-bellezza", event.AppointmentConfirmed, "booked"),
+		crafted("b5", "2026-11-24T05:04:00Z", "salon-bellezza", event.SessionEnded, "booked"),
+		crafted("c1", "2026-11-24T06:00:00Z", "salon-bellezza", event.SessionStarted, ""),
+		crafted("c2", "2026-11-24T06:04:00Z", "salon-bellezza", event.SessionEnded, "no_booking"),
 	}
 	es, alias := craftedAlias(t, evs)
 	cfg := writeConfig(t, es, alias, "")
@@ -325,6 +334,12 @@ func TestKPIEdges(t *testing.T) {
 		if want := map[string]string{"csv": ",1,", "table": "100,0 %", "md": "100,0 %"}[format]; !strings.Contains(out, want) {
 			t.Errorf("--format %s: no-show rate is not %q:\n%s", format, want, out)
 		}
+	}
+
+	two := auditKPI(t, "--config", cfg, "--week", "2026-W48", "--tenant", "salon-bellezza")
+	sameRow(t, "two bookings", two.Total, truthRow(evs[5:]))
+	if two.Total["confirmed"] != 2.0 || two.Total["booked"] != 1.0 || two.Total["conversion"] != 1.0 || two.Total["confirmed_share"] != 0.5 {
+		t.Errorf("two bookings in one conversation: %v, want confirmed 2, booked 1, conversion 1, confirmed share 0.5", two.Total)
 	}
 
 	// A tenant without a single event that week.
