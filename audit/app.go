@@ -42,6 +42,7 @@ func commands() []command {
 		{"review", "the weekly low-confidence review: sample a sheet, import the labels, summarise the causes", runReview},
 		{"visits", "confirmed appointments against attended / no-show: the unmarked ones to chase", runVisits},
 		{"reconcile", "the assistant's leads in the logs against Bitrix24: lost, orphans, duplicates (exit 3 over --max-loss)", runReconcile},
+		{"kpi", "owners' KPIs, exact: conversion, confirmed share, no-shows, response and manager times", runKPI},
 	}
 }
 
