@@ -42,6 +42,8 @@ The integrity verdict:
     the last stored seq cannot be seen. Without seq on some or all events
     the gap check is partial and says so.
 Status: intact, open (no violation, no session.ended yet) or damaged.
+Exit status: 0 for intact or open, 2 for damaged (the transcript is still
+written), 1 when the conversation cannot be read — for scripts and cron.
 
 Examples:
   audit conversation sgd-1_00000
@@ -95,6 +97,9 @@ func runConversation(ctx context.Context, a *app, args []string) error {
 	}
 	if *outPath != "" {
 		fmt.Fprintf(a.stderr, "%s/%s: %d events, %s; written to %s\n", conv.Tenant, conv.SessionID, len(conv.Events), conv.Verdict.Status, *outPath)
+	}
+	if conv.Verdict.Status == "damaged" {
+		return &exitError{code: 2, err: fmt.Errorf("%s/%s is damaged (see the verdict)", conv.Tenant, conv.SessionID)}
 	}
 	return nil
 }
