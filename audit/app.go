@@ -37,6 +37,7 @@ func commands() []command {
 		{"query", "run a saved search (the Kibana saved searches)", func(ctx context.Context, a *app, args []string) error {
 			return runQuery(ctx, args, a.stdout, a.stderr)
 		}},
+		{"kpi", "owners' KPIs, exact: conversion, confirmed share, no-shows, response and manager times", runKPI},
 		{"report", "the weekly owner report: HTML with charts, or text for Telegram", func(ctx context.Context, a *app, args []string) error { return runReport(ctx, a, args, reportHooks{}) }},
 	}
 }

@@ -22,7 +22,8 @@ const (
 )
 
 // metric is one KPI row of the report: data-kpi=key carries its value
-// for machines (ratios as fractions, durations in seconds).
+// for machines in audit kpi's JSON units (ratios as fractions, times in
+// milliseconds) under audit kpi's JSON keys.
 type metric struct {
 	key          string
 	kind         metricKind
@@ -41,7 +42,7 @@ func ratioOf(f func(kpi.Row) kpi.Ratio) func(kpi.Row) value {
 func durOf(f func(kpi.Row) *time.Duration) func(kpi.Row) value {
 	return func(r kpi.Row) value {
 		if d := f(r); d != nil {
-			return value{d.Seconds(), true}
+			return value{float64(*d) / float64(time.Millisecond), true}
 		}
 		return value{}
 	}
@@ -60,10 +61,10 @@ func metrics() []metric {
 		{"conversion", kindRatio, true, ratioOf(func(r kpi.Row) kpi.Ratio { return r.Conversion })},
 		{"confirmed_share", kindRatio, true, ratioOf(func(r kpi.Row) kpi.Ratio { return r.ConfirmedShare })},
 		{"no_show_rate", kindRatio, false, ratioOf(func(r kpi.Row) kpi.Ratio { return r.NoShowRate })},
-		{"response_mean", kindDuration, false, durOf(func(r kpi.Row) *time.Duration { return r.ResponseMean })},
-		{"response_median", kindDuration, false, durOf(func(r kpi.Row) *time.Duration { return r.ResponseMedian })},
-		{"manager_wait_mean", kindDuration, false, durOf(func(r kpi.Row) *time.Duration { return r.ManagerWaitMean })},
-		{"manager_wait_median", kindDuration, false, durOf(func(r kpi.Row) *time.Duration { return r.ManagerWaitMedian })},
+		{"response_mean_ms", kindDuration, false, durOf(func(r kpi.Row) *time.Duration { return r.ResponseMean })},
+		{"response_median_ms", kindDuration, false, durOf(func(r kpi.Row) *time.Duration { return r.ResponseMedian })},
+		{"manager_wait_mean_ms", kindDuration, false, durOf(func(r kpi.Row) *time.Duration { return r.ManagerWaitMean })},
+		{"manager_wait_median_ms", kindDuration, false, durOf(func(r kpi.Row) *time.Duration { return r.ManagerWaitMedian })},
 	}
 }
 
@@ -76,7 +77,7 @@ func (l locale) format(k metricKind, v value) string {
 	case kindRatio:
 		return l.percent(v.v)
 	case kindDuration:
-		return l.duration(time.Duration(v.v * float64(time.Second)))
+		return l.duration(time.Duration(v.v * float64(time.Millisecond)))
 	}
 	return l.int(int64(math.Round(v.v)))
 }
@@ -91,7 +92,7 @@ func (l locale) change(m metric, cur, prev value) (text, class string) {
 	case kindRatio:
 		text = l.points(d)
 	case kindDuration:
-		text = l.duration(time.Duration(math.Abs(d) * float64(time.Second)))
+		text = l.duration(time.Duration(math.Abs(d) * float64(time.Millisecond)))
 		if d > 0 {
 			text = "+" + text
 		} else if d < 0 {
@@ -279,7 +280,7 @@ func (m *reportModel) view() htmlView {
 		line.Change, line.ChangeClass = l.change(mt, cur, prev)
 		v.KPIs = append(v.KPIs, line)
 	}
-	for _, k := range []string{"conversion", "confirmed_share", "no_show_rate", "manager_wait_mean"} {
+	for _, k := range []string{"conversion", "confirmed_share", "no_show_rate", "manager_wait_mean_ms"} {
 		for _, line := range v.KPIs {
 			if line.Key == k {
 				v.Cards = append(v.Cards, line)

@@ -46,6 +46,9 @@ type Request struct {
 	Channel string
 	// By groups the rows: "" (total only), day, week, month, channel, tenant.
 	By string
+	// Progress, when set, hears how many events were read so far, every
+	// esread.PageSize events (a year of a busy tenant takes a while).
+	Progress func(events int64)
 }
 
 // Validate names what is wrong with r.
@@ -63,12 +66,16 @@ func (r Request) Validate() error {
 			return fmt.Errorf("kpi: windows[%d] (tenant %s): To %s is not after From %s", i, w.Tenant, w.To, w.From)
 		}
 	}
-	switch r.By {
+	return CheckBy(r.By)
+}
+
+// CheckBy validates a grouping.
+func CheckBy(by string) error {
+	switch by {
 	case ByNone, ByDay, ByWeek, ByMonth, ByChannel, ByTenant:
-	default:
-		return fmt.Errorf("kpi: By: one of day, week, month, channel, tenant, not %q", r.By)
+		return nil
 	}
-	return nil
+	return fmt.Errorf("--by: one of day, week, month, channel, tenant, not %q", by)
 }
 
 // Ratio is a share kept as its two counts, so an empty denominator stays
@@ -123,10 +130,14 @@ func Compute(ctx context.Context, r *esread.Reader, req Request) (total Row, gro
 	}
 	tot := &Row{}
 	byKey := map[string]*Row{}
+	var read int64
 	err = r.Each(ctx, esread.Search{Query: Query(req), Source: sourceFields}, func(h esread.Hit) error {
 		e, err := h.Decode()
 		if err != nil {
 			return err
+		}
+		if read++; req.Progress != nil && read%esread.PageSize == 0 {
+			req.Progress(read)
 		}
 		w, ok := windowOf(req.Windows, e)
 		if !ok {
