@@ -88,12 +88,17 @@ func (l locale) change(m metric, cur, prev value) (text, class string) {
 		return l.t("none"), "flat"
 	}
 	d := cur.v - prev.v
+	if m.kind == kindDuration && math.Abs(d) < 50 {
+		d = 0 // under 0,05 s reads as "+0 с": no change worth showing
+	}
 	switch m.kind {
 	case kindRatio:
 		text = l.points(d)
 	case kindDuration:
 		text = l.duration(time.Duration(math.Abs(d) * float64(time.Millisecond)))
-		if d > 0 {
+		if d == 0 {
+			text = "0"
+		} else if d > 0 {
 			text = "+" + text
 		} else if d < 0 {
 			text = "−" + text
@@ -319,11 +324,13 @@ func (m *reportModel) view() htmlView {
 	}
 	v.TrendTitle = l.tf("trend", len(m.Trend))
 	if any {
-		v.TrendChart = lineChart("trend", v.TrendTitle, labels, []series{conv, share}, math.Min(niceMax(top), 1), l.percent)
+		mx, steps := niceMax(top)
+		v.TrendChart = lineChart("trend", v.TrendTitle, labels, []series{conv, share}, mx, steps, l.percent)
 		v.TrendLegend = []legendItem{{conv.name, palette(0)}, {share.name, palette(1)}}
 	}
 	if anyNS {
-		v.NoShowChart = columnChart("no_shows", l.t("noshow_trend"), labels, noshow, math.Min(niceMax(topNS), 1), l.percent)
+		mx, steps := niceMax(topNS)
+		v.NoShowChart = columnChart("no_shows", l.t("noshow_trend"), labels, noshow, mx, steps, l.percent)
 	}
 
 	// The funnel of the week.

@@ -15,7 +15,7 @@ import (
 
 // chartWidth is the drawing's coordinate width; the SVG scales to the
 // page (width 100%), so the text sizes are chosen for a phone's width.
-const chartWidth = 480
+const chartWidth = 600
 
 // palette is the series colours, distinguishable in colour-blind vision
 // (Okabe–Ito).
@@ -44,34 +44,42 @@ func dataNum(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
 
 func esc(s string) string { return template.HTMLEscapeString(s) }
 
-// niceMax rounds a maximum up to 1, 2, 2.5 or 5 times a power of ten so
-// the grid lines fall on round numbers.
-func niceMax(m float64) float64 {
+// niceMax rounds a maximum up to 1, 2, 2.5, 5 or 10 times a power of ten,
+// with the number of grid steps that puts every line on a round number.
+func niceMax(m float64) (top float64, steps int) {
 	if m <= 0 || math.IsNaN(m) {
-		return 1
+		return 1, 4
 	}
 	p := math.Pow(10, math.Floor(math.Log10(m)))
-	for _, f := range []float64{1, 2, 2.5, 5, 10} {
-		if m <= f*p {
-			return f * p
+	for _, f := range []struct {
+		f     float64
+		steps int
+	}{{1, 4}, {2, 4}, {2.5, 5}, {5, 5}, {10, 5}} {
+		if m <= f.f*p*(1+1e-9) {
+			return f.f * p, f.steps
 		}
 	}
-	return 10 * p
+	return 10 * p, 5
+}
+
+// grid draws the horizontal lines and the y axis's values.
+func grid(b *strings.Builder, left, pw, top, ph, maxY float64, steps int, fmtY func(float64) string) {
+	for i := 0; i <= steps; i++ {
+		y := top + ph - ph*float64(i)/float64(steps)
+		fmt.Fprintf(b, `<line class="grid" x1="%s" x2="%s" y1="%s" y2="%s"/>`, svgNum(left), svgNum(left+pw), svgNum(y), svgNum(y))
+		fmt.Fprintf(b, `<text class="axis" x="%s" y="%s" text-anchor="end">%s</text>`, svgNum(left-6), svgNum(y+4), esc(fmtY(maxY*float64(i)/float64(steps))))
+	}
 }
 
 // lineChart draws series over the labels with a point (the mark) per
 // known value; a missing value breaks the line. fmtY formats the axis.
-func lineChart(id, aria string, labels []string, ss []series, maxY float64, fmtY func(float64) string) template.HTML {
-	const h, left, right, top, bottom = 220.0, 52.0, 12.0, 12.0, 28.0
+func lineChart(id, aria string, labels []string, ss []series, maxY float64, steps int, fmtY func(float64) string) template.HTML {
+	const h, left, right, top, bottom = 240.0, 60.0, 24.0, 12.0, 30.0
 	pw, ph := chartWidth-left-right, h-top-bottom
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg class="chart" data-chart="%s" viewBox="0 0 %d %s" role="img" aria-label="%s" xmlns="http://www.w3.org/2000/svg">`,
 		esc(id), chartWidth, svgNum(h), esc(aria))
-	for i := 0; i <= 4; i++ {
-		y := top + ph - ph*float64(i)/4
-		fmt.Fprintf(&b, `<line class="grid" x1="%s" x2="%s" y1="%s" y2="%s"/>`, svgNum(left), svgNum(left+pw), svgNum(y), svgNum(y))
-		fmt.Fprintf(&b, `<text class="axis" x="%s" y="%s" text-anchor="end">%s</text>`, svgNum(left-6), svgNum(y+4), esc(fmtY(maxY*float64(i)/4)))
-	}
+	grid(&b, left, pw, top, ph, maxY, steps, fmtY)
 	n := len(labels)
 	x := func(i int) float64 {
 		if n == 1 {
@@ -124,17 +132,13 @@ func lineChart(id, aria string, labels []string, ss []series, maxY float64, fmtY
 
 // columnChart draws one vertical bar per label (the no-show trend); a
 // missing value leaves its slot empty.
-func columnChart(id, aria string, labels []string, s series, maxY float64, fmtY func(float64) string) template.HTML {
-	const h, left, right, top, bottom = 220.0, 52.0, 12.0, 12.0, 28.0
+func columnChart(id, aria string, labels []string, s series, maxY float64, steps int, fmtY func(float64) string) template.HTML {
+	const h, left, right, top, bottom = 240.0, 60.0, 12.0, 12.0, 30.0
 	pw, ph := chartWidth-left-right, h-top-bottom
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg class="chart" data-chart="%s" viewBox="0 0 %d %s" role="img" aria-label="%s" xmlns="http://www.w3.org/2000/svg">`,
 		esc(id), chartWidth, svgNum(h), esc(aria))
-	for i := 0; i <= 4; i++ {
-		y := top + ph - ph*float64(i)/4
-		fmt.Fprintf(&b, `<line class="grid" x1="%s" x2="%s" y1="%s" y2="%s"/>`, svgNum(left), svgNum(left+pw), svgNum(y), svgNum(y))
-		fmt.Fprintf(&b, `<text class="axis" x="%s" y="%s" text-anchor="end">%s</text>`, svgNum(left-6), svgNum(y+4), esc(fmtY(maxY*float64(i)/4)))
-	}
+	grid(&b, left, pw, top, ph, maxY, steps, fmtY)
 	n := len(labels)
 	slot := pw / float64(max(n, 1))
 	bw := slot * 0.64
@@ -160,10 +164,11 @@ func columnChart(id, aria string, labels []string, s series, maxY float64, fmtY 
 }
 
 // barChart draws horizontal bars: a group per label, a bar per series,
-// each with its value written at its end (funnel, channels, intents).
+// the group's label and values written above its bars so long names and
+// numbers fit a phone's width (funnel, channels, intents).
 func barChart(id, aria string, labels []string, ss []series, fmtV func(float64) string) template.HTML {
-	const left, right, top, barH, gap, groupGap = 120.0, 64.0, 6.0, 14.0, 2.0, 12.0
-	pw := chartWidth - left - right
+	const pad, labelH, barH, gap, groupGap = 4.0, 20.0, 14.0, 3.0, 14.0
+	pw := chartWidth - 2*pad
 	maxV := 0.0
 	for _, s := range ss {
 		for _, v := range s.vals {
@@ -175,24 +180,30 @@ func barChart(id, aria string, labels []string, ss []series, fmtV func(float64) 
 	if maxV == 0 {
 		maxV = 1
 	}
-	groupH := float64(len(ss))*(barH+gap) - gap
-	h := top*2 + float64(len(labels))*(groupH+groupGap) - groupGap
+	groupH := labelH + float64(len(ss))*(barH+gap) - gap
+	h := pad*2 + float64(len(labels))*(groupH+groupGap) - groupGap
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg class="chart" data-chart="%s" viewBox="0 0 %d %s" role="img" aria-label="%s" xmlns="http://www.w3.org/2000/svg">`,
+	fmt.Fprintf(&b, `<svg class="chart bars" data-chart="%s" viewBox="0 0 %d %s" role="img" aria-label="%s" xmlns="http://www.w3.org/2000/svg">`,
 		esc(id), chartWidth, svgNum(h), esc(aria))
 	for i, l := range labels {
-		gy := top + float64(i)*(groupH+groupGap)
-		fmt.Fprintf(&b, `<text class="label" x="%s" y="%s" text-anchor="end">%s</text>`, svgNum(left-6), svgNum(gy+groupH/2+4), esc(trimLabel(l, 18)))
+		gy := pad + float64(i)*(groupH+groupGap)
+		var vals []string
+		for _, s := range ss {
+			if v := s.vals[i]; v.ok {
+				vals = append(vals, fmtV(v.v))
+			}
+		}
+		fmt.Fprintf(&b, `<text class="label" x="%s" y="%s">%s <tspan class="value">%s</tspan></text>`,
+			svgNum(pad), svgNum(gy+labelH-6), esc(trimLabel(l, 40)), esc(strings.Join(vals, " · ")))
 		for si, s := range ss {
 			v := s.vals[i]
 			if !v.ok {
 				continue
 			}
-			y := gy + float64(si)*(barH+gap)
+			y := gy + labelH + float64(si)*(barH+gap)
 			w := pw * v.v / maxV
-			fmt.Fprintf(&b, `<rect class="mark" data-series="%s" data-key="%s" data-value="%s" x="%s" y="%s" width="%s" height="%s" fill="%s"><title>%s, %s: %s</title></rect>`,
-				esc(s.key), esc(l), dataNum(v.v), svgNum(left), svgNum(y), svgNum(w), svgNum(barH), palette(si), esc(l), esc(s.name), esc(fmtV(v.v)))
-			fmt.Fprintf(&b, `<text class="value" x="%s" y="%s">%s</text>`, svgNum(left+w+4), svgNum(y+barH-3), esc(fmtV(v.v)))
+			fmt.Fprintf(&b, `<rect class="mark" data-series="%s" data-key="%s" data-value="%s" x="%s" y="%s" width="%s" height="%s" rx="2" fill="%s"><title>%s, %s: %s</title></rect>`,
+				esc(s.key), esc(l), dataNum(v.v), svgNum(pad), svgNum(y), svgNum(w), svgNum(barH), palette(si), esc(l), esc(s.name), esc(fmtV(v.v)))
 		}
 	}
 	b.WriteString(`</svg>`)

@@ -31,17 +31,25 @@ th, td { padding: 6px 8px; border-bottom: 1px solid var(--line); text-align: lef
 th { color: var(--muted); font-weight: 500; font-size: .85rem; }
 td.num, th.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
 .good { color: var(--good); } .bad { color: var(--bad); } .flat, .off { color: var(--muted); }
-svg.chart { display: block; width: 100%; height: auto; margin: 6px 0; }
+svg.chart { display: block; width: 100%; max-width: 680px; height: auto; margin: 6px 0; }
 svg .grid { stroke: var(--line); stroke-width: 1; }
-svg .axis, svg .label, svg .value { font-size: 12px; fill: var(--muted); }
+svg .axis, svg .label { font-size: 14px; fill: var(--muted); }
 svg .label { fill: var(--fg); }
+svg .value { fill: var(--muted); }
 svg .line { fill: none; stroke-width: 2.5; }
 .legend { display: flex; flex-wrap: wrap; gap: 4px 14px; font-size: .85rem; color: var(--muted); margin: 0; padding: 0; list-style: none; }
 .legend i { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 5px; }
 ul.next li { margin: 4px 0; }
 details summary { cursor: pointer; color: var(--muted); font-size: .9rem; margin-top: 6px; }
 footer { color: var(--muted); font-size: .8rem; text-align: center; margin: 16px 0; }
-@media (max-width: 480px) { main { padding: 10px; } section { padding: 12px; } table { font-size: .85rem; } th, td { padding: 5px 4px; } }
+th.num { white-space: normal; }
+@media (max-width: 480px) {
+  .chg { display: none; } /* the cards above show the change; four columns do not fit */
+  main { padding: 8px; } section { padding: 10px; } table { font-size: .82rem; } th, td { padding: 5px 3px; }
+  /* The charts scale down to the phone: larger type in their units keeps it legible. */
+  svg .axis { font-size: 20px; } svg .label { font-size: 19px; }
+  svg.bars .label { font-size: 17px; }
+}
 </style>
 </head>
 <body>
@@ -64,13 +72,13 @@ footer { color: var(--muted); font-size: .8rem; text-align: center; margin: 16px
 </div>
 <div class="scroll">
 <table>
-<thead><tr><th>{{index .T "kpi"}}</th><th class="num">{{index .T "this_week"}}</th><th class="num">{{index .T "prev_week"}}</th><th class="num">{{index .T "change"}}</th></tr></thead>
+<thead><tr><th>{{index .T "kpi"}}</th><th class="num">{{index .T "this_week"}}</th><th class="num">{{index .T "prev_week"}}</th><th class="num chg">{{index .T "change"}}</th></tr></thead>
 <tbody>
 {{- range .KPIs}}
 <tr data-kpi-row="{{.Key}}"><td>{{.Label}}</td>
 <td class="num" data-kpi="{{.Key}}" data-week="cur" data-value="{{.Cur.Data}}">{{.Cur.Text}}</td>
 <td class="num" data-kpi="{{.Key}}" data-week="prev" data-value="{{.Prev.Data}}">{{.Prev.Text}}</td>
-<td class="num {{.ChangeClass}}">{{.Change}}</td></tr>
+<td class="num chg {{.ChangeClass}}">{{.Change}}</td></tr>
 {{- end}}
 </tbody>
 </table>
