@@ -54,6 +54,7 @@ type shown struct {
 	Week  string `json:"week"`
 	Value string `json:"value"`
 	Text  string `json:"text"`
+	Tag   string `json:"tag"`
 }
 
 // renderedPage is what the test reads from the page in the browser.
@@ -85,7 +86,7 @@ const readPage = `(() => {
   });
   const cells = (sel, key, group) => [...document.querySelectorAll(sel)].map(e => ({
     group: group(e) || '', key: e.dataset[key] || '', week: e.dataset.week || '',
-    value: e.dataset.value === undefined ? '<missing>' : e.dataset.value, text: e.textContent.trim()}));
+    value: e.dataset.value === undefined ? '<missing>' : e.dataset.value, text: e.textContent.trim(), tag: e.tagName}));
   return {
     lang: document.documentElement.lang,
     charts,

@@ -155,7 +155,9 @@ func columnChart(id, aria string, labels []string, s series, maxY float64, steps
 		if !v.ok {
 			continue
 		}
-		bh := ph * math.Min(v.v/maxY, 1)
+		// A zero is drawn as a thin bar on the axis: "none happened" is
+		// data, unlike a missing share, which leaves the slot empty.
+		bh := math.Max(ph*math.Min(v.v/maxY, 1), 2)
 		fmt.Fprintf(&b, `<rect class="mark" data-series="%s" data-key="%s" data-value="%s" x="%s" y="%s" width="%s" height="%s" fill="%s"><title>%s: %s</title></rect>`,
 			esc(s.key), esc(l), dataNum(v.v), svgNum(cx-bw/2), svgNum(top+ph-bh), svgNum(bw), svgNum(bh), palette(5), esc(l), esc(fmtY(v.v)))
 	}
@@ -201,7 +203,7 @@ func barChart(id, aria string, labels []string, ss []series, fmtV func(float64) 
 				continue
 			}
 			y := gy + labelH + float64(si)*(barH+gap)
-			w := pw * v.v / maxV
+			w := math.Max(pw*v.v/maxV, 2) // a zero stays visible as a sliver
 			fmt.Fprintf(&b, `<rect class="mark" data-series="%s" data-key="%s" data-value="%s" x="%s" y="%s" width="%s" height="%s" rx="2" fill="%s"><title>%s, %s: %s</title></rect>`,
 				esc(s.key), esc(l), dataNum(v.v), svgNum(pad), svgNum(y), svgNum(w), svgNum(barH), palette(si), esc(l), esc(s.name), esc(fmtV(v.v)))
 		}
