@@ -382,8 +382,8 @@ func TestReportNextSteps(t *testing.T) {
 			{Key: "instagram", Leads: 8, Conversion: kpi.Ratio{Num: 2, Den: 8}},
 			{Key: "phone", Leads: 2, Conversion: kpi.Ratio{Num: 0, Den: 2}}, // too few leads to judge
 		},
-		Trend: []trendWeek{{Row: rate(1, 20)}, {Row: rate(2, 20)}, {Row: rate(3, 20)}, {Row: rate(4, 20)}},
-		LowConf: []intentCount{{"BookAppointment", 12}, {"FindProvider", 3}},
+		Trend:     []trendWeek{{Row: rate(1, 20)}, {Row: rate(2, 20)}, {Row: rate(3, 20)}, {Row: rate(4, 20)}},
+		LowConf:   []intentCount{{"BookAppointment", 12}, {"FindProvider", 3}},
 		Reconcile: &reconcileSummary{Logged: 20, InCRM: 18, Lost: 2},
 		Reviews:   []reviewCause{{"wrong slot", 2}, {"price unclear", 5}},
 	}
