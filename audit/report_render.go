@@ -329,7 +329,8 @@ func (m *reportModel) view() htmlView {
 		v.TrendLegend = []legendItem{{conv.name, palette(0)}, {share.name, palette(1)}}
 	}
 	if anyNS {
-		mx, steps := niceMax(topNS)
+		// Weeks without a single no-show still get a readable scale.
+		mx, steps := niceMax(math.Max(topNS, 0.05))
 		v.NoShowChart = columnChart("no_shows", l.t("noshow_trend"), labels, noshow, mx, steps, l.percent)
 	}
 
@@ -436,7 +437,13 @@ func (m *reportModel) writeText(w io.Writer) error {
 	l := m.loc
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\n%s\n\n", m.Title, l.tf("week", m.Week)+": "+l.span(m.From, m.To))
+	// A message read on a phone: the headline KPIs only; the HTML has all.
+	headline := map[string]bool{"sessions": true, "leads": true, "booked": true, "conversion": true,
+		"confirmed_share": true, "no_show_rate": true, "response_median_ms": true, "manager_wait_mean_ms": true}
 	for _, mt := range metrics() {
+		if !headline[mt.key] {
+			continue
+		}
 		cur, prev := mt.get(m.Cur), mt.get(m.Prev)
 		ch, _ := l.change(mt, cur, prev)
 		line := l.t(mt.key) + ": " + l.format(mt.kind, cur) + " (" + l.tf("vs_prev", l.format(mt.kind, prev))

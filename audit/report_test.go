@@ -461,3 +461,68 @@ func TestReportCharts(t *testing.T) {
 		}
 	}
 }
+
+// TestReportCommandLine: help that teaches, and clear errors before any
+// search for a bad week, tenant, language or format.
+func TestReportCommandLine(t *testing.T) {
+	cfg := writeConfig(t, "http://127.0.0.1:1", "nowhere", "")
+	_, help, err := runAudit(t, "report", "--help")
+	if err != nil || !strings.Contains(help, "audit report --week 2026-W47 --tenant salon-aurora --out report.html") || !strings.Contains(help, "--format text") {
+		t.Errorf("report --help: %v\n%s", err, help)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--week", "2026-W60", "--tenant", "salon-aurora"}, "has no week 60"},
+		{[]string{"--week", "2026-47", "--tenant", "salon-aurora"}, "not an ISO week"},
+		{[]string{"--week", "2026-W47", "--tenant", "salon-nowhere"}, `unknown tenant "salon-nowhere"`},
+		{[]string{"--week", "2026-W47", "--lang", "de"}, "--lang"},
+		{[]string{"--week", "2026-W47", "--format", "csv"}, "--format: html or text"},
+		{[]string{"--week", "2026-W47", "--weeks", "1"}, "--weeks"},
+	} {
+		_, _, err := runAudit(t, append([]string{"report", "--config", cfg}, c.args...)...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("report %v: error %v, want %q", c.args, err, c.want)
+		}
+	}
+}
+
+// TestReportHooksRender: with the CRM and review hooks wired, the lost
+// leads and the causes are shown; without them the sections say so.
+func TestReportHooksRender(t *testing.T) {
+	ru, _ := newLocale("ru")
+	loc := time.FixedZone("UTC+5", 5*3600)
+	m := &reportModel{loc: ru, Title: "Салон", Week: "2026-W47", PrevWeek: "2026-W46",
+		From: time.Date(2026, 11, 16, 0, 0, 0, 0, loc), To: time.Date(2026, 11, 23, 0, 0, 0, 0, loc), Generated: time.Date(2026, 11, 23, 9, 0, 0, 0, loc),
+		ReconcileOn: true, Reconcile: &reconcileSummary{Logged: 1234, InCRM: 1230, Lost: 4},
+		ReviewsOn: true, Reviews: []reviewCause{{"не тот слот", 3}}, LowConfThreshold: 0.6}
+	m.Next = nextSteps(m)
+	var b strings.Builder
+	if err := m.writeHTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`data-reconcile="bad"`, "Заявок в журнале: 1\u00a0234, найдено в Bitrix24: 1\u00a0230, потеряно: 4.",
+		`<tr data-cause="не тот слот"><td>не тот слот</td><td class="num" data-value="3">3</td></tr>`, "16–22\u00a0ноября 2026"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+	off := &reportModel{loc: ru, Title: "Салон", From: m.From, To: m.To, Generated: m.Generated}
+	b.Reset()
+	if err := off.writeHTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`data-reconcile="off"`, "не настроена", "Разборы диалогов не подключены."} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("the page without hooks lacks %q", want)
+		}
+	}
+	var text strings.Builder
+	if err := m.writeText(&text); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text.String(), "потеряно: 4") || !strings.Contains(text.String(), "• 4 заявок не дошли до Bitrix24") {
+		t.Errorf("text:\n%s", text.String())
+	}
+}
