@@ -169,7 +169,7 @@ func columnChart(id, aria string, labels []string, s series, maxY float64, steps
 // the group's label and values written above its bars so long names and
 // numbers fit a phone's width (funnel, channels, intents).
 func barChart(id, aria string, labels []string, ss []series, fmtV func(float64) string) template.HTML {
-	const pad, labelH, barH, gap, groupGap = 4.0, 20.0, 14.0, 3.0, 14.0
+	const pad, labelH, barH, gap, groupGap = 4.0, 26.0, 14.0, 3.0, 12.0
 	pw := chartWidth - 2*pad
 	maxV := 0.0
 	for _, s := range ss {

@@ -48,7 +48,7 @@ th.num { white-space: normal; }
   main { padding: 8px; } section { padding: 10px; } table { font-size: .82rem; } th, td { padding: 5px 3px; }
   /* The charts scale down to the phone: larger type in their units keeps it legible. */
   svg .axis { font-size: 20px; } svg .label { font-size: 19px; }
-  svg.bars .label { font-size: 17px; }
+  svg.bars .label { font-size: 23px; }
 }
 </style>
 </head>
