@@ -79,7 +79,11 @@ func runKPI(ctx context.Context, a *app, args []string) error {
 		req.Windows = append(req.Windows, kpi.Window{Tenant: w.Tenant.Name, Loc: w.Tenant.Location(), From: w.From, To: w.To})
 		label = w.Label
 	}
-	req.Progress = func(n int64) { fmt.Fprintf(a.stderr, "kpi: %d events read\n", n) }
+	req.Progress = func(n int64) {
+		if n%20000 == 0 { // a line every ten pages: months of a busy tenant
+			fmt.Fprintf(a.stderr, "kpi: %d events read\n", n)
+		}
+	}
 	total, groups, err := kpi.Compute(ctx, e.es, req)
 	if err != nil {
 		return err

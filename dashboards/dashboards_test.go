@@ -16,6 +16,8 @@ import (
 type target struct {
 	RefID      string `json:"refId"`
 	Expr       string `json:"expr"`
+	Query      string `json:"query"`      // Elasticsearch: Lucene
+	Expression string `json:"expression"` // server-side expression
 	Instant    bool   `json:"instant"`
 	Datasource struct {
 		Type string `json:"type"`
@@ -128,22 +130,49 @@ func TestStructure(t *testing.T) {
 				t.Errorf("%s: panel %q has no query", f, p.Title)
 			}
 			for _, ds := range append([]string{p.Datasource.UID}, targetUIDs(p)...) {
-				if _, ok := uids[ds]; !ok {
+				if _, ok := uids[ds]; !ok && ds != "__expr__" { // Grafana's built-in expressions
 					t.Errorf("%s: panel %q uses data source %q, not provisioned", f, p.Title, ds)
 				}
 			}
+			refs := map[string]bool{}
 			for _, tg := range p.Targets {
-				for _, m := range varRef.FindAllStringSubmatch(tg.Expr+" "+p.Title, -1) {
+				refs[tg.RefID] = true
+			}
+			for _, tg := range p.Targets {
+				if tg.Datasource.UID == "__expr__" {
+					// $A in an expression is the panel's query A.
+					for _, m := range varRef.FindAllStringSubmatch(tg.Expression, -1) {
+						if !refs[m[1]] {
+							t.Errorf("%s: panel %q expression %s uses $%s, no such query", f, p.Title, tg.RefID, m[1])
+						}
+					}
+					if tg.Expression == "" {
+						t.Errorf("%s: panel %q expression %s is empty", f, p.Title, tg.RefID)
+					}
+					continue
+				}
+				for _, m := range varRef.FindAllStringSubmatch(tg.text()+" "+p.Title, -1) {
 					if !builtins[m[1]] && !defined[m[1]] {
 						t.Errorf("%s: panel %q uses $%s, not defined", f, p.Title, m[1])
 					}
 				}
-				if strings.TrimSpace(tg.Expr) == "" {
+				if strings.TrimSpace(tg.text()) == "" {
 					t.Errorf("%s: panel %q target %s is empty", f, p.Title, tg.RefID)
 				}
 			}
 		}
 	}
+}
+
+// text is the query of a target, whatever its data source.
+func (tg target) text() string {
+	switch tg.Datasource.Type {
+	case "elasticsearch":
+		return tg.Query
+	case "__expr__":
+		return tg.Expression
+	}
+	return tg.Expr
 }
 
 func targetUIDs(p panel) []string {

@@ -134,6 +134,10 @@ func TestPanelQueries(t *testing.T) {
 					r, err = lokiQuery(ep.LokiURL, expr, tg.Instant)
 				case "prometheus":
 					r, err = promQuery(ep.PrometheusURL, expr, tg.Instant)
+				case "elasticsearch", "__expr__":
+					// The KPI panels: audit's TestDashboardKPIsAgree runs them
+					// as Grafana would and compares them with audit kpi.
+					continue
 				default:
 					t.Fatalf("%s: panel %q: no runner for %s", f, p.Title, tg.Datasource.Type)
 				}

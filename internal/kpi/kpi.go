@@ -274,7 +274,8 @@ func Mean(ms []int64) *time.Duration {
 	for _, v := range ms {
 		sum += v
 	}
-	d := time.Duration(sum) * time.Millisecond / time.Duration(len(ms))
+	n := int64(len(ms))
+	d := time.Duration((sum*int64(time.Millisecond) + n/2) / n) // to the nearest nanosecond
 	return &d
 }
 
