@@ -295,7 +295,7 @@ func (m *reportModel) view() htmlView {
 
 	// The trend: the ratios as lines, and a table of the weeks.
 	labels := make([]string, len(m.Trend))
-	conv, share, noshow := series{key: "conversion", name: l.t("conversion")}, series{key: "confirmed_share", name: l.t("confirmed_share")}, series{key: "no_show_rate", name: l.t("no_show_rate")}
+	conv, share, noshow := chartSeries{key: "conversion", name: l.t("conversion")}, chartSeries{key: "confirmed_share", name: l.t("confirmed_share")}, chartSeries{key: "no_show_rate", name: l.t("no_show_rate")}
 	top, topNS, any, anyNS := 0.0, 0.0, false, false
 	trendKeys := []string{"sessions", "leads", "booked", "conversion", "confirmed_share", "no_shows", "no_show_rate"}
 	for _, k := range trendKeys {
@@ -303,7 +303,7 @@ func (m *reportModel) view() htmlView {
 	}
 	for i, w := range m.Trend {
 		labels[i] = l.short(w.From)
-		for _, s := range []*series{&conv, &share, &noshow} {
+		for _, s := range []*chartSeries{&conv, &share, &noshow} {
 			s.vals = append(s.vals, byKey[s.key].get(w.Row))
 		}
 		if c := conv.vals[i]; c.ok {
@@ -325,7 +325,7 @@ func (m *reportModel) view() htmlView {
 	v.TrendTitle = l.tf("trend", len(m.Trend))
 	if any {
 		mx, steps := niceMax(top)
-		v.TrendChart = lineChart("trend", v.TrendTitle, labels, []series{conv, share}, mx, steps, l.percent)
+		v.TrendChart = lineChart("trend", v.TrendTitle, labels, []chartSeries{conv, share}, mx, steps, l.percent)
 		v.TrendLegend = []legendItem{{conv.name, palette(0)}, {share.name, palette(1)}}
 	}
 	if anyNS {
@@ -337,7 +337,7 @@ func (m *reportModel) view() htmlView {
 	// The funnel of the week.
 	if m.Cur.Sessions > 0 {
 		steps := []string{"sessions", "contact_requested", "leads", "confirmed", "attended"}
-		s := series{key: "funnel", name: l.t("funnel")}
+		s := chartSeries{key: "funnel", name: l.t("funnel")}
 		var names []string
 		for _, k := range steps {
 			n := byKey[k].get(m.Cur)
@@ -345,7 +345,7 @@ func (m *reportModel) view() htmlView {
 			names = append(names, l.t(k))
 		}
 		first := float64(m.Cur.Sessions)
-		v.FunnelChart = barChart("funnel", l.t("funnel"), names, []series{s}, func(x float64) string {
+		v.FunnelChart = barChart("funnel", l.t("funnel"), names, []chartSeries{s}, func(x float64) string {
 			return l.int(int64(x)) + " (" + l.percent(x/first) + ")"
 		})
 	}
@@ -358,7 +358,7 @@ func (m *reportModel) view() htmlView {
 		for _, k := range keys {
 			v.Channels.Head = append(v.Channels.Head, l.t(k))
 		}
-		ss := []series{{key: "sessions", name: l.t("sessions")}, {key: "leads", name: l.t("leads")}, {key: "booked", name: l.t("booked")}}
+		ss := []chartSeries{{key: "sessions", name: l.t("sessions")}, {key: "leads", name: l.t("leads")}, {key: "booked", name: l.t("booked")}}
 		var names []string
 		for _, ch := range chs {
 			names = append(names, ch.Key)
@@ -397,14 +397,14 @@ func (m *reportModel) view() htmlView {
 	v.LowConfNote = l.tf("lowconf_note", l.decimal(m.LowConfThreshold, 3))
 	v.LowConf = m.LowConf
 	if len(m.LowConf) > 0 {
-		s := series{key: "low_confidence", name: l.t("turns")}
+		s := chartSeries{key: "low_confidence", name: l.t("turns")}
 		var names []string
 		for _, ic := range m.LowConf {
 			names = append(names, ic.Intent)
 			s.vals = append(s.vals, value{float64(ic.Turns), true})
 			v.LowConfText = append(v.LowConfText, l.int(ic.Turns))
 		}
-		v.LowConfChart = barChart("low_confidence", l.t("lowconf"), names, []series{s}, func(x float64) string { return l.int(int64(x)) })
+		v.LowConfChart = barChart("low_confidence", l.t("lowconf"), names, []chartSeries{s}, func(x float64) string { return l.int(int64(x)) })
 	}
 
 	switch {

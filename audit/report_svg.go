@@ -30,8 +30,8 @@ type value struct {
 	ok bool
 }
 
-// series is one line or one kind of bar.
-type series struct {
+// chartSeries is one line or one kind of bar.
+type chartSeries struct {
 	key, name string
 	vals      []value
 }
@@ -73,7 +73,7 @@ func grid(b *strings.Builder, left, pw, top, ph, maxY float64, steps int, fmtY f
 
 // lineChart draws series over the labels with a point (the mark) per
 // known value; a missing value breaks the line. fmtY formats the axis.
-func lineChart(id, aria string, labels []string, ss []series, maxY float64, steps int, fmtY func(float64) string) template.HTML {
+func lineChart(id, aria string, labels []string, ss []chartSeries, maxY float64, steps int, fmtY func(float64) string) template.HTML {
 	const h, left, right, top, bottom = 240.0, 60.0, 24.0, 12.0, 30.0
 	pw, ph := chartWidth-left-right, h-top-bottom
 	var b strings.Builder
@@ -132,7 +132,7 @@ func lineChart(id, aria string, labels []string, ss []series, maxY float64, step
 
 // columnChart draws one vertical bar per label (the no-show trend); a
 // missing value leaves its slot empty.
-func columnChart(id, aria string, labels []string, s series, maxY float64, steps int, fmtY func(float64) string) template.HTML {
+func columnChart(id, aria string, labels []string, s chartSeries, maxY float64, steps int, fmtY func(float64) string) template.HTML {
 	const h, left, right, top, bottom = 240.0, 60.0, 12.0, 12.0, 30.0
 	pw, ph := chartWidth-left-right, h-top-bottom
 	var b strings.Builder
@@ -168,7 +168,7 @@ func columnChart(id, aria string, labels []string, s series, maxY float64, steps
 // barChart draws horizontal bars: a group per label, a bar per series,
 // the group's label and values written above its bars so long names and
 // numbers fit a phone's width (funnel, channels, intents).
-func barChart(id, aria string, labels []string, ss []series, fmtV func(float64) string) template.HTML {
+func barChart(id, aria string, labels []string, ss []chartSeries, fmtV func(float64) string) template.HTML {
 	const pad, labelH, barH, gap, groupGap = 4.0, 26.0, 14.0, 3.0, 12.0
 	pw := chartWidth - 2*pad
 	maxV := 0.0

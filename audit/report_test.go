@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
@@ -16,25 +15,6 @@ import (
 	"github.com/assistlog/assistlog/internal/kpi"
 	"github.com/assistlog/assistlog/internal/period"
 )
-
-// kpiOut is `audit kpi --format json`.
-type kpiOut struct {
-	Total  map[string]any   `json:"total"`
-	Groups []map[string]any `json:"groups"`
-}
-
-func auditKPI(t *testing.T, args ...string) kpiOut {
-	t.Helper()
-	out, errOut, err := runAudit(t, append(append([]string{"kpi"}, args...), "--format", "json")...)
-	if err != nil {
-		t.Fatalf("audit kpi %v: %v\n%s", args, err, errOut)
-	}
-	var k kpiOut
-	if err := json.Unmarshal([]byte(out), &k); err != nil {
-		t.Fatalf("audit kpi %v: %v\n%s", args, err, out)
-	}
-	return k
-}
 
 // sameNumber says whether a data-value shown on the page is audit kpi's
 // JSON value: the same number, or empty for null.
@@ -427,8 +407,8 @@ func TestReportNextSteps(t *testing.T) {
 // TestReportCharts: the drawn marks carry the values, scaled to the axis,
 // and a missing share is no mark rather than a zero.
 func TestReportCharts(t *testing.T) {
-	s := series{key: "conversion", name: "c", vals: []value{{0.5, true}, {}, {0.25, true}}}
-	svg := string(lineChart("trend", "t", []string{"a", "b", "c"}, []series{s}, 1, 4, func(f float64) string { return "x" }))
+	s := chartSeries{key: "conversion", name: "c", vals: []value{{0.5, true}, {}, {0.25, true}}}
+	svg := string(lineChart("trend", "t", []string{"a", "b", "c"}, []chartSeries{s}, 1, 4, func(f float64) string { return "x" }))
 	marks := regexp.MustCompile(`<circle class="mark"[^>]*data-value="([^"]*)" cx="([^"]*)" cy="([^"]*)"`).FindAllStringSubmatch(svg, -1)
 	if len(marks) != 2 || marks[0][1] != "0.5" || marks[1][1] != "0.25" {
 		t.Fatalf("marks %v", marks)
@@ -441,7 +421,7 @@ func TestReportCharts(t *testing.T) {
 	if d := regexp.MustCompile(`class="line" d="([^"]*)"`).FindStringSubmatch(svg); d == nil || strings.Count(d[1], "M") != 2 || strings.Contains(d[1], "L") {
 		t.Errorf("the missing week should break the line into two: %s", svg)
 	}
-	bars := string(barChart("funnel", "f", []string{"x", "y"}, []series{{key: "n", vals: []value{{100, true}, {25, true}}}}, func(f float64) string { return "" }))
+	bars := string(barChart("funnel", "f", []string{"x", "y"}, []chartSeries{{key: "n", vals: []value{{100, true}, {25, true}}}}, func(f float64) string { return "" }))
 	ws := regexp.MustCompile(`class="mark"[^>]*width="([^"]*)"`).FindAllStringSubmatch(bars, -1)
 	if len(ws) != 2 {
 		t.Fatalf("bars %v", ws)
