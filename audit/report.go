@@ -215,6 +215,7 @@ func buildReport(ctx context.Context, e *env, o reportOpts, now time.Time, hooks
 	if err != nil {
 		return nil, err
 	}
+	// The week parsed above, so these cannot fail.
 	prev, _ := weekWindows(1, 1)
 	trend, _ := weekWindows(o.weeks-1, o.weeks)
 
