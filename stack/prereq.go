@@ -19,6 +19,7 @@ var prerequisites = []prerequisite{
 	{"mvn", "maven"},                    // resolves Kafka and Elasticsearch from Maven Central
 	{"curl", "curl"},                    // the demo script reads /metrics
 	{"python3", "python3"},              // the demo script reads JSON replies
+	{"chromium", "chromium"},            // audit's report test renders the owner report in headless Chromium
 }
 
 // ensurePrerequisites installs missing tools from Debian's packages when
