@@ -43,7 +43,9 @@ func commands() []command {
 		{"visits", "confirmed appointments against attended / no-show: the unmarked ones to chase", runVisits},
 		{"reconcile", "the assistant's leads in the logs against Bitrix24: lost, orphans, duplicates (exit 3 over --max-loss)", runReconcile},
 		{"kpi", "owners' KPIs, exact: conversion, confirmed share, no-shows, response and manager times", runKPI},
-		{"report", "the weekly owner report: HTML with charts, or text for Telegram", func(ctx context.Context, a *app, args []string) error { return runReport(ctx, a, args, reportHooks{}) }},
+		{"report", "the weekly owner report: HTML with charts, or text for Telegram", func(ctx context.Context, a *app, args []string) error {
+			return runReport(ctx, a, args, wiredReportHooks())
+		}},
 	}
 }
 

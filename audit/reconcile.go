@@ -140,7 +140,7 @@ func runReconcile(ctx context.Context, a *app, args []string) error {
 	c.flags(fs, true, nil)
 	discFile := fs.String("discrepancies", "", "write every unmatched item to this CSV file")
 	maxLoss := fs.String("max-loss", "", "exit with code 3 when the lost share of logged leads is over this percentage, e.g. 1 or 0.5%")
-	slack := fs.Duration("slack", 24*time.Hour, "read CRM leads created this long before and after the period (the CRM worker may make a lead later)")
+	slack := fs.Duration("slack", defaultReconcileSlack, "read CRM leads created this long before and after the period (the CRM worker may make a lead later)")
 	pos, help, err := parse(fs, args)
 	if help {
 		return nil
@@ -205,6 +205,9 @@ func runReconcile(ctx context.Context, a *app, args []string) error {
 	}
 	return nil
 }
+
+// defaultReconcileSlack is how far around the period CRM leads are read.
+const defaultReconcileSlack = 24 * time.Hour
 
 // reconciler is one reconciliation.
 type reconciler struct {

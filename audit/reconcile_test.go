@@ -20,6 +20,7 @@ import (
 	"github.com/assistlog/assistlog/demo"
 	"github.com/assistlog/assistlog/internal/bitrix24/bitrix24test"
 	"github.com/assistlog/assistlog/internal/event"
+	"github.com/assistlog/assistlog/internal/period"
 	"github.com/assistlog/assistlog/internal/pipelinetest"
 	"github.com/assistlog/assistlog/internal/stacktest"
 	"github.com/assistlog/assistlog/internal/tenants"
@@ -364,6 +365,23 @@ pii:
 	}
 	if want := strconv.FormatFloat(200/float64(total.logged), 'f', 1, 64); tot["lost_pct"] != want {
 		t.Errorf("lost_pct %q, want %s (2 of %d)", tot["lost_pct"], want, total.logged)
+	}
+
+	// The owner's report reads the same reconciliation through its hook.
+	{
+		c := common{configPath: cfgPath, period: period.Spec{From: d1, To: d2}}
+		e, err := c.load(true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws, err := c.windows(e, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum, err := reportReconcile(t.Context(), e, ws)
+		if err != nil || sum == nil || sum.Logged != int64(total.logged) || sum.Lost != 2 || sum.InCRM != int64(total.inCRM) {
+			t.Errorf("report's reconciliation %+v (%v), want logged %d, in CRM %d, lost 2", sum, err, total.logged, total.inCRM)
+		}
 	}
 
 	// The discrepancy file: each item, with the conversation's link.

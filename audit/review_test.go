@@ -338,6 +338,23 @@ func TestReviewSampleImportSummary(t *testing.T) {
 		t.Errorf("reviewCauses for %s: %v %v; %d labels", first["tenant"], got, err, len(picked[first["tenant"]]))
 	}
 
+	// And the owner's report, through its hook, over that tenant's week.
+	{
+		tn, _ := e.tenants.Get(first["tenant"])
+		wr, err := period.Week(week, tn.Location())
+		if err != nil {
+			t.Fatal(err)
+		}
+		causes, err := reportReviewCauses(t.Context(), e, []Window{{Tenant: tn, Range: wr}})
+		n := 0
+		for _, rc := range causes {
+			n += int(rc.Count)
+		}
+		if err != nil || n != len(picked[first["tenant"]]) {
+			t.Errorf("report's review causes for %s: %v (%v), want %d labels", first["tenant"], causes, err, len(picked[first["tenant"]]))
+		}
+	}
+
 	// A bad sheet: every error, with its line and column, and nothing
 	// stored (the first row is good and must not be stored either).
 	good := rows[1]
