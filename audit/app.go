@@ -37,6 +37,7 @@ func commands() []command {
 		{"query", "run a saved search (the Kibana saved searches)", func(ctx context.Context, a *app, args []string) error {
 			return runQuery(ctx, args, a.stdout, a.stderr)
 		}},
+		{"export", "events as CSV (Excel, Google Sheets, Looker Studio) or JSON, masked", runExport},
 	}
 }
 
