@@ -15,9 +15,11 @@
  *
  * Apps Script cannot read request headers nor answer with an HTTP status:
  * the signature comes in the query string (assistlog_ts, assistlog_sig), and
- * a refused request is answered {"ok": false, ...} and logged (Executions),
- * not retried by the shipper. Delivery is at least once: a repeated event
- * (same idempotency_key) is skipped, not appended twice.
+ * a refused request is answered {"ok": false, "status": N, "error": ...},
+ * which the shipper treats as HTTP status N (401 pauses it and alerts, 400
+ * dead-letters, 503 retries); it is also logged (Executions). Delivery is
+ * at least once: a repeated event (same idempotency_key) is skipped, not
+ * appended twice.
  */
 
 /** The sheet rows go to; created with a header row when missing. */
@@ -45,20 +47,29 @@ var EXAMPLE = {
 function doPost(e) {
   var secret = PropertiesService.getScriptProperties().getProperty('ASSISTLOG_WEBHOOK_SECRET');
   if (!secret) {
-    return refuse('script property ASSISTLOG_WEBHOOK_SECRET is not set');
+    return refuse(401, 'script property ASSISTLOG_WEBHOOK_SECRET is not set');
   }
   var body = (e && e.postData) ? e.postData.contents : '';
   var ts = e && e.parameter ? e.parameter.assistlog_ts : '';
   var sig = e && e.parameter ? e.parameter.assistlog_sig : '';
   if (!verify(secret, ts, body, sig)) {
-    return refuse('bad signature: check that webhook.secret and the script property are the same');
+    return refuse(401, 'bad signature: check that webhook.secret and the script property are the same');
   }
   if (Math.abs(Date.now() / 1000 - Number(ts)) > MAX_AGE_SECONDS) {
-    return refuse('timestamp ' + ts + ' is more than ' + MAX_AGE_SECONDS + ' s away: a replayed request, or a clock off');
+    return refuse(401, 'timestamp ' + ts + ' is more than ' + MAX_AGE_SECONDS + ' s away: a replayed request, or a clock off');
   }
-  var data = JSON.parse(body);
+  var data;
+  try {
+    data = JSON.parse(body);
+  } catch (err) {
+    return refuse(400, 'body is not JSON: ' + err);
+  }
   var lock = LockService.getScriptLock();
-  lock.waitLock(30000); // two requests at once must not both append an event
+  try {
+    lock.waitLock(30000); // two requests at once must not both append an event
+  } catch (err) {
+    return refuse(503, 'busy: ' + err); // the shipper tries again
+  }
   try {
     var sheet = sheetFor(SHEET_NAME);
     var keys = sheet.getRange(1, 2, Math.max(sheet.getLastRow(), 1), 1);
@@ -81,6 +92,8 @@ function doPost(e) {
       sheet.getRange(sheet.getLastRow() + 1, 1, rows.length, COLUMNS.length).setValues(rows);
     }
     return reply({ ok: true, appended: rows.length, skipped_repeats: skipped });
+  } catch (err) {
+    return refuse(503, 'could not append: ' + err); // e.g. a sheet quota: tried again
   } finally {
     lock.releaseLock();
   }
@@ -129,9 +142,15 @@ function sheetFor(name) {
   return sheet;
 }
 
-function refuse(why) {
-  console.warn('assistlog webhook refused: ' + why);
-  return reply({ ok: false, error: why });
+/**
+ * refuse answers with the HTTP status the shipper should act on: a web app
+ * cannot set one, so it goes in the body. 401: the shipper pauses and
+ * alerts (fix the secret or the clock); 400: the events are dead-lettered;
+ * 503: tried again later.
+ */
+function refuse(status, why) {
+  console.warn('assistlog webhook refused (' + status + '): ' + why);
+  return reply({ ok: false, status: status, error: why });
 }
 
 function reply(obj) {

@@ -14,7 +14,9 @@
 // and network errors are retried with backoff; 401/403 pause the stream; any
 // other 4xx is a refusal: a batch is split into single events, and each
 // event still refused comes back as a Rejection for the caller to
-// dead-letter with the receiver's reason.
+// dead-letter with the receiver's reason. A receiver that cannot set HTTP
+// statuses (Apps Script) answers 200 with {"ok": false, "status": N}, which
+// counts as status N.
 package webhooksink
 
 import (
@@ -310,6 +312,7 @@ func (s *Sink) postRetrying(ctx context.Context, body []byte, n int) (string, er
 	for {
 		status, msg, err := s.postOnce(ctx, body)
 		if err == nil {
+			status = answered(status, msg)
 			if status >= 200 && status < 300 {
 				att.Done()
 				return "", nil
@@ -334,6 +337,29 @@ func (s *Sink) postRetrying(ctx context.Context, body []byte, n int) (string, er
 			return "", fmt.Errorf("webhook: %w", werr)
 		}
 	}
+}
+
+// answered is the status a receiver meant. One that cannot set an HTTP
+// status (an Apps Script web app always answers 200) says
+// {"ok": false, "status": 401, "error": "…"} instead; the status in it
+// counts as the request's, so a wrong secret pauses the stream rather than
+// being taken for delivery. Without a usable status, ok:false is a refusal
+// (400).
+func answered(status int, msg string) int {
+	if status < 200 || status >= 300 || !strings.HasPrefix(msg, "{") {
+		return status
+	}
+	var a struct {
+		OK     *bool `json:"ok"`
+		Status int   `json:"status"`
+	}
+	if json.Unmarshal([]byte(msg), &a) != nil || a.OK == nil || *a.OK {
+		return status
+	}
+	if a.Status >= 400 && a.Status < 600 {
+		return a.Status
+	}
+	return http.StatusBadRequest
 }
 
 // postOnce signs and posts body once, with a fresh timestamp: a retry after

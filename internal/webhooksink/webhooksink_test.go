@@ -294,3 +294,158 @@ func TestValidate(t *testing.T) {
 		t.Error("Selects: wrong selection by type and tenant")
 	}
 }
+
+// appsScriptShim stands in for the Google services the script calls, as
+// Apps Script documents them: script properties, a lock, a spreadsheet
+// whose sheets are arrays of rows, and ContentService's text output.
+const appsScriptShim = `
+const crypto = require('crypto');
+const signed = buf => Array.from(buf, b => (b > 127 ? b - 256 : b));
+var Utilities = {
+  newBlob: s => ({ getBytes: () => signed(Buffer.from(s, 'utf8')) }),
+  computeHmacSha256Signature: (value, key) => signed(crypto.createHmac('sha256', Buffer.from(key.map(b => b & 255)))
+    .update(Buffer.from(value.map(b => b & 255))).digest()),
+};
+var Logger = { log: s => console.error(s) };
+var input = JSON.parse(require('fs').readFileSync(0, 'utf8'));
+var PropertiesService = { getScriptProperties: () => ({ getProperty: k => (k === 'ASSISTLOG_WEBHOOK_SECRET' ? input.secret : null) }) };
+var LockService = { getScriptLock: () => ({ waitLock: () => {}, releaseLock: () => {} }) };
+var ContentService = { MimeType: { JSON: 'json' }, createTextOutput: s => ({ s: s, setMimeType() { return this; } }) };
+function Sheet() { this.rows = []; }
+Sheet.prototype.appendRow = function (r) { this.rows.push(r.slice()); };
+Sheet.prototype.setFrozenRows = function () {};
+Sheet.prototype.getLastRow = function () { return this.rows.length; };
+Sheet.prototype.getRange = function (row, col, nrows, ncols) {
+  const sh = this;
+  return {
+    createTextFinder: text => ({
+      matchEntireCell() { return this; },
+      findNext() {
+        for (let i = row - 1; i < Math.min(row - 1 + nrows, sh.rows.length); i++)
+          for (let j = col - 1; j < col - 1 + (ncols || 1); j++) if (String(sh.rows[i][j]) === text) return {};
+        return null;
+      },
+    }),
+    setValues: vals => vals.forEach((v, k) => { sh.rows[row - 1 + k] = v.slice(); }),
+  };
+};
+var sheets = {};
+var SpreadsheetApp = { getActiveSpreadsheet: () => ({ getSheetByName: n => sheets[n] || null, insertSheet: n => (sheets[n] = new Sheet()) }) };
+`
+
+// TestAppsScriptReceives runs the Apps Script's doPost under Node on
+// requests signed by the sink: a valid batch is appended, its repeat is
+// skipped, and a wrong signature, a stale timestamp and a body that is not
+// JSON are refused with the status the sink then acts on (401 pauses, 400
+// dead-letters).
+func TestAppsScriptReceives(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not installed")
+	}
+	gs, err := os.ReadFile("../../docs/sheets/assistlog-webhook.gs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const secret = "sheet-secret-0123456789"
+	conf := 0.93
+	evs := []Item{
+		{Event: &event.Event{EventID: "e-1", Timestamp: "2026-11-20T10:16:14.400+05:00", Tenant: "salon-aurora", Channel: "whatsapp",
+			SessionID: "s-1", UserPhone: "+7 9** ***-**-67", Type: event.LeadCreated, Level: "info", Confidence: &conf,
+			Payload: map[string]any{"source": "chatbot"}, SchemaVersion: 1}, PhoneHash: strings.Repeat("ab", 32)},
+		{Event: &event.Event{EventID: "e-2", Timestamp: "2026-11-20T10:16:20.000+05:00", Tenant: "salon-aurora", Channel: "whatsapp",
+			SessionID: "s-1", Type: event.AppointmentConfirmed, Level: "info", Outcome: "booked",
+			Payload: map[string]any{"service": "стрижка"}, SchemaVersion: 1}},
+	}
+	body, _ := Body(evs)
+	now := time.Now().Unix()
+	type req struct{ Body, TS, Sig string }
+	sign := func(ts int64, b []byte) req { return req{string(b), fmt.Sprint(ts), Sign(secret, ts, b)} }
+	bad := sign(now, body)
+	bad.Sig = Sign("another-secret-0123456789", now, body)
+	notJSON := []byte("rows=1")
+	reqs := []req{sign(now, body), sign(now+1, body), bad, sign(now-3600, body), sign(now, notJSON)}
+	harness := appsScriptShim + string(gs) + `
+const replies = input.reqs.map(r => JSON.parse(doPost({ postData: { contents: r.Body }, parameter: { assistlog_ts: r.TS, assistlog_sig: r.Sig } }).s));
+console.log(JSON.stringify({ replies: replies, rows: (sheets[SHEET_NAME] || { rows: [] }).rows }));
+`
+	path := filepath.Join(t.TempDir(), "doPost.js")
+	os.WriteFile(path, []byte(harness), 0o644)
+	in, _ := json.Marshal(map[string]any{"secret": secret, "reqs": reqs})
+	cmd := exec.Command(node, path)
+	cmd.Stdin = strings.NewReader(string(in))
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("doPost under node: %v\n%s", err, out)
+	}
+	var res struct {
+		Replies []json.RawMessage
+		Rows    [][]any
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	wantStatus := []int{200, 200, 401, 401, 400}
+	for i, r := range res.Replies {
+		if got := answered(200, string(r)); got != wantStatus[i] {
+			t.Errorf("request %d: reply %s counts as %d, want %d", i, r, got, wantStatus[i])
+		}
+	}
+	if !strings.Contains(string(res.Replies[0]), `"appended":2`) || !strings.Contains(string(res.Replies[1]), `"skipped_repeats":2`) {
+		t.Errorf("replies to a batch and its repeat: %s, %s", res.Replies[0], res.Replies[1])
+	}
+	if len(res.Rows) != 3 {
+		t.Fatalf("sheet rows %v, want a header and 2 events", res.Rows)
+	}
+	header := fmt.Sprint(res.Rows[0])
+	if header != "[received_at idempotency_key timestamp tenant channel session_id event_type intent outcome crm_id user_phone user_phone_hash payload]" {
+		t.Errorf("header %s", header)
+	}
+	r1, r2 := res.Rows[1], res.Rows[2]
+	if r1[1] != "e-1" || r1[6] != "lead.created" || r1[10] != "+7 9** ***-**-67" || r1[11] != strings.Repeat("ab", 32) || r1[12] != `{"source":"chatbot"}` {
+		t.Errorf("row 1 %v", r1)
+	}
+	if r2[1] != "e-2" || r2[8] != "booked" || r2[12] != `{"service":"стрижка"}` {
+		t.Errorf("row 2 %v", r2)
+	}
+}
+
+// TestAppsScriptRedirect: a web app answers a POST with a 302 to the
+// script's output, fetched with GET; that output is the answer.
+func TestAppsScriptRedirect(t *testing.T) {
+	var mu sync.Mutex
+	reply := `{"ok":true}`
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /macros/s/x/exec", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/macros/echo?user_content_key=k", http.StatusFound)
+	})
+	mux.HandleFunc("GET /macros/echo", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprint(w, reply)
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	s, reg := newSink(t, srv.URL+"/macros/s/x/exec", 10)
+	if rej, err := s.Send(context.Background(), items("a")); err != nil || len(rej) != 0 {
+		t.Fatalf("ok answer after the redirect: %v %v", rej, err)
+	}
+	mu.Lock()
+	reply = `{"ok":false,"status":400,"error":"body is not JSON"}`
+	mu.Unlock()
+	rej, err := s.Send(context.Background(), items("b"))
+	if err != nil || len(rej) != 1 || !strings.Contains(rej[0].Reason, "body is not JSON") {
+		t.Fatalf("refusal after the redirect: %v %v", rej, err)
+	}
+	mu.Lock()
+	reply = `{"ok":false,"status":401,"error":"bad signature"}`
+	mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := s.Send(ctx, items("c")); err == nil {
+		t.Fatal("a bad-signature answer was taken as delivered")
+	}
+	if v := metric(reg, "assistlog_destination_paused", "destination", Destination); v != 1 {
+		t.Errorf("paused gauge %v after the script's 401, want 1", v)
+	}
+}
