@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -239,6 +240,12 @@ webhook:
 	if v := metricValue(t, s.Listen, "assistlog_webhook_rejected_events_total"); v != 1 {
 		t.Errorf("assistlog_webhook_rejected_events_total = %v, want 1", v)
 	}
+	if v := metricValue(t, s.Listen, `assistlog_shipper_dead_letters_total{reason="webhook_rejected"}`); v != 1 {
+		t.Errorf(`assistlog_shipper_dead_letters_total{reason="webhook_rejected"} = %v, want 1 (the dead-letter alert reads it)`, v)
+	}
+	if v := metricValue(t, s.Listen, `assistlog_destination_paused{destination="webhook"}`); v != 0 {
+		t.Errorf(`assistlog_destination_paused{destination="webhook"} = %v, want 0 (declared, not paused)`, v)
+	}
 
 	// The receiver goes down: the next events are tried, not committed;
 	// after a kill -9 and a restart they are posted again.
@@ -285,6 +292,24 @@ webhook:
 			return fmt.Errorf("committed %d of %d (%v)", n, total, err)
 		}
 		return nil
+	})
+
+	// The receiver fixed, the dead letter is re-driven as the docs say
+	// and reaches it.
+	rcv.mu.Lock()
+	rcv.refuse = ""
+	rcv.mu.Unlock()
+	var out bytes.Buffer
+	if err := dlqMain([]string{"replay", "--config", filepath.Join(e.dir, "shipper-2.yaml"), "--reason", ReasonWebhook, "--format", "json"}, &out, io.Discard); err != nil {
+		t.Fatalf("dlq replay: %v\n%s", err, out.String())
+	}
+	var rep replayReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || rep.Redriven != 1 {
+		t.Fatalf("dlq replay report %s (%v), want 1 re-driven", out.String(), err)
+	}
+	delivered[refused] = true
+	stacktest.Eventually(t, 2*time.Minute, "the re-driven event at the receiver", func() error {
+		return sameSet(rcv.accepted(), delivered)
 	})
 
 	rcv.mu.Lock()
