@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -120,7 +123,14 @@ func (a *app) exportEvents(ctx context.Context, args []string) error {
 	if len(types) > 0 {
 		typeFilter = terms("event_type", types...)
 	}
-	t := output.Table{Columns: exportColumns}
+	// Rows are written as they are read: a month of a busy deployment is
+	// millions of events, more than is sensible to hold. An error midway
+	// leaves a partial file and a non-zero exit.
+	w, err := newRowWriter(a.stdout, c.format, *excel)
+	if err != nil {
+		return err
+	}
+	n := 0
 	err = e.es.Each(ctx, esread.Search{Query: and(windowFilter(ws, ""), typeFilter)}, func(h esread.Hit) error {
 		var ev esread.Event
 		if err := json.Unmarshal(h.Source, &ev); err != nil {
@@ -130,9 +140,11 @@ func (a *app) exportEvents(ctx context.Context, args []string) error {
 		if err != nil {
 			return fmt.Errorf("event %s: %w", h.ID, err)
 		}
-		t.Add(row...)
-		if n := len(t.Rows); n%10000 == 0 {
-			fmt.Fprintf(a.stderr, "export: %d events read…\n", n)
+		if err := w.row(row); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		if n++; n%10000 == 0 {
+			fmt.Fprintf(a.stderr, "export: %d events written…\n", n)
 		}
 		return nil
 	})
@@ -140,18 +152,72 @@ func (a *app) exportEvents(ctx context.Context, args []string) error {
 		return fmt.Errorf("export events: %w (elasticsearch.alias %q: nothing shipped yet?)", err, e.es.Alias())
 	}
 	if err != nil {
-		return fmt.Errorf("export events: %w", err)
+		return fmt.Errorf("export events (after %d rows): %w", n, err)
 	}
-	if c.format == "csv" {
-		err = t.CSV(a.stdout, *excel)
-	} else {
-		err = t.JSON(a.stdout)
-	}
-	if err != nil {
+	if err := w.close(); err != nil {
 		return fmt.Errorf("export events: write: %w", err)
 	}
-	fmt.Fprintf(a.stderr, "export: %d events\n", len(t.Rows))
+	fmt.Fprintf(a.stderr, "export: %d events\n", n)
 	return nil
+}
+
+// rowWriter streams rows as CSV (RFC 4180, as output.Table writes it) or
+// as a JSON array of objects keyed by column.
+type rowWriter struct {
+	w     *bufio.Writer
+	csv   *csv.Writer // nil: JSON
+	jsonN int
+}
+
+func newRowWriter(out io.Writer, format string, bom bool) (*rowWriter, error) {
+	rw := &rowWriter{w: bufio.NewWriterSize(out, 64<<10)}
+	if format == "json" {
+		_, err := rw.w.WriteString("[")
+		return rw, err
+	}
+	if bom {
+		rw.w.WriteString("\ufeff") // Excel reads UTF-8 only after the byte order mark
+	}
+	rw.csv = csv.NewWriter(rw.w)
+	return rw, rw.csv.Write(exportColumns)
+}
+
+func (rw *rowWriter) row(cells []string) error {
+	if rw.csv != nil {
+		return rw.csv.Write(cells)
+	}
+	m := make(map[string]string, len(exportColumns))
+	for i, c := range exportColumns {
+		m[c] = cells[i]
+	}
+	b, err := json.MarshalIndent(m, "  ", "  ")
+	if err != nil {
+		return err
+	}
+	sep := ",\n  "
+	if rw.jsonN == 0 {
+		sep = "\n  "
+	}
+	rw.jsonN++
+	rw.w.WriteString(sep)
+	_, err = rw.w.Write(b)
+	return err
+}
+
+func (rw *rowWriter) close() error {
+	if rw.csv != nil {
+		rw.csv.Flush()
+		if err := rw.csv.Error(); err != nil {
+			return err
+		}
+	} else {
+		end := "\n]\n"
+		if rw.jsonN == 0 {
+			end = "]\n"
+		}
+		rw.w.WriteString(end)
+	}
+	return rw.w.Flush()
 }
 
 // exportRow renders one stored event in exportColumns' order.
