@@ -46,6 +46,7 @@ func commands() []command {
 		{"report", "the weekly owner report: HTML with charts, or text for Telegram", func(ctx context.Context, a *app, args []string) error {
 			return runReport(ctx, a, args, wiredReportHooks())
 		}},
+		{"export", "events as CSV (Excel, Google Sheets, Looker Studio) or JSON, masked", runExport},
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/assistlog/assistlog/internal/kafka"
 	"github.com/assistlog/assistlog/internal/loki"
 	"github.com/assistlog/assistlog/internal/program"
+	"github.com/assistlog/assistlog/internal/webhooksink"
 )
 
 // Config is the shipper's configuration; shipper.example.yaml documents
@@ -21,8 +22,11 @@ type Config struct {
 	Loki          LokiConfig     `yaml:"loki"`
 	PII           PIIConfig      `yaml:"pii"`
 	CRM           CRMConfig      `yaml:"crm"`
-	HTTP          program.HTTP   `yaml:"http"`
-	Log           program.Log    `yaml:"log"`
+	// Webhook posts selected masked events to an owner's Sheets, Make or
+	// Zapier; a batch commits only once it acknowledged too.
+	Webhook webhooksink.Config `yaml:"webhook"`
+	HTTP    program.HTTP       `yaml:"http"`
+	Log     program.Log        `yaml:"log"`
 	// Retry is the one error policy's waits, for Kafka, Elasticsearch,
 	// Loki and Bitrix24 alike.
 	Retry errpolicy.Config `yaml:"retry"`
@@ -70,6 +74,7 @@ func DefaultConfig() Config {
 		Elasticsearch:   elastic.DefaultConfig(),
 		Loki:            LokiConfig{Config: loki.DefaultConfig(), Labels: map[string]string{"app": "assistlog"}},
 		CRM:             defaultCRMConfig(),
+		Webhook:         webhooksink.DefaultConfig(),
 		HTTP:            program.HTTP{Listen: "127.0.0.1:19102"},
 		Log:             program.Log{Level: "info"},
 		Retry:           errpolicy.DefaultConfig(),
@@ -95,6 +100,10 @@ func LoadConfig(path string) (Config, error) {
 	if cfg.CRM.Enabled { // the example's ${BITRIX24_WEBHOOK_URL} need not be set when off
 		errs = append(errs, config.Expand("crm.bitrix24.webhook_url", &cfg.CRM.Bitrix24.WebhookURL),
 			config.Expand("crm.bitrix24.access_token", &cfg.CRM.Bitrix24.AccessToken))
+	}
+	if cfg.Webhook.Enabled { // likewise ${ASSISTLOG_WEBHOOK_URL} and its secret
+		errs = append(errs, config.Expand("webhook.url", &cfg.Webhook.URL),
+			config.Expand("webhook.secret", &cfg.Webhook.Secret))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return cfg, fmt.Errorf("config %s: %w", path, err)
@@ -131,6 +140,9 @@ func (c Config) Validate() error {
 	errs = append(errs, c.CRM.validate()...)
 	if c.CRM.Enabled && c.CRM.LinksTopic == c.Kafka.Topic {
 		add("crm.links_topic: must differ from kafka.topic")
+	}
+	if c.Webhook.Enabled {
+		errs = append(errs, config.Prefixed("webhook.", c.Webhook.Validate())...)
 	}
 	if len(c.PII.HashSecret) < 16 {
 		add("pii.hash_secret: is required, at least 16 characters (write it as ${ENV_VAR})")

@@ -24,9 +24,10 @@ import (
 	"github.com/assistlog/assistlog/internal/loki"
 	"github.com/assistlog/assistlog/internal/pii"
 	"github.com/assistlog/assistlog/internal/program"
+	"github.com/assistlog/assistlog/internal/webhooksink"
 )
 
-const usage = `shipper — Kafka → Bitrix24 CRM ids → Elasticsearch and Loki, masked, acknowledged.
+const usage = `shipper — Kafka → Bitrix24 CRM ids → Elasticsearch and Loki (and an owner's webhook), masked, acknowledged.
 
 Usage:
   shipper --config shipper.yaml          run (several instances share the partitions)
@@ -97,6 +98,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	p := &pipeline{es: es, loki: lk, dlq: dlq, dlqTopic: cfg.Kafka.DeadLetterTopic, masker: masker,
 		lokiLabels: cfg.Loki.Labels, log: log, m: m}
+	if cfg.Webhook.Enabled {
+		hook, err := webhooksink.New(cfg.Webhook, pol, log, reg)
+		if err != nil {
+			return err
+		}
+		p.webhook = hook
+	}
 	var crmStage *crmStage
 	if cfg.CRM.Enabled {
 		if crmStage, err = newCRMStage(ctx, cfg, dlq, es, pol, log, reg); err != nil {

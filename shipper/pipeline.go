@@ -16,6 +16,7 @@ import (
 	"github.com/assistlog/assistlog/internal/event"
 	"github.com/assistlog/assistlog/internal/loki"
 	"github.com/assistlog/assistlog/internal/pii"
+	"github.com/assistlog/assistlog/internal/webhooksink"
 )
 
 // Dead-letter reasons of the shipper.
@@ -23,6 +24,7 @@ const (
 	ReasonDecode        = "shipper_decode"
 	ReasonElasticsearch = "elasticsearch_rejected"
 	ReasonLoki          = "loki_rejected"
+	ReasonWebhook       = "webhook_rejected"
 )
 
 // Sinks the pipeline writes to; the real ones in production and tests.
@@ -36,6 +38,11 @@ type lokiSink interface {
 	Stored(ctx context.Context, entries []loki.Entry, key string) (map[string]bool, error)
 }
 
+type webhookSink interface {
+	Selects(e *event.Event) bool
+	Send(ctx context.Context, items []webhooksink.Item) ([]webhooksink.Rejection, error)
+}
+
 type dlqSink interface {
 	Send(ctx context.Context, msgs []kafkago.Message) error
 }
@@ -46,6 +53,7 @@ type dlqSink interface {
 type pipeline struct {
 	es         esSink
 	loki       lokiSink
+	webhook    webhookSink // nil: no webhook configured
 	dlq        dlqSink
 	dlqTopic   string
 	masker     *pii.Masker
@@ -261,11 +269,34 @@ func (p *pipeline) ship(ctx context.Context, msgs []kafkago.Message) error {
 	if err != nil {
 		return fmt.Errorf("ship batch of %d: loki: %w", len(msgs), err)
 	}
+	lokiRefused := map[*item]bool{}
 	for _, r := range lokiRejections {
 		it := r.Entry.Ref.(*item)
 		p.log.Warn("loki rejected an event", "event_id", it.masked.Event.EventID, "reason", r.Reason)
 		dead = append(dead, p.deadLetter(it.msg, ReasonLoki, r.Reason, it.masked.Event.Tenant))
 		reasons[ReasonLoki]++
+		lokiRefused[it] = true
+	}
+	if p.webhook != nil {
+		// Every selected event of the batch, also those stored before: a
+		// crash may have come between the post and the commit, and the
+		// receiver drops what it has by idempotency_key (at least once).
+		// An event a sink dead-lettered is posted when it is replayed.
+		var hook []webhooksink.Item
+		for _, it := range items {
+			if !refused[it] && !lokiRefused[it] && p.webhook.Selects(it.masked.Event) {
+				hook = append(hook, webhooksink.Item{Event: it.masked.Event, PhoneHash: it.masked.PhoneHash, Ref: it})
+			}
+		}
+		rejections, err := p.webhook.Send(ctx, hook)
+		if err != nil {
+			return fmt.Errorf("ship batch of %d: webhook: %w", len(msgs), err)
+		}
+		for _, r := range rejections {
+			it := r.Item.Ref.(*item)
+			dead = append(dead, p.deadLetter(it.msg, ReasonWebhook, r.Reason, it.masked.Event.Tenant))
+			reasons[ReasonWebhook]++
+		}
 	}
 	if len(dead) > 0 {
 		if err := p.dlq.Send(ctx, dead); err != nil {
