@@ -20,6 +20,7 @@ var prerequisites = []prerequisite{
 	{"curl", "curl"},                    // the demo script reads /metrics
 	{"python3", "python3"},              // the demo script reads JSON replies
 	{"chromium", "chromium"},            // audit's report test renders the owner report in headless Chromium
+	{"node", "nodejs"},                  // the webhook sink's tests run the Google Apps Script receiver
 }
 
 // ensurePrerequisites installs missing tools from Debian's packages when

@@ -23,6 +23,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/assistlog/assistlog/internal/stacktest"
+
 	"github.com/assistlog/assistlog/internal/errpolicy"
 	"github.com/assistlog/assistlog/internal/event"
 )
@@ -82,10 +84,7 @@ func TestWorkedExample(t *testing.T) {
 // signed bytes out), and checks it agrees with Sign: on the worked example
 // it keeps (testSignature), and on a body with Cyrillic text.
 func TestAppsScriptSigns(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node not installed")
-	}
+	node := requireNode(t)
 	gs, err := os.ReadFile("../../docs/sheets/assistlog-webhook.gs")
 	if err != nil {
 		t.Fatal(err)
@@ -339,10 +338,7 @@ var SpreadsheetApp = { getActiveSpreadsheet: () => ({ getSheetByName: n => sheet
 // JSON are refused with the status the sink then acts on (401 pauses, 400
 // dead-letters).
 func TestAppsScriptReceives(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node not installed")
-	}
+	node := requireNode(t)
 	gs, err := os.ReadFile("../../docs/sheets/assistlog-webhook.gs")
 	if err != nil {
 		t.Fatal(err)
@@ -448,4 +444,18 @@ func TestAppsScriptRedirect(t *testing.T) {
 	if v := metric(reg, "assistlog_destination_paused", "destination", Destination); v != 1 {
 		t.Errorf("paused gauge %v after the script's 401, want 1", v)
 	}
+}
+
+// requireNode finds Node.js, which runs the Apps Script; under make test
+// (installed by the stack's prerequisites) its absence fails the test.
+func requireNode(t *testing.T) string {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		if stacktest.Required() {
+			t.Fatal("node is not installed (Debian package nodejs; stack up installs it as root)")
+		}
+		t.Skip("node not installed")
+	}
+	return node
 }
