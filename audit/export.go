@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/csv"
 	"encoding/json"
@@ -25,11 +26,12 @@ numbers as "+7 9** ***-**-67" and a keyed hash; never a raw number).
 
 Usage:
   audit export events PERIOD [--tenant T] [--type T1,T2] [--format csv|json] [--excel] > events.csv
-  audit export kpi …     → use: audit kpi PERIOD --format csv
+  audit export kpi PERIOD [--tenant T] [--channel C] [--by week|…] [--excel] > kpi.csv
 
 PERIOD is --week 2026-W47, --from 2026-11-16 --to 2026-11-22 (days included),
 --month 2026-11 or --last 7d, in each tenant's own time zone (tenants file).
-The columns are fixed and documented in docs/exports.md, as is importing
+The columns are fixed and documented in docs/exports.md (events) and
+docs/kpis.md (kpi: the same CSV as audit kpi --format csv), as is importing
 into Google Sheets and Looker Studio.
 
 Examples:
@@ -65,10 +67,47 @@ func runExport(ctx context.Context, a *app, args []string) error {
 	case "events":
 		return a.exportEvents(ctx, args[1:])
 	case "kpi":
-		return errors.New("export kpi: use `audit kpi PERIOD --format csv` (add --tenant, --by week …); it writes the same CSV")
+		return a.exportKPI(ctx, args[1:])
 	}
 	fmt.Fprint(a.stderr, exportUsage)
 	return fmt.Errorf("export: unknown export %q (events)", args[0])
+}
+
+// exportKPI is audit kpi's CSV (one record per group and the total, with
+// documented columns), with the BOM Excel needs on --excel.
+func (a *app) exportKPI(ctx context.Context, args []string) error {
+	var rest []string
+	excel, format := false, false
+	for _, arg := range args {
+		switch {
+		case arg == "--excel" || arg == "-excel":
+			excel = true
+			continue
+		case arg == "--format" || arg == "-format" || strings.HasPrefix(arg, "--format=") || strings.HasPrefix(arg, "-format="):
+			format = true
+		}
+		rest = append(rest, arg)
+	}
+	if !format {
+		rest = append(rest, "--format", "csv")
+	}
+	if excel {
+		// Buffered, so a failed run writes no lone BOM.
+		var buf bytes.Buffer
+		sub := &app{stdout: &buf, stderr: a.stderr, now: a.now}
+		if err := runKPI(ctx, sub, rest); err != nil {
+			return err
+		}
+		if buf.Len() == 0 {
+			return nil // --help
+		}
+		if _, err := io.WriteString(a.stdout, "\ufeff"); err != nil {
+			return err
+		}
+		_, err := a.stdout.Write(buf.Bytes())
+		return err
+	}
+	return runKPI(ctx, a, rest)
 }
 
 func (a *app) exportEvents(ctx context.Context, args []string) error {

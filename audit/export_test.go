@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -159,6 +160,26 @@ func TestExportEvents(t *testing.T) {
 	checkRows(t, parseCSV(t, out, cols), evs, zs)
 	noRawPhone(t, out, truth.Phones)
 
+	// export kpi: audit kpi's CSV, with the BOM on --excel; its leads are
+	// the generated lead.created events of the window.
+	kout, stderr, err := runAudit(t, "export", "kpi", "--config", cfg, "--from", from, "--to", to, "--excel")
+	if err != nil {
+		t.Fatalf("export kpi: %v\n%s", err, stderr)
+	}
+	plain, _, err := runAudit(t, "kpi", "--config", cfg, "--from", from, "--to", to, "--format", "csv")
+	if err != nil || kout != "\ufeff"+plain {
+		t.Errorf("export kpi --excel is not BOM + audit kpi --format csv (%v):\n%q\n%q", err, kout, plain)
+	}
+	recs, err := csv.NewReader(strings.NewReader(strings.TrimPrefix(kout, "\ufeff"))).ReadAll()
+	if err != nil || len(recs) < 2 {
+		t.Fatalf("export kpi csv: %v %q", err, kout)
+	}
+	leadsCol := slices.Index(recs[0], "leads")
+	last := recs[len(recs)-1]
+	if leadsCol < 0 || last[0] != "total" || last[leadsCol] != strconv.Itoa(truth.ByType["lead.created"]) {
+		t.Errorf("export kpi total leads: header %v, row %v; want %d", recs[0], last, truth.ByType["lead.created"])
+	}
+
 	// One tenant, two types, two local days.
 	counts := map[string]int{}
 	for _, ev := range evs {
@@ -228,7 +249,7 @@ func TestExportRefuses(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"export", "kpi", "--week", "2026-W47"}, "audit kpi PERIOD --format csv"},
+		{[]string{"export", "kpi", "--config", cfg, "--week", "2026-W47", "--tenant", "nobody"}, `unknown tenant "nobody"`},
 		{[]string{"export", "events", "--config", cfg, "--week", "2026-W47", "--tenant", "nobody"}, "nobody"},
 		{[]string{"export", "events", "--config", cfg, "--week", "2026-W47", "--type", "lead.won"}, `unknown event type "lead.won"`},
 		{[]string{"export", "events", "--config", cfg, "--week", "2026-W47", "--format", "json", "--excel"}, "--excel: only with --format csv"},
