@@ -34,7 +34,13 @@ type Config struct {
 	PII struct {
 		HashSecret string `yaml:"hash_secret"`
 	} `yaml:"pii"`
+
+	// crmErr is why the crm or pii secrets could not be expanded.
+	crmErr error
 }
+
+// CRMError says why the CRM section's secrets are missing, or nil.
+func (c Config) CRMError() error { return c.crmErr }
 
 // CRMConfig is the portal and how the assistant's leads are marked.
 type CRMConfig struct {
@@ -81,15 +87,27 @@ func LoadConfig(path string) (Config, error) {
 	}{
 		{"elasticsearch.password", &cfg.Elasticsearch.Password},
 		{"elasticsearch.api_key", &cfg.Elasticsearch.APIKey},
-		{"crm.bitrix24.webhook_url", &cfg.CRM.Bitrix24.WebhookURL},
-		{"crm.bitrix24.access_token", &cfg.CRM.Bitrix24.AccessToken},
-		{"pii.hash_secret", &cfg.PII.HashSecret},
 	} {
 		errs = append(errs, config.Expand(s.field, s.v))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return cfg, err
 	}
+	// The CRM's and the phone key's secrets are needed by reconcile (and
+	// the report's CRM line) only: an unset variable there must not stop
+	// a conversation replay, so it is kept and reported by those that use it.
+	var crmErrs []error
+	for _, s := range []struct {
+		field string
+		v     *string
+	}{
+		{"crm.bitrix24.webhook_url", &cfg.CRM.Bitrix24.WebhookURL},
+		{"crm.bitrix24.access_token", &cfg.CRM.Bitrix24.AccessToken},
+		{"pii.hash_secret", &cfg.PII.HashSecret},
+	} {
+		crmErrs = append(crmErrs, config.Expand(s.field, s.v))
+	}
+	cfg.crmErr = errors.Join(crmErrs...)
 	return cfg, cfg.Validate()
 }
 

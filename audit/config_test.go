@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -37,5 +38,24 @@ func TestUnknownTenantFails(t *testing.T) {
 	}
 	if _, _, err := runAudit(t, "nonsense"); err == nil || !strings.Contains(err.Error(), `unknown command "nonsense"`) {
 		t.Errorf("unknown command: %v", err)
+	}
+}
+
+// TestCRMSecretsOnlyWhereUsed: an unset CRM secret does not stop a command
+// that does not talk to the CRM, and reconcile names it.
+func TestCRMSecretsOnlyWhereUsed(t *testing.T) {
+	t.Setenv("ASSISTLOG_TEST_UNSET_HOOK", "")
+	os.Unsetenv("ASSISTLOG_TEST_UNSET_HOOK")
+	p := writeConfig(t, "http://127.0.0.1:1", "assistant-events", "crm:\n  bitrix24:\n    webhook_url: \"${ASSISTLOG_TEST_UNSET_HOOK}\"\n")
+	cfg, err := LoadConfig(p)
+	if err != nil {
+		t.Fatalf("config with an unset CRM secret: %v", err)
+	}
+	if err := cfg.CRMError(); err == nil || !strings.Contains(err.Error(), "crm.bitrix24.webhook_url: environment variable ASSISTLOG_TEST_UNSET_HOOK is not set") {
+		t.Errorf("CRMError: %v", err)
+	}
+	_, _, err = runAudit(t, "reconcile", "--config", p, "--week", "2026-W47")
+	if err == nil || !strings.Contains(err.Error(), "ASSISTLOG_TEST_UNSET_HOOK") {
+		t.Errorf("reconcile with an unset webhook: %v", err)
 	}
 }

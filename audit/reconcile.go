@@ -173,6 +173,9 @@ func runReconcile(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := e.cfg.CRMError(); err != nil {
+		return err
+	}
 	if err := e.cfg.CRM.Bitrix24.Validate(); err != nil {
 		return errors.Join(config.Prefixed("crm.bitrix24.", err)...)
 	}

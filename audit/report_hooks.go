@@ -26,6 +26,9 @@ func wiredReportHooks() reportHooks {
 // config without a portal means the CRM is not configured.
 func reportReconcile(ctx context.Context, e *env, ws []Window) (*reconcileSummary, error) {
 	b := e.cfg.CRM.Bitrix24
+	if err := e.cfg.CRMError(); err != nil {
+		return nil, err
+	}
 	if b.WebhookURL == "" && b.OAuthURL == "" {
 		return nil, nil
 	}
