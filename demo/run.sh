@@ -143,6 +143,10 @@ pii:
 YAML
 curl -fs -X POST "$ASSISTLOG_ELASTICSEARCH_URL/assistant-events/_refresh" >/dev/null
 # The period is the generator's: the last 7 days up to now, in each tenant's zone.
+# A booked conversation to replay in the hints below.
+session=$(curl -fs "$ASSISTLOG_ELASTICSEARCH_URL/assistant-events/_search" -H 'Content-Type: application/json' \
+  -d '{"size":1,"query":{"term":{"event_type":"appointment.attended"}},"sort":[{"@timestamp":"desc"}]}' |
+  python3 -c 'import json,sys;h=json.load(sys.stdin)["hits"]["hits"];print(h[0]["_source"]["session_id"] if h else "")')
 consentline=$("$out/bin/audit" consent --config "$out/audit.yaml" --last 8d 2>&1 >"$out/consent.txt" | tail -n1)
 reconline=$("$out/bin/audit" reconcile --config "$out/audit.yaml" --last 8d --discrepancies "$out/discrepancies.csv" \
   2>&1 >"$out/reconcile.txt" | tail -n1)
@@ -184,7 +188,8 @@ $summary
                   (per tenant: $out/reconcile.txt; every unmatched item: $out/discrepancies.csv)
                   $consentline  (every lead: $out/consent.txt)
                   try: $out/bin/audit help;  $out/bin/audit kpi --config $out/audit.yaml --last 7d
-                       $out/bin/audit conversation --config $out/audit.yaml sgd-1_00000
+                       $out/bin/audit conversation --config $out/audit.yaml $session
+                       $out/bin/audit report --config $out/audit.yaml --tenant salon-aurora --week $(date +%G-W%V) --out report.html
   alerts:         $ASSISTLOG_ALERTMANAGER_URL/api/v2/alerts (content rules in the Loki ruler, pipeline rules in Prometheus;
                   with the programs stopped, AssistlogProgramDown fires and holds back the content alerts)
   dashboards:     dashboards/grafana/*.json with the provisioning in dashboards/grafana/provisioning/
