@@ -45,7 +45,7 @@ func TestBadConfigs(t *testing.T) {
 			`webhook.tenants[0].tenant: must be a tenant name (lower-case letters, digits, -), got "Salon"`,
 			"webhook.tenants[0].tokens[0]: must be at least 16 characters",
 		},
-		"nothing.bad.yaml":     {"files.include, webhook.listen: nothing to collect"},
+		"nothing.bad.yaml": {"files.include, webhook.listen: nothing to collect"},
 		"mapping.bad.yaml": {
 			`files.mappings[0].match[0]: bad glob "/var/log/bot/[a-.jsonl"`,
 			`files.mappings[0].mapping.fields.sesion_id: unknown target field "sesion_id"`,
