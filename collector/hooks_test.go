@@ -52,6 +52,8 @@ func withHooks() envOption {
   listen: %s
   max_body_bytes: 65536
   produce_timeout: 5s
+  tenants:
+    - {tenant: salon-aurora, tokens: [%q], mapping: {profile: business}}
   hooks:
     - {name: aurora-telegram, kind: telegram, tenant: salon-aurora, secret_token: %q, mapping: {time_zone: Asia/Yekaterinburg}}
     - {name: aurora-whatsapp, kind: whatsapp, tenant: salon-aurora, app_secret: %q, verify_token: %q, mapping: {time_zone: Asia/Yekaterinburg}}
@@ -61,7 +63,7 @@ func withHooks() envOption {
       tenant: salon-aurora
       tokens: [%q]
       mapping: {fields: {session_id: conversation.id, payload.text: text, timestamp: time}, defaults: {channel: web, level: info, schema_version: 1, event_type: message.received}}
-`, e.webhookAddr, tgSecret, metaAppSecret, metaVerify, metaAppSecret, metaVerify, panelToken)
+`, e.webhookAddr, testToken, tgSecret, metaAppSecret, metaVerify, metaAppSecret, metaVerify, panelToken)
 	}
 }
 
@@ -206,6 +208,14 @@ func TestHooks(t *testing.T) {
 			t.Errorf("json hook, offset-less time without time_zone: %d %+v", code, r)
 		}
 
+		// POST /v1/events with the tenant's mapping: the business's line,
+		// without a tenant, gets the credentials' tenant.
+		biz := []byte(`{ "timestamp":"2025-01-01T12:34:56+03:00", "channel":"whatsapp", "session_id":"sess_wh", "user_phone":"+79161234567", "event_type":"appointment.confirmed", "intent":"book_appointment", "confidence":0.92, "crm_id":"LEAD_789" }`)
+		code, r = postRaw(t, "http://"+e.webhookAddr+"/v1/events", biz, map[string]string{"Authorization": "Bearer " + testToken})
+		if code != 202 || r.Accepted != 1 {
+			t.Errorf("business line on /v1/events: %d %+v", code, r)
+		}
+
 		// Everything answered 200/202 is in Kafka already.
 		byID := map[string]*event.Event{}
 		for _, m := range stacktest.ReadTopic(t, e.ep.KafkaBrokers, e.topic) {
@@ -243,8 +253,17 @@ func TestHooks(t *testing.T) {
 		if igEv == nil || igEv.Text() != "Сколько стоит окрашивание?" || igEv.Timestamp != "2025-11-27T10:00:00.123Z" {
 			t.Errorf("instagram message: %+v", igEv)
 		}
-		if len(byID) != 4 {
-			t.Errorf("Kafka holds %d distinct events, want 4 (telegram, whatsapp message and failure, instagram)", len(byID))
+		var biz1 *event.Event
+		for _, ev := range byID {
+			if ev.SessionID == "sess_wh" {
+				biz1 = ev
+			}
+		}
+		if biz1 == nil || biz1.Tenant != "salon-aurora" || biz1.CRMID != "789" || biz1.Timestamp != "2025-01-01T14:34:56+05:00" {
+			t.Errorf("business line via /v1/events: %+v", biz1)
+		}
+		if len(byID) != 5 {
+			t.Errorf("Kafka holds %d distinct events, want 5 (telegram, whatsapp message and failure, instagram, business line)", len(byID))
 		}
 		var dl []deadletter.Record
 		for _, m := range stacktest.ReadTopic(t, e.ep.KafkaBrokers, e.dlq) {
