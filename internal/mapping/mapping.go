@@ -453,18 +453,28 @@ func (m *Mapping) ApplyObject(doc map[string]any, in Input) (*event.Event, []byt
 	for _, k := range slices.Sorted(maps.Keys(doc)) {
 		v := doc[k]
 		if _, isV1 := v1[k]; isV1 {
-			if cur, exists := out[k]; !exists {
+			cur, exists := out[k]
+			if !exists {
 				out[k] = v
-			} else if cm, ok := cur.(map[string]any); ok {
-				if vm, ok := v.(map[string]any); ok { // mapped payload keys win over the input's
-					for kk, vv := range vm {
-						if _, set := cm[kk]; !set {
-							cm[kk] = vv
-						}
+				continue
+			}
+			cm, curObj := cur.(map[string]any)
+			vm, inObj := v.(map[string]any)
+			if curObj && inObj { // payload or scenario: the input's keys join the mapped ones
+				shadowed := false
+				for kk, vv := range vm {
+					if _, set := cm[kk]; !set {
+						cm[kk] = vv
+					} else {
+						shadowed = true
 					}
 				}
+				if !shadowed {
+					continue
+				}
 			}
-			continue
+			// The input has the field and a rule wrote it from elsewhere:
+			// the input's value is not dropped silently, it is unmapped.
 		}
 		if m.unmapped == "payload" {
 			if err := (path{{key: "payload", index: -1}, {key: k, index: -1}}).setIfAbsent(out, v); err != nil {
@@ -476,7 +486,7 @@ func (m *Mapping) ApplyObject(doc map[string]any, in Input) (*event.Event, []byt
 	}
 	if len(unknown) > 0 {
 		return nil, nil, &Error{Step: StepUnmapped, Field: strings.Join(unknown, ", "),
-			Err: fmt.Errorf("input fields %s are neither mapped nor v1 fields: map them in fields, or set unmapped: payload", strings.Join(unknown, ", "))}
+			Err: fmt.Errorf("input fields %s are neither mapped nor v1 fields (or a rule in fields wrote them from elsewhere): map them in fields, or set unmapped: payload", strings.Join(unknown, ", "))}
 	}
 	for name, vm := range m.values {
 		p, _ := parsePath(name)

@@ -202,3 +202,21 @@ func TestPaths(t *testing.T) {
 		t.Error("missing key found")
 	}
 }
+
+// TestShadowedInputIsNotDropped: an input field a rule overwrote from
+// elsewhere is kept (unmapped: payload) or an error, never dropped.
+func TestShadowedInputIsNotDropped(t *testing.T) {
+	line := []byte(`{"channel":"bot-12","messenger":"TG","session_id":"s","event_type":"session.started","timestamp":"2026-01-01T10:00:00Z"}`)
+	keep := compile(t, "fields: {channel: messenger}\nvalues: {channel: {TG: telegram}}\ndefaults: {tenant: t, level: info, schema_version: 1}\nunmapped: payload\n")
+	e, _, err := keep.Apply(line, Input{DefaultID: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Channel != "telegram" || e.Payload["channel"] != "bot-12" {
+		t.Errorf("channel %q, payload %v; want telegram with the input's bot-12 kept", e.Channel, e.Payload)
+	}
+	strict := compile(t, "fields: {channel: messenger}\nvalues: {channel: {TG: telegram}}\ndefaults: {tenant: t, level: info, schema_version: 1}\n")
+	if _, _, err := strict.Apply(line, Input{DefaultID: "x"}); StepOf(err) != StepUnmapped || !strings.Contains(err.Error(), "channel") {
+		t.Errorf("strict: %v", err)
+	}
+}
