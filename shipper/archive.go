@@ -199,64 +199,114 @@ type archiver struct {
 	m   archiveMetrics
 }
 
-// chunk collects messages until a roll limit is reached. Per partition the
-// messages are contiguous from the committed offset, which is all object
-// naming needs: where the chunk ends (wall clock included) cannot make an
-// event archived twice (see archive.ObjectName).
-func (a *archiver) chunk(ctx context.Context) ([]kafkago.Message, error) {
-	first, err := a.r.FetchMessage(ctx)
-	if err != nil {
-		return nil, err
-	}
-	msgs, size := []kafkago.Message{first}, len(first.Value)
-	fctx, cancel := context.WithTimeout(ctx, a.cfg.Archive.RollInterval)
-	defer cancel()
-	for len(msgs) < a.cfg.Archive.MaxRecords && size < a.cfg.Archive.MaxBytes {
-		m, err := a.r.FetchMessage(fctx)
-		if err != nil {
-			break // rolled by time (or shutdown): upload what we have
-		}
-		msgs = append(msgs, m)
-		size += len(m.Value)
-	}
-	return msgs, nil
-}
-
+// run reads the topic into one buffer per Kafka partition. A partition's
+// buffer is uploaded when it holds max_records events or max_bytes of input
+// (counted from the committed offset, so after a crash the same offsets give
+// the same chunks and the same object names); roll_interval after the
+// first event of a buffer, that buffer is uploaded (wall clock: a quiet topic
+// must not hold events back; see archive.ObjectName for why a chunk ending
+// elsewhere after a crash still archives each event once). Offsets
+// are committed only after the chunk's objects are all uploaded.
 func (a *archiver) run(ctx context.Context) error {
 	defer a.r.Close()
-	for {
-		msgs, err := a.chunk(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+	bufs := map[int][]kafkago.Message{}
+	sizes := map[int]int{}
+	firsts := map[int]time.Time{} // when each buffer got its first event
+	flush := func(parts []int) error {
+		var msgs []kafkago.Message
+		for _, p := range parts {
+			msgs = append(msgs, bufs[p]...)
+			delete(bufs, p)
+			delete(sizes, p)
+			delete(firsts, p)
+		}
+		return a.upload(ctx, msgs)
+	}
+	due := func() (time.Time, []int) {
+		var oldest time.Time
+		var ps []int
+		for p, t := range firsts {
+			if oldest.IsZero() || t.Before(oldest) {
+				oldest = t
 			}
-			return fmt.Errorf("fetch from kafka: %w", err)
+			if time.Since(t) >= a.cfg.Archive.RollInterval {
+				ps = append(ps, p)
+			}
 		}
-		recs := make([]archive.Record, len(msgs))
-		for i, m := range msgs {
-			recs[i] = archive.Record{Partition: m.Partition, Offset: m.Offset, Value: m.Value}
+		return oldest, ps
+	}
+	all := func() []int {
+		var ps []int
+		for p := range bufs {
+			ps = append(ps, p)
 		}
-		// The upload and commit outlive a SIGTERM by the shutdown timeout.
-		sendCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		stop := context.AfterFunc(ctx, func() { time.AfterFunc(a.cfg.ShutdownTimeout, cancel) })
-		res, err := a.w.Write(sendCtx, a.cfg.Kafka.Topic, recs)
-		if err == nil {
-			err = a.commit(sendCtx, msgs)
+		return ps
+	}
+	for {
+		fctx, cancel := ctx, context.CancelFunc(func() {})
+		if oldest, _ := due(); !oldest.IsZero() {
+			fctx, cancel = context.WithDeadline(ctx, oldest.Add(a.cfg.Archive.RollInterval))
 		}
-		stop()
+		m, err := a.r.FetchMessage(fctx)
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
-				a.log.Warn("shutdown before the chunk was uploaded and committed; it will be uploaded again, replacing its objects", "messages", len(msgs), "err", err)
+				if len(bufs) > 0 {
+					// Shutdown: upload what is buffered (within the shutdown timeout).
+					return flush(all())
+				}
 				return nil
 			}
-			return err
+			if fctx.Err() != nil { // rolled by time
+				if _, ps := due(); len(ps) > 0 {
+					if err := flush(ps); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			return fmt.Errorf("fetch from kafka: %w", err)
 		}
-		a.m.events.Add(float64(res.Rows))
-		a.m.objects.Add(float64(len(res.Objects)))
-		a.m.undecodable.Add(float64(res.Undecodable))
-		a.log.Info("chunk archived", "events", res.Rows, "objects", len(res.Objects))
+		if _, ok := firsts[m.Partition]; !ok {
+			firsts[m.Partition] = time.Now()
+		}
+		bufs[m.Partition] = append(bufs[m.Partition], m)
+		sizes[m.Partition] += len(m.Value)
+		if len(bufs[m.Partition]) >= a.cfg.Archive.MaxRecords || sizes[m.Partition] >= a.cfg.Archive.MaxBytes {
+			if err := flush([]int{m.Partition}); err != nil {
+				return err
+			}
+		}
 	}
+}
+
+// upload writes one chunk and commits its offsets.
+func (a *archiver) upload(ctx context.Context, msgs []kafkago.Message) error {
+	recs := make([]archive.Record, len(msgs))
+	for i, m := range msgs {
+		recs[i] = archive.Record{Partition: m.Partition, Offset: m.Offset, Value: m.Value}
+	}
+	// The upload and commit outlive a SIGTERM by the shutdown timeout.
+	sendCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(a.cfg.ShutdownTimeout, cancel) })
+	res, err := a.w.Write(sendCtx, a.cfg.Kafka.Topic, recs)
+	if err == nil {
+		err = a.commit(sendCtx, msgs)
+	}
+	stop()
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			a.log.Warn("shutdown before the chunk was uploaded and committed; it will be uploaded again, replacing its objects", "messages", len(msgs), "err", err)
+			return nil
+		}
+		return err
+	}
+	a.m.events.Add(float64(res.Rows))
+	a.m.objects.Add(float64(len(res.Objects)))
+	a.m.undecodable.Add(float64(res.Undecodable))
+	a.log.Info("chunk archived", "events", res.Rows, "objects", len(res.Objects))
+	return nil
 }
 
 func (a *archiver) commit(ctx context.Context, msgs []kafkago.Message) error {
