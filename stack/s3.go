@@ -33,24 +33,27 @@ const (
 // S3Endpoints are the S3 server's client settings.
 type S3Endpoints struct {
 	URL, AccessKey, SecretKey, Bucket, Region string
+	// Python runs internal/archive/read_archive.py (pyarrow + DuckDB).
+	Python string
 }
 
 // S3 returns the S3 server's client settings for the layout.
 func (l Layout) S3() S3Endpoints {
 	return S3Endpoints{URL: "http://127.0.0.1:" + strconv.Itoa(S3Port), AccessKey: S3AccessKey,
-		SecretKey: S3SecretKey, Bucket: S3Bucket, Region: S3Region}
+		SecretKey: S3SecretKey, Bucket: S3Bucket, Region: S3Region, Python: l.ArchivePython()}
 }
 
 // s3Env lists the S3 settings as `stack env` variables.
 func (e S3Endpoints) env() [][2]string {
 	return [][2]string{{"ASSISTLOG_S3_URL", e.URL}, {"ASSISTLOG_S3_ACCESS_KEY", e.AccessKey},
-		{"ASSISTLOG_S3_SECRET_KEY", e.SecretKey}, {"ASSISTLOG_S3_BUCKET", e.Bucket}, {"ASSISTLOG_S3_REGION", e.Region}}
+		{"ASSISTLOG_S3_SECRET_KEY", e.SecretKey}, {"ASSISTLOG_S3_BUCKET", e.Bucket}, {"ASSISTLOG_S3_REGION", e.Region},
+		{"ASSISTLOG_ARCHIVE_PYTHON", e.Python}}
 }
 
 // fromEnv overrides the settings with what `stack env` wrote.
 func (e *S3Endpoints) fromEnv() {
 	for name, p := range map[string]*string{"ASSISTLOG_S3_URL": &e.URL, "ASSISTLOG_S3_ACCESS_KEY": &e.AccessKey,
-		"ASSISTLOG_S3_SECRET_KEY": &e.SecretKey, "ASSISTLOG_S3_BUCKET": &e.Bucket, "ASSISTLOG_S3_REGION": &e.Region} {
+		"ASSISTLOG_S3_SECRET_KEY": &e.SecretKey, "ASSISTLOG_S3_BUCKET": &e.Bucket, "ASSISTLOG_S3_REGION": &e.Region, "ASSISTLOG_ARCHIVE_PYTHON": &e.Python} {
 		if v := os.Getenv(name); v != "" {
 			*p = v
 		}

@@ -114,7 +114,10 @@ func classify(err error) error {
 	if err == nil {
 		return nil
 	}
-	r := minio.ToErrorResponse(err)
+	var r minio.ErrorResponse
+	if !errors.As(err, &r) { // wrapped with what was being done
+		return err
+	}
 	switch r.Code {
 	case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket", "AccountProblem", "InvalidToken", "ExpiredToken":
 		return errpolicy.Mark(errpolicy.Pause, err)
