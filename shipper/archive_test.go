@@ -218,7 +218,7 @@ func TestArchiveExactlyOnce(t *testing.T) {
 	group := e.topic + "-archiver"
 	client := &kafkago.Client{Addr: kafkago.TCP(e.ep.KafkaBrokers), Timeout: 10 * time.Second}
 	uncommitted := 0
-	for round := 0; round < 6 && uncommitted == 0; round++ {
+	for round := 0; round < 15 && uncommitted == 0; round++ {
 		before := len(e.objects())
 		p := e.start(fmt.Sprintf("killed%d", round), group, 25)
 		stacktest.Eventually(t, time.Minute, "new objects in the bucket", func() error {
