@@ -117,6 +117,8 @@ type Endpoints struct {
 	Amtool         string
 	// PrometheusRulesDir is where Prometheus loads rule files from.
 	PrometheusRulesDir string
+	// S3 is the S3-compatible server holding the archive (stack/s3.go).
+	S3 S3Endpoints
 }
 
 // Endpoints derives the client addresses from the layout.
@@ -133,12 +135,13 @@ func (l Layout) Endpoints() Endpoints {
 		Promtool:           filepath.Join(l.prometheusBin(), "promtool"),
 		Amtool:             filepath.Join(l.alertmanagerBin(), "amtool"),
 		PrometheusRulesDir: filepath.Join(l.Dir, "prometheus", "rules"),
+		S3:                 l.S3(),
 	}
 }
 
 // Env lists the endpoints as NAME=value pairs, the form tests read.
 func (e Endpoints) Env() [][2]string {
-	return [][2]string{
+	return append([][2]string{
 		{"ASSISTLOG_KAFKA_BROKERS", e.KafkaBrokers},
 		{"ASSISTLOG_ELASTICSEARCH_URL", e.ElasticsearchURL},
 		{"ASSISTLOG_LOKI_URL", e.LokiURL},
@@ -150,7 +153,7 @@ func (e Endpoints) Env() [][2]string {
 		{"ASSISTLOG_JAVA", e.Java},
 		{"ASSISTLOG_PROMTOOL", e.Promtool},
 		{"ASSISTLOG_AMTOOL", e.Amtool},
-	}
+	}, e.S3.env()...)
 }
 
 // EndpointsFromEnv reads what Env wrote, falling back to the default layout
@@ -179,6 +182,7 @@ func EndpointsFromEnv() (Endpoints, error) {
 			*p = v
 		}
 	}
+	e.S3.fromEnv()
 	return e, nil
 }
 
