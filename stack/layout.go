@@ -37,9 +37,9 @@ type Ports struct {
 	Loki, LokiGRPC             int
 	Prometheus                 int
 	Alertmanager               int
-	// Collector and Shipper are where Prometheus expects the pipeline
-	// programs' /metrics.
-	Collector, Shipper int
+	// Collector, Shipper and Archiver (shipper archive) are where
+	// Prometheus expects the pipeline programs' /metrics.
+	Collector, Shipper, Archiver int
 	// OnCallWebhook is where the stack's Alertmanager delivers the on-call
 	// webhook (alerts/alertmanager.yml's oncall-webhook receiver): the
 	// end-to-end alert tests listen there.
@@ -53,7 +53,7 @@ var DefaultPorts = Ports{
 	Loki: 13100, LokiGRPC: 19095,
 	Prometheus:   19090,
 	Alertmanager: 19094,
-	Collector:    19101, Shipper: 19102,
+	Collector:    19101, Shipper: 19102, Archiver: 19103,
 	OnCallWebhook: 19099,
 }
 
