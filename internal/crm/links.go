@@ -114,7 +114,7 @@ type Store struct {
 	// are not kept): the tail may apply the worker's answer before PutAll
 	// applies the request it answers, which would reopen it for good.
 	answeredAt map[string]time.Time
-	ends    map[int]int64     // partition → offset the tail starts from
+	ends       map[int]int64 // partition → offset the tail starts from
 }
 
 // answer is what is kept of an answered conversation.
