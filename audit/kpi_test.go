@@ -138,108 +138,110 @@ func sameRow(t *testing.T, where string, got, want map[string]any) {
 // channel and tenant, equals what the test computes from the generated
 // events, each tenant's days read in its own zone.
 func TestKPIsMatchTheEvents(t *testing.T) {
-	evs, _, es, alias := shipped(t, 400)
-	cfg := writeConfig(t, es, alias, "")
-	ts, err := tenants.Load("../demo/tenants.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	first, last := evs[0].Time(), evs[0].Time()
-	for _, e := range evs {
-		if e.Time().Before(first) {
-			first = e.Time()
+	evs, _, stores, alias := shipped(t, 400)
+	onStores(t, stores, func(t *testing.T, es string) {
+		cfg := writeConfig(t, es, alias, "")
+		ts, err := tenants.Load("../demo/tenants.yaml")
+		if err != nil {
+			t.Fatal(err)
 		}
-		if e.Time().After(last) {
-			last = e.Time()
+		first, last := evs[0].Time(), evs[0].Time()
+		for _, e := range evs {
+			if e.Time().Before(first) {
+				first = e.Time()
+			}
+			if e.Time().After(last) {
+				last = e.Time()
+			}
 		}
-	}
-	// Whole days inside the data, so the window cuts conversations off at
-	// both ends.
-	fromDay, toDay := first.UTC().AddDate(0, 0, 1).Format("2006-01-02"), last.UTC().AddDate(0, 0, -1).Format("2006-01-02")
-	zone := map[string]*time.Location{}
-	for _, name := range ts.Names() {
-		tn, _ := ts.Get(name)
-		zone[name] = tn.Location()
-	}
-	inWindow := func(e event.Event) bool {
-		loc := zone[e.Tenant]
-		lo, _ := time.ParseInLocation("2006-01-02", fromDay, loc)
-		hi, _ := time.ParseInLocation("2006-01-02", toDay, loc)
-		hi = hi.AddDate(0, 0, 1)
-		return !e.Time().Before(lo) && e.Time().Before(hi)
-	}
-	keyOf := map[string]func(event.Event) string{
-		"day":   func(e event.Event) string { return e.Time().In(zone[e.Tenant]).Format("2006-01-02") },
-		"month": func(e event.Event) string { return e.Time().In(zone[e.Tenant]).Format("2006-01") },
-		"week": func(e event.Event) string {
-			y, w := e.Time().In(zone[e.Tenant]).ISOWeek()
-			return fmt.Sprintf("%d-W%02d", y, w)
-		},
-		"channel": func(e event.Event) string { return e.Channel },
-		"tenant":  func(e event.Event) string { return e.Tenant },
-	}
-	var window []event.Event
-	for _, e := range evs {
-		if inWindow(e) {
-			window = append(window, e)
+		// Whole days inside the data, so the window cuts conversations off at
+		// both ends.
+		fromDay, toDay := first.UTC().AddDate(0, 0, 1).Format("2006-01-02"), last.UTC().AddDate(0, 0, -1).Format("2006-01-02")
+		zone := map[string]*time.Location{}
+		for _, name := range ts.Names() {
+			tn, _ := ts.Get(name)
+			zone[name] = tn.Location()
 		}
-	}
-	total := truthRow(window)
-	for _, k := range []string{"no_shows", "attended", "managers_joined", "booked", "leads"} {
-		if total[k].(int64) == 0 {
-			t.Fatalf("the window %s..%s has no %s: the test would prove nothing", fromDay, toDay, k)
+		inWindow := func(e event.Event) bool {
+			loc := zone[e.Tenant]
+			lo, _ := time.ParseInLocation("2006-01-02", fromDay, loc)
+			hi, _ := time.ParseInLocation("2006-01-02", toDay, loc)
+			hi = hi.AddDate(0, 0, 1)
+			return !e.Time().Before(lo) && e.Time().Before(hi)
 		}
-	}
-	if len(window) == len(evs) {
-		t.Fatal("the window holds every event: it would not prove the boundaries")
-	}
-	period := []string{"--config", cfg, "--from", fromDay, "--to", toDay}
-	got := auditKPI(t, period...)
-	sameRow(t, "total", got.Total, total)
-	t.Logf("%s..%s: %v", fromDay, toDay, got.Total)
-	for by, key := range keyOf {
-		parts := map[string][]event.Event{}
+		keyOf := map[string]func(event.Event) string{
+			"day":   func(e event.Event) string { return e.Time().In(zone[e.Tenant]).Format("2006-01-02") },
+			"month": func(e event.Event) string { return e.Time().In(zone[e.Tenant]).Format("2006-01") },
+			"week": func(e event.Event) string {
+				y, w := e.Time().In(zone[e.Tenant]).ISOWeek()
+				return fmt.Sprintf("%d-W%02d", y, w)
+			},
+			"channel": func(e event.Event) string { return e.Channel },
+			"tenant":  func(e event.Event) string { return e.Tenant },
+		}
+		var window []event.Event
+		for _, e := range evs {
+			if inWindow(e) {
+				window = append(window, e)
+			}
+		}
+		total := truthRow(window)
+		for _, k := range []string{"no_shows", "attended", "managers_joined", "booked", "leads"} {
+			if total[k].(int64) == 0 {
+				t.Fatalf("the window %s..%s has no %s: the test would prove nothing", fromDay, toDay, k)
+			}
+		}
+		if len(window) == len(evs) {
+			t.Fatal("the window holds every event: it would not prove the boundaries")
+		}
+		period := []string{"--config", cfg, "--from", fromDay, "--to", toDay}
+		got := auditKPI(t, period...)
+		sameRow(t, "total", got.Total, total)
+		t.Logf("%s..%s: %v", fromDay, toDay, got.Total)
+		for by, key := range keyOf {
+			parts := map[string][]event.Event{}
+			for _, e := range window {
+				parts[key(e)] = append(parts[key(e)], e)
+			}
+			got := auditKPI(t, append(period, "--by", by)...)
+			sameRow(t, by+" total", got.Total, total)
+			if len(got.Groups) != len(parts) {
+				t.Errorf("--by %s: %d groups, the events make %d", by, len(got.Groups), len(parts))
+			}
+			for _, g := range got.Groups {
+				k, _ := g["key"].(string)
+				sameRow(t, "--by "+by+" "+k, g, truthRow(parts[k]))
+			}
+		}
+
+		// One tenant, one channel.
+		tenant, channel := window[0].Tenant, window[0].Channel
+		var some []event.Event
 		for _, e := range window {
-			parts[key(e)] = append(parts[key(e)], e)
+			if e.Tenant == tenant && e.Channel == channel {
+				some = append(some, e)
+			}
 		}
-		got := auditKPI(t, append(period, "--by", by)...)
-		sameRow(t, by+" total", got.Total, total)
-		if len(got.Groups) != len(parts) {
-			t.Errorf("--by %s: %d groups, the events make %d", by, len(got.Groups), len(parts))
-		}
-		for _, g := range got.Groups {
-			k, _ := g["key"].(string)
-			sameRow(t, "--by "+by+" "+k, g, truthRow(parts[k]))
-		}
-	}
+		got = auditKPI(t, append(period, "--tenant", tenant, "--channel", channel)...)
+		sameRow(t, tenant+"/"+channel, got.Total, truthRow(some))
 
-	// One tenant, one channel.
-	tenant, channel := window[0].Tenant, window[0].Channel
-	var some []event.Event
-	for _, e := range window {
-		if e.Tenant == tenant && e.Channel == channel {
-			some = append(some, e)
+		// CSV: the same numbers, a record per group and the total last.
+		csvOut, errOut, err := runAudit(t, append([]string{"kpi"}, append(period, "--by", "channel", "--format", "csv")...)...)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, errOut)
 		}
-	}
-	got = auditKPI(t, append(period, "--tenant", tenant, "--channel", channel)...)
-	sameRow(t, tenant+"/"+channel, got.Total, truthRow(some))
-
-	// CSV: the same numbers, a record per group and the total last.
-	csvOut, errOut, err := runAudit(t, append([]string{"kpi"}, append(period, "--by", "channel", "--format", "csv")...)...)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, errOut)
-	}
-	recs, err := csv.NewReader(strings.NewReader(csvOut)).ReadAll()
-	if err != nil || len(recs) < 3 || recs[0][0] != "key" || recs[len(recs)-1][0] != "total" {
-		t.Fatalf("csv: %v\n%s", err, csvOut)
-	}
-	col := map[string]int{}
-	for i, c := range recs[0] {
-		col[c] = i
-	}
-	if recs[len(recs)-1][col["leads"]] != fmt.Sprint(total["leads"]) {
-		t.Errorf("csv total leads %s, want %v", recs[len(recs)-1][col["leads"]], total["leads"])
-	}
+		recs, err := csv.NewReader(strings.NewReader(csvOut)).ReadAll()
+		if err != nil || len(recs) < 3 || recs[0][0] != "key" || recs[len(recs)-1][0] != "total" {
+			t.Fatalf("csv: %v\n%s", err, csvOut)
+		}
+		col := map[string]int{}
+		for i, c := range recs[0] {
+			col[c] = i
+		}
+		if recs[len(recs)-1][col["leads"]] != fmt.Sprint(total["leads"]) {
+			t.Errorf("csv total leads %s, want %v", recs[len(recs)-1][col["leads"]], total["leads"])
+		}
+	})
 }
 
 // craftedAlias stores evs with the real Elasticsearch writer (the shipper's
