@@ -268,3 +268,31 @@ func testAttachmentsAreSearchable(t *testing.T, w *Writer) {
 		}
 	}
 }
+
+// TestStoresWriteBoth: one write reaches Elasticsearch and OpenSearch,
+// each under its own alias; a replay reports every event as existing and
+// stores nothing twice; a document one store refuses comes back once.
+func TestStoresWriteBoth(t *testing.T) {
+	st := stacktest.SearchStores(t)
+	es, os := storeWriter(t, st[0].URL, StoreElasticsearch), storeWriter(t, st[1].URL, StoreOpenSearch)
+	both, err := NewStores(es, os)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	docs := []Doc{doc(es, "b1", "2026-11-20T10:00:00+03:00", ""), doc(es, "b2", "2026-12-01T10:00:00+03:00", ""),
+		doc(es, "bad", "2026-11-20T10:00:01+03:00", `,"payload":{"starts_at":"next Friday"}`)}
+	rep, err := both.WriteReport(ctx, docs)
+	if err != nil || len(rep.Existing) != 0 || len(rep.Failures) != 1 || rep.Failures[0].Doc.ID != "bad" {
+		t.Fatalf("first write: %+v %v, want only bad refused", rep, err)
+	}
+	rep, err = both.WriteReport(ctx, docs[:2])
+	if err != nil || len(rep.Existing) != 2 {
+		t.Fatalf("replay: %+v %v, want both existing", rep, err)
+	}
+	for _, w := range []*Writer{es, os} {
+		if ids := search(t, w, "*"); strings.Join(ids, ",") != "b1,b2" {
+			t.Errorf("%s alias %s holds %v, want b1,b2 once", w.Destination(), w.Alias(), ids)
+		}
+	}
+}
