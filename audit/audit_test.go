@@ -22,11 +22,14 @@ import (
 )
 
 // shipped generates events from n dialogues and ships them with the real
-// shipper into a fresh alias; it returns the events, the generator's truth
-// and the alias.
-func shipped(t *testing.T, n int) ([]event.Event, *demo.Truth, string, string) {
+// shipper into a fresh alias, once, on Elasticsearch and on OpenSearch
+// (mirrors:); it returns the events, the generator's truth, the stores and
+// the alias. Tests run their checks on each store (onStores): every audit
+// command reads either the same way (issue 16).
+func shipped(t *testing.T, n int) ([]event.Event, *demo.Truth, []stacktest.SearchStore, string) {
 	t.Helper()
-	ep := stacktest.Require(t, stacktest.Kafka, stacktest.Elasticsearch, stacktest.Loki)
+	ep := stacktest.Require(t, stacktest.Kafka, stacktest.Elasticsearch, stacktest.OpenSearch, stacktest.Loki)
+	stores := stacktest.SearchStores(t)
 	cfg := demo.DefaultConfig()
 	cfg.End = time.Now().UTC().Truncate(time.Minute)
 	evs, truth, err := demo.FromShared(n, cfg)
@@ -47,16 +50,33 @@ func shipped(t *testing.T, n int) ([]event.Event, *demo.Truth, string, string) {
 	}
 	w.Close()
 	pipelinetest.StartShipper(t, ep, pipelinetest.Shipper{Dir: t.TempDir(), Topic: topic, DLQ: dlq, Group: run, Alias: alias,
-		Labels: "{app: assistlog-test, deployment: " + run + "}"})
+		Labels:    "{app: assistlog-test, deployment: " + run + "}",
+		ExtraYAML: fmt.Sprintf("mirrors:\n  - urls: [%q]\n    store: opensearch\n", ep.OpenSearchURL)})
 	pipelinetest.DropIndicesAtCleanup(t, ep, alias)
-	stacktest.Eventually(t, 3*time.Minute, "events in Elasticsearch", func() error {
-		http.Post(ep.ElasticsearchURL+"/"+alias+"/_refresh", "application/json", nil)
-		if n := count(t, ep.ElasticsearchURL, alias, "*"); n != len(evs) {
-			return fmt.Errorf("%d of %d", n, len(evs))
+	t.Cleanup(func() {
+		req, _ := http.NewRequest(http.MethodDelete, ep.OpenSearchURL+"/"+alias+"-*", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
 		}
-		return nil
 	})
-	return evs, truth, ep.ElasticsearchURL, alias
+	for _, st := range stores {
+		stacktest.Eventually(t, 3*time.Minute, "events in "+st.Name, func() error {
+			http.Post(st.URL+"/"+alias+"/_refresh", "application/json", nil)
+			if n := count(t, st.URL, alias, "*"); n != len(evs) {
+				return fmt.Errorf("%d of %d", n, len(evs))
+			}
+			return nil
+		})
+	}
+	return evs, truth, stores, alias
+}
+
+// onStores runs a test's checks once per store, as a subtest named after
+// it, with that store's URL.
+func onStores(t *testing.T, stores []stacktest.SearchStore, checks func(t *testing.T, es string)) {
+	for _, st := range stores {
+		t.Run(st.Name, func(t *testing.T) { checks(t, st.URL) })
+	}
 }
 
 // count runs a Lucene string through Elasticsearch's query_string query, as
@@ -100,96 +120,98 @@ func auditJSON(t *testing.T, args ...string) Result {
 // run as Kibana would (query_string on the alias) and through `audit
 // query`, counts exactly what the generator made.
 func TestSavedQueriesMatchGroundTruth(t *testing.T) {
-	evs, truth, es, alias := shipped(t, 150)
-	session := evs[0].SessionID
-	inSession := 0
-	for _, e := range evs {
-		if e.SessionID == session && e.Tenant == evs[0].Tenant {
-			inSession++
+	evs, truth, stores, alias := shipped(t, 150)
+	onStores(t, stores, func(t *testing.T, es string) {
+		session := evs[0].SessionID
+		inSession := 0
+		for _, e := range evs {
+			if e.SessionID == session && e.Tenant == evs[0].Tenant {
+				inSession++
+			}
 		}
-	}
-	want := map[string]int{
-		"appointments-confirmed": truth.ByType[string(event.AppointmentConfirmed)],
-		"leads-created":          truth.ByType[string(event.LeadCreated)],
-		"errors":                 truth.ByLevel["error"],
-		"complaints":             truth.ByType[string(event.ComplaintReceived)],
-		"low-confidence":         truth.LowConfidence,
-		"conversation":           inSession,
-	}
-	all, err := dashboards.SavedSearches()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(all) != len(want) {
-		t.Fatalf("%d saved searches, the test knows %d", len(all), len(want))
-	}
-	from, to := truth.First.Add(-time.Minute).Format(time.RFC3339), truth.Last.Add(time.Minute).Format(time.RFC3339)
-	for _, s := range all {
-		exp, ok := want[s.Name]
-		if !ok {
-			t.Errorf("saved search %s has no expected count", s.Name)
-			continue
+		want := map[string]int{
+			"appointments-confirmed": truth.ByType[string(event.AppointmentConfirmed)],
+			"leads-created":          truth.ByType[string(event.LeadCreated)],
+			"errors":                 truth.ByLevel["error"],
+			"complaints":             truth.ByType[string(event.ComplaintReceived)],
+			"low-confidence":         truth.LowConfidence,
+			"conversation":           inSession,
 		}
-		if exp == 0 {
-			t.Errorf("%s: the generated data has none; the test would prove nothing", s.Name)
-		}
-		lucene, err := s.QueryWith(map[string]string{"session_id": session})
+		all, err := dashboards.SavedSearches()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := count(t, es, alias, lucene); n != exp {
-			t.Errorf("Kibana's %s (%s) counts %d, ground truth %d", s.Name, lucene, n, exp)
+		if len(all) != len(want) {
+			t.Fatalf("%d saved searches, the test knows %d", len(all), len(want))
 		}
-		r := auditJSON(t, s.Name, "--es", es, "--alias", alias, "--from", from, "--to", to, "--session", session, "--limit", "10000")
-		if r.Total != exp || len(r.Events) != exp {
-			t.Errorf("audit query %s: total %d, %d events; ground truth %d", s.Name, r.Total, len(r.Events), exp)
+		from, to := truth.First.Add(-time.Minute).Format(time.RFC3339), truth.Last.Add(time.Minute).Format(time.RFC3339)
+		for _, s := range all {
+			exp, ok := want[s.Name]
+			if !ok {
+				t.Errorf("saved search %s has no expected count", s.Name)
+				continue
+			}
+			if exp == 0 {
+				t.Errorf("%s: the generated data has none; the test would prove nothing", s.Name)
+			}
+			lucene, err := s.QueryWith(map[string]string{"session_id": session})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := count(t, es, alias, lucene); n != exp {
+				t.Errorf("Kibana's %s (%s) counts %d, ground truth %d", s.Name, lucene, n, exp)
+			}
+			r := auditJSON(t, s.Name, "--es", es, "--alias", alias, "--from", from, "--to", to, "--session", session, "--limit", "10000")
+			if r.Total != exp || len(r.Events) != exp {
+				t.Errorf("audit query %s: total %d, %d events; ground truth %d", s.Name, r.Total, len(r.Events), exp)
+			}
+			t.Logf("%-24s %-38s %d", s.Name, lucene, exp)
 		}
-		t.Logf("%-24s %-38s %d", s.Name, lucene, exp)
-	}
 
-	// One tenant, one day: the filters of the command, against the data.
-	var last event.Event
-	for _, e := range evs {
-		if e.Type == event.AppointmentConfirmed && e.Time().After(last.Time()) {
-			last = e
+		// One tenant, one day: the filters of the command, against the data.
+		var last event.Event
+		for _, e := range evs {
+			if e.Type == event.AppointmentConfirmed && e.Time().After(last.Time()) {
+				last = e
+			}
 		}
-	}
-	tenant, day := last.Tenant, last.Time().UTC()
-	lo := time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, time.UTC)
-	exp := 0
-	for _, e := range evs {
-		if e.Tenant == tenant && e.Type == event.AppointmentConfirmed && !e.Time().Before(lo) && e.Time().Before(lo.AddDate(0, 0, 1)) {
-			exp++
+		tenant, day := last.Tenant, last.Time().UTC()
+		lo := time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, time.UTC)
+		exp := 0
+		for _, e := range evs {
+			if e.Tenant == tenant && e.Type == event.AppointmentConfirmed && !e.Time().Before(lo) && e.Time().Before(lo.AddDate(0, 0, 1)) {
+				exp++
+			}
 		}
-	}
-	r := auditJSON(t, "appointments-confirmed", "--es", es, "--alias", alias, "--tenant", tenant,
-		"--from", lo.Format("2006-01-02"), "--to", lo.Format("2006-01-02"))
-	if r.Total != exp || exp == 0 {
-		t.Errorf("%s on %s: %d confirmed, the data has %d", tenant, lo.Format("2006-01-02"), r.Total, exp)
-	}
-	for _, ev := range r.Events {
-		if ev["tenant"] != tenant || ev["event_type"] != "appointment.confirmed" {
-			t.Fatalf("a row outside the filter: %v", ev)
+		r := auditJSON(t, "appointments-confirmed", "--es", es, "--alias", alias, "--tenant", tenant,
+			"--from", lo.Format("2006-01-02"), "--to", lo.Format("2006-01-02"))
+		if r.Total != exp || exp == 0 {
+			t.Errorf("%s on %s: %d confirmed, the data has %d", tenant, lo.Format("2006-01-02"), r.Total, exp)
 		}
-	}
+		for _, ev := range r.Events {
+			if ev["tenant"] != tenant || ev["event_type"] != "appointment.confirmed" {
+				t.Fatalf("a row outside the filter: %v", ev)
+			}
+		}
 
-	// The other formats carry the same rows.
-	var out bytes.Buffer
-	args := []string{"query", "complaints", "--es", es, "--alias", alias, "--from", from, "--to", to}
-	if err := run(context.Background(), append(args, "--format", "csv"), &out, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	rows, err := csv.NewReader(&out).ReadAll()
-	if err != nil || len(rows) != want["complaints"]+1 || rows[0][0] != "@timestamp" {
-		t.Errorf("csv: %d rows (%v), want a header and %d", len(rows), err, want["complaints"])
-	}
-	out.Reset()
-	if err := run(context.Background(), args, &out, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	if lines := strings.Count(out.String(), "\n"); lines != want["complaints"]+1 {
-		t.Errorf("table: %d lines, want %d\n%s", lines, want["complaints"]+1, out.String())
-	}
+		// The other formats carry the same rows.
+		var out bytes.Buffer
+		args := []string{"query", "complaints", "--es", es, "--alias", alias, "--from", from, "--to", to}
+		if err := run(context.Background(), append(args, "--format", "csv"), &out, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := csv.NewReader(&out).ReadAll()
+		if err != nil || len(rows) != want["complaints"]+1 || rows[0][0] != "@timestamp" {
+			t.Errorf("csv: %d rows (%v), want a header and %d", len(rows), err, want["complaints"])
+		}
+		out.Reset()
+		if err := run(context.Background(), args, &out, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		if lines := strings.Count(out.String(), "\n"); lines != want["complaints"]+1 {
+			t.Errorf("table: %d lines, want %d\n%s", lines, want["complaints"]+1, out.String())
+		}
+	})
 }
 
 func TestCommandLine(t *testing.T) {

@@ -139,107 +139,109 @@ func noRawPhone(t *testing.T, out string, phones []string) {
 // the documented columns, masked; --tenant and --type narrow it; --excel
 // starts with the BOM; JSON carries the same rows.
 func TestExportEvents(t *testing.T) {
-	evs, truth, es, alias := shipped(t, 150)
-	cfg := writeConfig(t, es, alias, "")
-	cols := documentedColumns(t)
-	zs := zones(t)
+	evs, truth, stores, alias := shipped(t, 150)
+	onStores(t, stores, func(t *testing.T, es string) {
+		cfg := writeConfig(t, es, alias, "")
+		cols := documentedColumns(t)
+		zs := zones(t)
 
-	// Everything: the UTC days around the first and last event cover every
-	// zone's local days.
-	from, to := truth.First.UTC().AddDate(0, 0, -1).Format("2006-01-02"), truth.Last.UTC().AddDate(0, 0, 1).Format("2006-01-02")
-	out, stderr, err := runAudit(t, "export", "events", "--config", cfg, "--from", from, "--to", to)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, stderr)
-	}
-	if strings.HasPrefix(out, "\ufeff") {
-		t.Error("BOM without --excel")
-	}
-	if len(evs) <= 2000 {
-		t.Fatalf("%d events do not fill two pages of the reader", len(evs))
-	}
-	checkRows(t, parseCSV(t, out, cols), evs, zs)
-	noRawPhone(t, out, truth.Phones)
-
-	// export kpi: audit kpi's CSV, with the BOM on --excel; its leads are
-	// the generated lead.created events of the window.
-	kout, stderr, err := runAudit(t, "export", "kpi", "--config", cfg, "--from", from, "--to", to, "--excel")
-	if err != nil {
-		t.Fatalf("export kpi: %v\n%s", err, stderr)
-	}
-	plain, _, err := runAudit(t, "kpi", "--config", cfg, "--from", from, "--to", to, "--format", "csv")
-	if err != nil || kout != "\ufeff"+plain {
-		t.Errorf("export kpi --excel is not BOM + audit kpi --format csv (%v):\n%q\n%q", err, kout, plain)
-	}
-	recs, err := csv.NewReader(strings.NewReader(strings.TrimPrefix(kout, "\ufeff"))).ReadAll()
-	if err != nil || len(recs) < 2 {
-		t.Fatalf("export kpi csv: %v %q", err, kout)
-	}
-	leadsCol := slices.Index(recs[0], "leads")
-	last := recs[len(recs)-1]
-	if leadsCol < 0 || last[0] != "total" || last[leadsCol] != strconv.Itoa(truth.ByType["lead.created"]) {
-		t.Errorf("export kpi total leads: header %v, row %v; want %d", recs[0], last, truth.ByType["lead.created"])
-	}
-
-	// One tenant, two types, two local days.
-	counts := map[string]int{}
-	for _, ev := range evs {
-		counts[ev.Tenant]++
-	}
-	tenant := ""
-	for name, n := range counts {
-		if tenant == "" || n > counts[tenant] || (n == counts[tenant] && name < tenant) {
-			tenant = name
+		// Everything: the UTC days around the first and last event cover every
+		// zone's local days.
+		from, to := truth.First.UTC().AddDate(0, 0, -1).Format("2006-01-02"), truth.Last.UTC().AddDate(0, 0, 1).Format("2006-01-02")
+		out, stderr, err := runAudit(t, "export", "events", "--config", cfg, "--from", from, "--to", to)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, stderr)
 		}
-	}
-	loc := zs[tenant]
-	day := truth.Last.In(loc).AddDate(0, 0, -3)
-	d1 := time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, loc)
-	d2 := d1.AddDate(0, 0, 2) // --to's day included: [d1, d1+2d)
-	var want []event.Event
-	for _, ev := range evs {
-		ts := ev.Time()
-		if ev.Tenant == tenant && (ev.Type == event.LeadCreated || ev.Type == event.AppointmentConfirmed) && !ts.Before(d1) && ts.Before(d2) {
-			want = append(want, ev)
+		if strings.HasPrefix(out, "\ufeff") {
+			t.Error("BOM without --excel")
 		}
-	}
-	if len(want) == 0 {
-		t.Fatalf("no lead.created/appointment.confirmed of %s on %s–%s: pick another window", tenant, d1, d2)
-	}
-	args := []string{"export", "events", "--config", cfg, "--tenant", tenant, "--type", "lead.created, appointment.confirmed",
-		"--from", d1.Format("2006-01-02"), "--to", d1.AddDate(0, 0, 1).Format("2006-01-02")}
-	out, stderr, err = runAudit(t, append(args, "--excel")...)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, stderr)
-	}
-	if !strings.HasPrefix(out, "\ufeff") {
-		t.Errorf("--excel: no UTF-8 byte order mark; starts %q", out[:min(len(out), 10)])
-	}
-	checkRows(t, parseCSV(t, strings.TrimPrefix(out, "\ufeff"), cols), want, zs)
+		if len(evs) <= 2000 {
+			t.Fatalf("%d events do not fill two pages of the reader", len(evs))
+		}
+		checkRows(t, parseCSV(t, out, cols), evs, zs)
+		noRawPhone(t, out, truth.Phones)
 
-	out, stderr, err = runAudit(t, append(args, "--format", "json")...)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, stderr)
-	}
-	var objs []map[string]string
-	if err := json.Unmarshal([]byte(out), &objs); err != nil {
-		t.Fatalf("--format json: %v", err)
-	}
-	var gotIDs, wantIDs []string
-	for _, o := range objs {
-		gotIDs = append(gotIDs, o["event_id"])
-		if len(o) != len(cols) {
-			t.Fatalf("json object has %d keys, want the %d columns: %v", len(o), len(cols), o)
+		// export kpi: audit kpi's CSV, with the BOM on --excel; its leads are
+		// the generated lead.created events of the window.
+		kout, stderr, err := runAudit(t, "export", "kpi", "--config", cfg, "--from", from, "--to", to, "--excel")
+		if err != nil {
+			t.Fatalf("export kpi: %v\n%s", err, stderr)
 		}
-	}
-	for _, ev := range want {
-		wantIDs = append(wantIDs, ev.EventID)
-	}
-	sort.Strings(gotIDs)
-	sort.Strings(wantIDs)
-	if !slices.Equal(gotIDs, wantIDs) {
-		t.Errorf("json ids %v, want %v", gotIDs, wantIDs)
-	}
-	t.Logf("%d events exported; %s: %d in %s–%s", len(evs), tenant, len(want), d1.Format(time.DateOnly), d2.Format(time.DateOnly))
+		plain, _, err := runAudit(t, "kpi", "--config", cfg, "--from", from, "--to", to, "--format", "csv")
+		if err != nil || kout != "\ufeff"+plain {
+			t.Errorf("export kpi --excel is not BOM + audit kpi --format csv (%v):\n%q\n%q", err, kout, plain)
+		}
+		recs, err := csv.NewReader(strings.NewReader(strings.TrimPrefix(kout, "\ufeff"))).ReadAll()
+		if err != nil || len(recs) < 2 {
+			t.Fatalf("export kpi csv: %v %q", err, kout)
+		}
+		leadsCol := slices.Index(recs[0], "leads")
+		last := recs[len(recs)-1]
+		if leadsCol < 0 || last[0] != "total" || last[leadsCol] != strconv.Itoa(truth.ByType["lead.created"]) {
+			t.Errorf("export kpi total leads: header %v, row %v; want %d", recs[0], last, truth.ByType["lead.created"])
+		}
+
+		// One tenant, two types, two local days.
+		counts := map[string]int{}
+		for _, ev := range evs {
+			counts[ev.Tenant]++
+		}
+		tenant := ""
+		for name, n := range counts {
+			if tenant == "" || n > counts[tenant] || (n == counts[tenant] && name < tenant) {
+				tenant = name
+			}
+		}
+		loc := zs[tenant]
+		day := truth.Last.In(loc).AddDate(0, 0, -3)
+		d1 := time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, loc)
+		d2 := d1.AddDate(0, 0, 2) // --to's day included: [d1, d1+2d)
+		var want []event.Event
+		for _, ev := range evs {
+			ts := ev.Time()
+			if ev.Tenant == tenant && (ev.Type == event.LeadCreated || ev.Type == event.AppointmentConfirmed) && !ts.Before(d1) && ts.Before(d2) {
+				want = append(want, ev)
+			}
+		}
+		if len(want) == 0 {
+			t.Fatalf("no lead.created/appointment.confirmed of %s on %s–%s: pick another window", tenant, d1, d2)
+		}
+		args := []string{"export", "events", "--config", cfg, "--tenant", tenant, "--type", "lead.created, appointment.confirmed",
+			"--from", d1.Format("2006-01-02"), "--to", d1.AddDate(0, 0, 1).Format("2006-01-02")}
+		out, stderr, err = runAudit(t, append(args, "--excel")...)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, stderr)
+		}
+		if !strings.HasPrefix(out, "\ufeff") {
+			t.Errorf("--excel: no UTF-8 byte order mark; starts %q", out[:min(len(out), 10)])
+		}
+		checkRows(t, parseCSV(t, strings.TrimPrefix(out, "\ufeff"), cols), want, zs)
+
+		out, stderr, err = runAudit(t, append(args, "--format", "json")...)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, stderr)
+		}
+		var objs []map[string]string
+		if err := json.Unmarshal([]byte(out), &objs); err != nil {
+			t.Fatalf("--format json: %v", err)
+		}
+		var gotIDs, wantIDs []string
+		for _, o := range objs {
+			gotIDs = append(gotIDs, o["event_id"])
+			if len(o) != len(cols) {
+				t.Fatalf("json object has %d keys, want the %d columns: %v", len(o), len(cols), o)
+			}
+		}
+		for _, ev := range want {
+			wantIDs = append(wantIDs, ev.EventID)
+		}
+		sort.Strings(gotIDs)
+		sort.Strings(wantIDs)
+		if !slices.Equal(gotIDs, wantIDs) {
+			t.Errorf("json ids %v, want %v", gotIDs, wantIDs)
+		}
+		t.Logf("%d events exported; %s: %d in %s–%s", len(evs), tenant, len(want), d1.Format(time.DateOnly), d2.Format(time.DateOnly))
+	})
 }
 
 // TestExportRefuses: clear errors for what cannot be exported.

@@ -393,179 +393,184 @@ func kpiPanels(t *testing.T) map[string]gPanel {
 // one Moscow tenant over whole local days, for one channel, and for all
 // tenants over the same instants.
 func TestDashboardKPIsAgree(t *testing.T) {
-	evs, _, es, alias := shipped(t, 300)
-	ep := stacktest.Require(t, stacktest.Loki)
-	run := strings.TrimPrefix(alias, "test-")
-	sel := fmt.Sprintf(`app="assistlog-test", deployment=%q`, run)
+	evs, _, stores, alias := shipped(t, 300)
+	// Elasticsearch only: the panels are Grafana's Elasticsearch data
+	// source (audit kpi itself is checked on both in TestKPIsMatchTheEvents),
+	// and the body ships more events into the fixture.
+	onStores(t, stores[:1], func(t *testing.T, es string) {
+		ep := stacktest.Require(t, stacktest.Loki)
+		run := strings.TrimPrefix(alias, "test-")
+		sel := fmt.Sprintf(`app="assistlog-test", deployment=%q`, run)
 
-	// Conversations the generator seldom makes: two bookings in one
-	// conversation (bookings ≠ booked conversations, so the conversion's
-	// numerator is proven), and no-shows, for an Ufa tenant at 10:00 local
-	// on the day after the data begins.
-	ufa, _ := time.LoadLocation("Asia/Yekaterinburg")
-	day := evs[0].Time()
-	for _, e := range evs {
-		if e.Time().Before(day) {
-			day = e.Time()
-		}
-	}
-	d := day.In(ufa).AddDate(0, 0, 1)
-	at := time.Date(d.Year(), d.Month(), d.Day(), 10, 0, 0, 0, ufa)
-	var extra []event.Event
-	add := func(tenant, session string, typ event.Type, outcome string, payload map[string]any) {
-		at = at.Add(time.Minute)
-		extra = append(extra, event.Event{EventID: fmt.Sprintf("%s-x%02d", run, len(extra)), Timestamp: at.Format(time.RFC3339Nano),
-			Tenant: tenant, Channel: "whatsapp", SessionID: session, UserID: "wa:79160000000", UserPhone: "+79160000000",
-			Type: typ, Level: "info", Outcome: outcome, Payload: payload, SchemaVersion: 1})
-	}
-	for _, tn := range []string{"salon-aurora", "salon-bellezza", "dental-smile", "clinic-family"} {
-		s := run + "-two-" + tn
-		add(tn, s, event.SessionStarted, "", nil)
-		add(tn, s, event.LeadCreated, "", map[string]any{"source": "chatbot"})
-		for _, a := range []string{"a1", "a2"} {
-			add(tn, s, event.AppointmentConfirmed, "booked", map[string]any{"appointment_id": s + "-" + a, "service": "haircut", "starts_at": at.Add(48 * time.Hour).Format(time.RFC3339)})
-		}
-		add(tn, s, event.SessionEnded, "booked", nil)
-		add(tn, s, event.AppointmentNoShow, "no_show", map[string]any{"appointment_id": s + "-a1"})
-	}
-	shipMore(t, alias, run, extra)
-	evs = append(evs, extra...)
-	stacktest.Eventually(t, 3*time.Minute, "events in Elasticsearch", func() error {
-		http.Post(es+"/"+alias+"/_refresh", "application/json", nil)
-		if n := count(t, es, alias, "*"); n != len(evs) {
-			return fmt.Errorf("%d of %d", n, len(evs))
-		}
-		return nil
-	})
-	stacktest.Eventually(t, 3*time.Minute, "events in Loki", func() error {
-		if n := stacktest.LokiScalar(t, ep.LokiURL, fmt.Sprintf(`sum(count_over_time({%s}[9d]))`, sel)); n != len(evs) {
-			return fmt.Errorf("%d of %d", n, len(evs))
-		}
-		return nil
-	})
-	// The data source the panels name reads the shipper's alias.
-	prov, err := dashboards.Files.ReadFile("grafana/provisioning/datasources/assistlog.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ds struct {
-		Datasources []struct {
-			UID      string `yaml:"uid"`
-			JSONData struct {
-				Index     string `yaml:"index"`
-				TimeField string `yaml:"timeField"`
-			} `yaml:"jsonData"`
-		} `yaml:"datasources"`
-	}
-	if err := yaml.Unmarshal(prov, &ds); err != nil {
-		t.Fatal(err)
-	}
-	timeField := ""
-	for _, d := range ds.Datasources {
-		if d.UID == "assistlog-elasticsearch" {
-			if d.JSONData.Index != elastic.DefaultAlias {
-				t.Errorf("the Elasticsearch data source reads %q, the shipper writes %q", d.JSONData.Index, elastic.DefaultAlias)
-			}
-			timeField = d.JSONData.TimeField
-		}
-	}
-	if timeField != "@timestamp" {
-		t.Fatalf("Elasticsearch data source timeField %q", timeField)
-	}
-	panels := kpiPanels(t)
-	if len(panels) < 10 {
-		t.Fatalf("%d KPI panels", len(panels))
-	}
-	cfg := writeConfig(t, es, alias, "")
-
-	// Whole local days holding the data (follow-ups, the no-shows, come
-	// late), and below a window cutting it.
-	first, last := evs[0].Time(), evs[0].Time()
-	joins := map[string]int{}
-	for _, e := range evs {
-		if e.Time().Before(first) {
-			first = e.Time()
-		}
-		if e.Time().After(last) {
-			last = e.Time()
-		}
-		if e.Type == "manager.joined" {
-			joins[e.Tenant]++
-		}
-	}
-	fromDay, toDay := first.UTC().Format("2006-01-02"), last.UTC().Format("2006-01-02")
-	busiest := func(zone string) string {
-		best := ""
+		// Conversations the generator seldom makes: two bookings in one
+		// conversation (bookings ≠ booked conversations, so the conversion's
+		// numerator is proven), and no-shows, for an Ufa tenant at 10:00 local
+		// on the day after the data begins.
+		ufa, _ := time.LoadLocation("Asia/Yekaterinburg")
+		day := evs[0].Time()
 		for _, e := range evs {
-			if z := map[string]string{"salon-aurora": "ufa", "salon-bellezza": "ufa", "dental-smile": "ufa", "clinic-family": "ufa",
-				"dental-care": "msk", "therapy-harmony": "msk"}[e.Tenant]; z == zone && joins[e.Tenant] > joins[best] {
-				best = e.Tenant
+			if e.Time().Before(day) {
+				day = e.Time()
 			}
 		}
-		return best
-	}
-	type check struct {
-		name            string
-		tenant, channel string
-		args            []string
-		from, to        time.Time
-		wantEveryKPI    bool
-	}
-	var checks []check
-	for _, zone := range []string{"ufa", "msk"} {
-		tn := busiest(zone)
-		if tn == "" {
-			t.Fatalf("no %s tenant in the data", zone)
+		d := day.In(ufa).AddDate(0, 0, 1)
+		at := time.Date(d.Year(), d.Month(), d.Day(), 10, 0, 0, 0, ufa)
+		var extra []event.Event
+		add := func(tenant, session string, typ event.Type, outcome string, payload map[string]any) {
+			at = at.Add(time.Minute)
+			extra = append(extra, event.Event{EventID: fmt.Sprintf("%s-x%02d", run, len(extra)), Timestamp: at.Format(time.RFC3339Nano),
+				Tenant: tenant, Channel: "whatsapp", SessionID: session, UserID: "wa:79160000000", UserPhone: "+79160000000",
+				Type: typ, Level: "info", Outcome: outcome, Payload: payload, SchemaVersion: 1})
 		}
-		l, _ := time.LoadLocation(map[string]string{"ufa": "Asia/Yekaterinburg", "msk": "Europe/Moscow"}[zone])
-		from, _ := time.ParseInLocation("2006-01-02", fromDay, l)
-		to, _ := time.ParseInLocation("2006-01-02", toDay, l)
-		checks = append(checks, check{name: tn, tenant: tn, args: []string{"--tenant", tn, "--from", fromDay, "--to", toDay},
-			from: from, to: to.AddDate(0, 0, 1)})
-		if zone == "ufa" {
-			checks = append(checks, check{name: tn + "/whatsapp", tenant: tn, channel: "whatsapp",
-				args: []string{"--tenant", tn, "--channel", "whatsapp", "--from", fromDay, "--to", toDay}, from: from, to: to.AddDate(0, 0, 1)})
+		for _, tn := range []string{"salon-aurora", "salon-bellezza", "dental-smile", "clinic-family"} {
+			s := run + "-two-" + tn
+			add(tn, s, event.SessionStarted, "", nil)
+			add(tn, s, event.LeadCreated, "", map[string]any{"source": "chatbot"})
+			for _, a := range []string{"a1", "a2"} {
+				add(tn, s, event.AppointmentConfirmed, "booked", map[string]any{"appointment_id": s + "-" + a, "service": "haircut", "starts_at": at.Add(48 * time.Hour).Format(time.RFC3339)})
+			}
+			add(tn, s, event.SessionEnded, "booked", nil)
+			add(tn, s, event.AppointmentNoShow, "no_show", map[string]any{"appointment_id": s + "-a1"})
 		}
-	}
-	// All tenants: one absolute window (Grafana has one), as instants.
-	lo, hi := first.Add(36*time.Hour).Truncate(time.Hour), last.Add(-6*time.Hour).Truncate(time.Hour)
-	checks = append(checks, check{name: "all tenants", args: []string{"--from", lo.Format(time.RFC3339), "--to", hi.Format(time.RFC3339)},
-		from: lo, to: hi})
-	nonzero := map[string]bool{}
+		shipMore(t, alias, run, extra)
+		evs = append(evs, extra...)
+		stacktest.Eventually(t, 3*time.Minute, "events in Elasticsearch", func() error {
+			http.Post(es+"/"+alias+"/_refresh", "application/json", nil)
+			if n := count(t, es, alias, "*"); n != len(evs) {
+				return fmt.Errorf("%d of %d", n, len(evs))
+			}
+			return nil
+		})
+		stacktest.Eventually(t, 3*time.Minute, "events in Loki", func() error {
+			if n := stacktest.LokiScalar(t, ep.LokiURL, fmt.Sprintf(`sum(count_over_time({%s}[9d]))`, sel)); n != len(evs) {
+				return fmt.Errorf("%d of %d", n, len(evs))
+			}
+			return nil
+		})
+		// The data source the panels name reads the shipper's alias.
+		prov, err := dashboards.Files.ReadFile("grafana/provisioning/datasources/assistlog.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ds struct {
+			Datasources []struct {
+				UID      string `yaml:"uid"`
+				JSONData struct {
+					Index     string `yaml:"index"`
+					TimeField string `yaml:"timeField"`
+				} `yaml:"jsonData"`
+			} `yaml:"datasources"`
+		}
+		if err := yaml.Unmarshal(prov, &ds); err != nil {
+			t.Fatal(err)
+		}
+		timeField := ""
+		for _, d := range ds.Datasources {
+			if d.UID == "assistlog-elasticsearch" {
+				if d.JSONData.Index != elastic.DefaultAlias {
+					t.Errorf("the Elasticsearch data source reads %q, the shipper writes %q", d.JSONData.Index, elastic.DefaultAlias)
+				}
+				timeField = d.JSONData.TimeField
+			}
+		}
+		if timeField != "@timestamp" {
+			t.Fatalf("Elasticsearch data source timeField %q", timeField)
+		}
+		panels := kpiPanels(t)
+		if len(panels) < 10 {
+			t.Fatalf("%d KPI panels", len(panels))
+		}
+		cfg := writeConfig(t, es, alias, "")
 
-	for _, c := range checks {
-		got := auditKPI(t, append([]string{"--config", cfg}, c.args...)...)
-		if c.name == busiest("ufa") && got.Total["booked"] == got.Total["confirmed"] {
-			t.Errorf("%s: bookings equal booked conversations (%v): the crafted double booking is missing", c.name, got.Total["booked"])
-		}
-		g := &grafana{es: es, alias: alias, loki: ep.LokiURL, lokiSelector: sel, timeField: timeField,
-			tenant: c.tenant, channel: c.channel, from: c.from, to: c.to.Add(-time.Millisecond)} // Grafana's "to" is the period's last millisecond
-		for key, p := range panels {
-			want, ok := got.Total[key]
-			if !ok {
-				t.Errorf("panel %q: audit kpi has no %s", p.Title, key)
-				continue
+		// Whole local days holding the data (follow-ups, the no-shows, come
+		// late), and below a window cutting it.
+		first, last := evs[0].Time(), evs[0].Time()
+		joins := map[string]int{}
+		for _, e := range evs {
+			if e.Time().Before(first) {
+				first = e.Time()
 			}
-			v, shown := g.panel(t, p)
-			switch {
-			case want == nil && !shown:
-			case want == nil || !shown:
-				t.Errorf("%s: panel %q shows %v (shown %v), audit kpi %s = %v", c.name, p.Title, v, shown, key, want)
-			default:
-				w := want.(float64)
-				if math.Abs(v-w) > 1e-6*math.Max(1, math.Abs(w)) {
-					t.Errorf("%s: panel %q shows %v, audit kpi %s = %v", c.name, p.Title, v, key, w)
+			if e.Time().After(last) {
+				last = e.Time()
+			}
+			if e.Type == "manager.joined" {
+				joins[e.Tenant]++
+			}
+		}
+		fromDay, toDay := first.UTC().Format("2006-01-02"), last.UTC().Format("2006-01-02")
+		busiest := func(zone string) string {
+			best := ""
+			for _, e := range evs {
+				if z := map[string]string{"salon-aurora": "ufa", "salon-bellezza": "ufa", "dental-smile": "ufa", "clinic-family": "ufa",
+					"dental-care": "msk", "therapy-harmony": "msk"}[e.Tenant]; z == zone && joins[e.Tenant] > joins[best] {
+					best = e.Tenant
 				}
 			}
-			if want != nil && want != 0.0 {
-				nonzero[key] = true
+			return best
+		}
+		type check struct {
+			name            string
+			tenant, channel string
+			args            []string
+			from, to        time.Time
+			wantEveryKPI    bool
+		}
+		var checks []check
+		for _, zone := range []string{"ufa", "msk"} {
+			tn := busiest(zone)
+			if tn == "" {
+				t.Fatalf("no %s tenant in the data", zone)
+			}
+			l, _ := time.LoadLocation(map[string]string{"ufa": "Asia/Yekaterinburg", "msk": "Europe/Moscow"}[zone])
+			from, _ := time.ParseInLocation("2006-01-02", fromDay, l)
+			to, _ := time.ParseInLocation("2006-01-02", toDay, l)
+			checks = append(checks, check{name: tn, tenant: tn, args: []string{"--tenant", tn, "--from", fromDay, "--to", toDay},
+				from: from, to: to.AddDate(0, 0, 1)})
+			if zone == "ufa" {
+				checks = append(checks, check{name: tn + "/whatsapp", tenant: tn, channel: "whatsapp",
+					args: []string{"--tenant", tn, "--channel", "whatsapp", "--from", fromDay, "--to", toDay}, from: from, to: to.AddDate(0, 0, 1)})
 			}
 		}
-		t.Logf("%s (%s .. %s): %d panels agree with audit kpi", c.name, c.from.Format(time.RFC3339), c.to.Format(time.RFC3339), len(panels))
-	}
-	for key := range panels {
-		if !nonzero[key] {
-			t.Errorf("%s is empty or 0 in every window: the comparison proves nothing for it", key)
+		// All tenants: one absolute window (Grafana has one), as instants.
+		lo, hi := first.Add(36*time.Hour).Truncate(time.Hour), last.Add(-6*time.Hour).Truncate(time.Hour)
+		checks = append(checks, check{name: "all tenants", args: []string{"--from", lo.Format(time.RFC3339), "--to", hi.Format(time.RFC3339)},
+			from: lo, to: hi})
+		nonzero := map[string]bool{}
+
+		for _, c := range checks {
+			got := auditKPI(t, append([]string{"--config", cfg}, c.args...)...)
+			if c.name == busiest("ufa") && got.Total["booked"] == got.Total["confirmed"] {
+				t.Errorf("%s: bookings equal booked conversations (%v): the crafted double booking is missing", c.name, got.Total["booked"])
+			}
+			g := &grafana{es: es, alias: alias, loki: ep.LokiURL, lokiSelector: sel, timeField: timeField,
+				tenant: c.tenant, channel: c.channel, from: c.from, to: c.to.Add(-time.Millisecond)} // Grafana's "to" is the period's last millisecond
+			for key, p := range panels {
+				want, ok := got.Total[key]
+				if !ok {
+					t.Errorf("panel %q: audit kpi has no %s", p.Title, key)
+					continue
+				}
+				v, shown := g.panel(t, p)
+				switch {
+				case want == nil && !shown:
+				case want == nil || !shown:
+					t.Errorf("%s: panel %q shows %v (shown %v), audit kpi %s = %v", c.name, p.Title, v, shown, key, want)
+				default:
+					w := want.(float64)
+					if math.Abs(v-w) > 1e-6*math.Max(1, math.Abs(w)) {
+						t.Errorf("%s: panel %q shows %v, audit kpi %s = %v", c.name, p.Title, v, key, w)
+					}
+				}
+				if want != nil && want != 0.0 {
+					nonzero[key] = true
+				}
+			}
+			t.Logf("%s (%s .. %s): %d panels agree with audit kpi", c.name, c.from.Format(time.RFC3339), c.to.Format(time.RFC3339), len(panels))
 		}
-	}
+		for key := range panels {
+			if !nonzero[key] {
+				t.Errorf("%s is empty or 0 in every window: the comparison proves nothing for it", key)
+			}
+		}
+	})
 }

@@ -138,117 +138,118 @@ func sameRow(t *testing.T, where string, got, want map[string]any) {
 // channel and tenant, equals what the test computes from the generated
 // events, each tenant's days read in its own zone.
 func TestKPIsMatchTheEvents(t *testing.T) {
-	evs, _, es, alias := shipped(t, 400)
-	cfg := writeConfig(t, es, alias, "")
-	ts, err := tenants.Load("../demo/tenants.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	first, last := evs[0].Time(), evs[0].Time()
-	for _, e := range evs {
-		if e.Time().Before(first) {
-			first = e.Time()
+	evs, _, stores, alias := shipped(t, 400)
+	onStores(t, stores, func(t *testing.T, es string) {
+		cfg := writeConfig(t, es, alias, "")
+		ts, err := tenants.Load("../demo/tenants.yaml")
+		if err != nil {
+			t.Fatal(err)
 		}
-		if e.Time().After(last) {
-			last = e.Time()
+		first, last := evs[0].Time(), evs[0].Time()
+		for _, e := range evs {
+			if e.Time().Before(first) {
+				first = e.Time()
+			}
+			if e.Time().After(last) {
+				last = e.Time()
+			}
 		}
-	}
-	// Whole days inside the data, so the window cuts conversations off at
-	// both ends.
-	fromDay, toDay := first.UTC().AddDate(0, 0, 1).Format("2006-01-02"), last.UTC().AddDate(0, 0, -1).Format("2006-01-02")
-	zone := map[string]*time.Location{}
-	for _, name := range ts.Names() {
-		tn, _ := ts.Get(name)
-		zone[name] = tn.Location()
-	}
-	inWindow := func(e event.Event) bool {
-		loc := zone[e.Tenant]
-		lo, _ := time.ParseInLocation("2006-01-02", fromDay, loc)
-		hi, _ := time.ParseInLocation("2006-01-02", toDay, loc)
-		hi = hi.AddDate(0, 0, 1)
-		return !e.Time().Before(lo) && e.Time().Before(hi)
-	}
-	keyOf := map[string]func(event.Event) string{
-		"day":   func(e event.Event) string { return e.Time().In(zone[e.Tenant]).Format("2006-01-02") },
-		"month": func(e event.Event) string { return e.Time().In(zone[e.Tenant]).Format("2006-01") },
-		"week": func(e event.Event) string {
-			y, w := e.Time().In(zone[e.Tenant]).ISOWeek()
-			return fmt.Sprintf("%d-W%02d", y, w)
-		},
-		"channel": func(e event.Event) string { return e.Channel },
-		"tenant":  func(e event.Event) string { return e.Tenant },
-	}
-	var window []event.Event
-	for _, e := range evs {
-		if inWindow(e) {
-			window = append(window, e)
+		// Whole days inside the data, so the window cuts conversations off at
+		// both ends.
+		fromDay, toDay := first.UTC().AddDate(0, 0, 1).Format("2006-01-02"), last.UTC().AddDate(0, 0, -1).Format("2006-01-02")
+		zone := map[string]*time.Location{}
+		for _, name := range ts.Names() {
+			tn, _ := ts.Get(name)
+			zone[name] = tn.Location()
 		}
-	}
-	total := truthRow(window)
-	for _, k := range []string{"no_shows", "attended", "managers_joined", "booked", "leads"} {
-		if total[k].(int64) == 0 {
-			t.Fatalf("the window %s..%s has no %s: the test would prove nothing", fromDay, toDay, k)
+		inWindow := func(e event.Event) bool {
+			loc := zone[e.Tenant]
+			lo, _ := time.ParseInLocation("2006-01-02", fromDay, loc)
+			hi, _ := time.ParseInLocation("2006-01-02", toDay, loc)
+			hi = hi.AddDate(0, 0, 1)
+			return !e.Time().Before(lo) && e.Time().Before(hi)
 		}
-	}
-	if len(window) == len(evs) {
-		t.Fatal("the window holds every event: it would not prove the boundaries")
-	}
-	period := []string{"--config", cfg, "--from", fromDay, "--to", toDay}
-	got := auditKPI(t, period...)
-	sameRow(t, "total", got.Total, total)
-	t.Logf("%s..%s: %v", fromDay, toDay, got.Total)
-	for by, key := range keyOf {
-		parts := map[string][]event.Event{}
+		keyOf := map[string]func(event.Event) string{
+			"day":   func(e event.Event) string { return e.Time().In(zone[e.Tenant]).Format("2006-01-02") },
+			"month": func(e event.Event) string { return e.Time().In(zone[e.Tenant]).Format("2006-01") },
+			"week": func(e event.Event) string {
+				y, w := e.Time().In(zone[e.Tenant]).ISOWeek()
+				return fmt.Sprintf("%d-W%02d", y, w)
+			},
+			"channel": func(e event.Event) string { return e.Channel },
+			"tenant":  func(e event.Event) string { return e.Tenant },
+		}
+		var window []event.Event
+		for _, e := range evs {
+			if inWindow(e) {
+				window = append(window, e)
+			}
+		}
+		total := truthRow(window)
+		for _, k := range []string{"no_shows", "attended", "managers_joined", "booked", "leads"} {
+			if total[k].(int64) == 0 {
+				t.Fatalf("the window %s..%s has no %s: the test would prove nothing", fromDay, toDay, k)
+			}
+		}
+		if len(window) == len(evs) {
+			t.Fatal("the window holds every event: it would not prove the boundaries")
+		}
+		period := []string{"--config", cfg, "--from", fromDay, "--to", toDay}
+		got := auditKPI(t, period...)
+		sameRow(t, "total", got.Total, total)
+		t.Logf("%s..%s: %v", fromDay, toDay, got.Total)
+		for by, key := range keyOf {
+			parts := map[string][]event.Event{}
+			for _, e := range window {
+				parts[key(e)] = append(parts[key(e)], e)
+			}
+			got := auditKPI(t, append(period, "--by", by)...)
+			sameRow(t, by+" total", got.Total, total)
+			if len(got.Groups) != len(parts) {
+				t.Errorf("--by %s: %d groups, the events make %d", by, len(got.Groups), len(parts))
+			}
+			for _, g := range got.Groups {
+				k, _ := g["key"].(string)
+				sameRow(t, "--by "+by+" "+k, g, truthRow(parts[k]))
+			}
+		}
+
+		// One tenant, one channel.
+		tenant, channel := window[0].Tenant, window[0].Channel
+		var some []event.Event
 		for _, e := range window {
-			parts[key(e)] = append(parts[key(e)], e)
+			if e.Tenant == tenant && e.Channel == channel {
+				some = append(some, e)
+			}
 		}
-		got := auditKPI(t, append(period, "--by", by)...)
-		sameRow(t, by+" total", got.Total, total)
-		if len(got.Groups) != len(parts) {
-			t.Errorf("--by %s: %d groups, the events make %d", by, len(got.Groups), len(parts))
-		}
-		for _, g := range got.Groups {
-			k, _ := g["key"].(string)
-			sameRow(t, "--by "+by+" "+k, g, truthRow(parts[k]))
-		}
-	}
+		got = auditKPI(t, append(period, "--tenant", tenant, "--channel", channel)...)
+		sameRow(t, tenant+"/"+channel, got.Total, truthRow(some))
 
-	// One tenant, one channel.
-	tenant, channel := window[0].Tenant, window[0].Channel
-	var some []event.Event
-	for _, e := range window {
-		if e.Tenant == tenant && e.Channel == channel {
-			some = append(some, e)
+		// CSV: the same numbers, a record per group and the total last.
+		csvOut, errOut, err := runAudit(t, append([]string{"kpi"}, append(period, "--by", "channel", "--format", "csv")...)...)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, errOut)
 		}
-	}
-	got = auditKPI(t, append(period, "--tenant", tenant, "--channel", channel)...)
-	sameRow(t, tenant+"/"+channel, got.Total, truthRow(some))
-
-	// CSV: the same numbers, a record per group and the total last.
-	csvOut, errOut, err := runAudit(t, append([]string{"kpi"}, append(period, "--by", "channel", "--format", "csv")...)...)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, errOut)
-	}
-	recs, err := csv.NewReader(strings.NewReader(csvOut)).ReadAll()
-	if err != nil || len(recs) < 3 || recs[0][0] != "key" || recs[len(recs)-1][0] != "total" {
-		t.Fatalf("csv: %v\n%s", err, csvOut)
-	}
-	col := map[string]int{}
-	for i, c := range recs[0] {
-		col[c] = i
-	}
-	if recs[len(recs)-1][col["leads"]] != fmt.Sprint(total["leads"]) {
-		t.Errorf("csv total leads %s, want %v", recs[len(recs)-1][col["leads"]], total["leads"])
-	}
+		recs, err := csv.NewReader(strings.NewReader(csvOut)).ReadAll()
+		if err != nil || len(recs) < 3 || recs[0][0] != "key" || recs[len(recs)-1][0] != "total" {
+			t.Fatalf("csv: %v\n%s", err, csvOut)
+		}
+		col := map[string]int{}
+		for i, c := range recs[0] {
+			col[c] = i
+		}
+		if recs[len(recs)-1][col["leads"]] != fmt.Sprint(total["leads"]) {
+			t.Errorf("csv total leads %s, want %v", recs[len(recs)-1][col["leads"]], total["leads"])
+		}
+	})
 }
 
-// craftedAlias stores evs with the real Elasticsearch writer (the shipper's
+// craftedAlias stores evs with the real writer in store st (the shipper's
 // template and monthly indices) in a fresh alias, as the shipper would.
-func craftedAlias(t *testing.T, evs []event.Event) (es, alias string) {
+func craftedAlias(t *testing.T, evs []event.Event, st stacktest.SearchStore) (es, alias string) {
 	t.Helper()
-	ep := stacktest.Require(t, stacktest.Elasticsearch)
 	cfg := elastic.DefaultConfig()
-	cfg.URLs = []string{ep.ElasticsearchURL}
+	cfg.URLs, cfg.Store = []string{st.URL}, st.Name
 	cfg.Alias = fmt.Sprintf("test-kpi-%d", time.Now().UnixNano()%1e9)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	pol, err := errpolicy.New(errpolicy.Config{RetryMin: 100 * time.Millisecond, RetryMax: time.Second, PauseInterval: time.Second}, log, prometheus.NewRegistry())
@@ -282,7 +283,7 @@ func craftedAlias(t *testing.T, evs []event.Event) (es, alias string) {
 	if err := w.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return ep.ElasticsearchURL, cfg.Alias
+	return st.URL, cfg.Alias
 }
 
 func crafted(id, ts, tenant string, typ event.Type, outcome string) event.Event {
@@ -315,52 +316,56 @@ func TestKPIEdges(t *testing.T) {
 		crafted("c1", "2026-11-24T06:00:00Z", "salon-bellezza", event.SessionStarted, ""),
 		crafted("c2", "2026-11-24T06:04:00Z", "salon-bellezza", event.SessionEnded, "no_booking"),
 	}
-	es, alias := craftedAlias(t, evs)
-	cfg := writeConfig(t, es, alias, "")
+	for _, st := range stacktest.SearchStores(t) {
+		t.Run(st.Name, func(t *testing.T) {
+			es, alias := craftedAlias(t, evs, st)
+			cfg := writeConfig(t, es, alias, "")
 
-	w46 := auditKPI(t, "--config", cfg, "--week", "2026-W46", "--tenant", "salon-aurora")
-	sameRow(t, "W46", w46.Total, truthRow(evs[:3]))
-	if w46.Total["no_show_rate"] != 1.0 || w46.Total["conversion"] != nil || w46.Total["manager_wait_median_ms"] != nil {
-		t.Errorf("W46: no_show_rate %v conversion %v wait %v, want 1, null, null", w46.Total["no_show_rate"], w46.Total["conversion"], w46.Total["manager_wait_median_ms"])
-	}
-	for _, format := range []string{"table", "csv", "md"} {
-		out, errOut, err := runAudit(t, "kpi", "--config", cfg, "--week", "2026-W46", "--tenant", "salon-aurora", "--format", format)
-		if err != nil {
-			t.Fatalf("%s: %v\n%s", format, err, errOut)
-		}
-		if strings.Contains(out, "NaN") || strings.Contains(out, "Inf") || !strings.Contains(out, "—") {
-			t.Errorf("--format %s: want \"—\" for empty shares, no NaN/Inf:\n%s", format, out)
-		}
-		if want := map[string]string{"csv": ",1,", "table": "100,0 %", "md": "100,0 %"}[format]; !strings.Contains(out, want) {
-			t.Errorf("--format %s: no-show rate is not %q:\n%s", format, want, out)
-		}
-	}
+			w46 := auditKPI(t, "--config", cfg, "--week", "2026-W46", "--tenant", "salon-aurora")
+			sameRow(t, "W46", w46.Total, truthRow(evs[:3]))
+			if w46.Total["no_show_rate"] != 1.0 || w46.Total["conversion"] != nil || w46.Total["manager_wait_median_ms"] != nil {
+				t.Errorf("W46: no_show_rate %v conversion %v wait %v, want 1, null, null", w46.Total["no_show_rate"], w46.Total["conversion"], w46.Total["manager_wait_median_ms"])
+			}
+			for _, format := range []string{"table", "csv", "md"} {
+				out, errOut, err := runAudit(t, "kpi", "--config", cfg, "--week", "2026-W46", "--tenant", "salon-aurora", "--format", format)
+				if err != nil {
+					t.Fatalf("%s: %v\n%s", format, err, errOut)
+				}
+				if strings.Contains(out, "NaN") || strings.Contains(out, "Inf") || !strings.Contains(out, "—") {
+					t.Errorf("--format %s: want \"—\" for empty shares, no NaN/Inf:\n%s", format, out)
+				}
+				if want := map[string]string{"csv": ",1,", "table": "100,0 %", "md": "100,0 %"}[format]; !strings.Contains(out, want) {
+					t.Errorf("--format %s: no-show rate is not %q:\n%s", format, want, out)
+				}
+			}
 
-	two := auditKPI(t, "--config", cfg, "--week", "2026-W48", "--tenant", "salon-bellezza")
-	sameRow(t, "two bookings", two.Total, truthRow(evs[5:]))
-	if two.Total["confirmed"] != 2.0 || two.Total["booked"] != 1.0 || two.Total["conversion"] != 1.0 || two.Total["confirmed_share"] != 0.5 {
-		t.Errorf("two bookings in one conversation: %v, want confirmed 2, booked 1, conversion 1, confirmed share 0.5", two.Total)
-	}
+			two := auditKPI(t, "--config", cfg, "--week", "2026-W48", "--tenant", "salon-bellezza")
+			sameRow(t, "two bookings", two.Total, truthRow(evs[5:]))
+			if two.Total["confirmed"] != 2.0 || two.Total["booked"] != 1.0 || two.Total["conversion"] != 1.0 || two.Total["confirmed_share"] != 0.5 {
+				t.Errorf("two bookings in one conversation: %v, want confirmed 2, booked 1, conversion 1, confirmed share 0.5", two.Total)
+			}
 
-	// A tenant without a single event that week.
-	empty := auditKPI(t, "--config", cfg, "--week", "2026-W46", "--tenant", "dental-care")
-	for _, k := range []string{"conversion", "confirmed_share", "no_show_rate", "response_mean_ms", "response_median_ms", "manager_wait_mean_ms"} {
-		if empty.Total[k] != nil {
-			t.Errorf("empty week: %s = %v, want null", k, empty.Total[k])
-		}
-	}
+			// A tenant without a single event that week.
+			empty := auditKPI(t, "--config", cfg, "--week", "2026-W46", "--tenant", "dental-care")
+			for _, k := range []string{"conversion", "confirmed_share", "no_show_rate", "response_mean_ms", "response_median_ms", "manager_wait_mean_ms"} {
+				if empty.Total[k] != nil {
+					t.Errorf("empty week: %s = %v, want null", k, empty.Total[k])
+				}
+			}
 
-	days := auditKPI(t, "--config", cfg, "--week", "2026-W47", "--tenant", "salon-aurora", "--by", "day")
-	if len(days.Groups) != 1 || days.Groups[0]["key"] != "2026-11-19" || days.Groups[0]["sessions"] != 1.0 {
-		t.Errorf("W47 by day in Ufa: %v, want the 20:30 UTC session on 2026-11-19 and the Sunday one in W48", days.Groups)
-	}
-	weeks := auditKPI(t, "--config", cfg, "--from", "2026-11-09", "--to", "2026-11-29", "--tenant", "salon-aurora", "--by", "week")
-	var keys []string
-	for _, g := range weeks.Groups {
-		keys = append(keys, fmt.Sprintf("%s:%v/%v", g["key"], g["sessions"], g["no_shows"]))
-	}
-	if got := strings.Join(keys, " "); got != "2026-W46:0/3 2026-W47:1/0 2026-W48:1/0" {
-		t.Errorf("by week in Ufa: %s", got)
+			days := auditKPI(t, "--config", cfg, "--week", "2026-W47", "--tenant", "salon-aurora", "--by", "day")
+			if len(days.Groups) != 1 || days.Groups[0]["key"] != "2026-11-19" || days.Groups[0]["sessions"] != 1.0 {
+				t.Errorf("W47 by day in Ufa: %v, want the 20:30 UTC session on 2026-11-19 and the Sunday one in W48", days.Groups)
+			}
+			weeks := auditKPI(t, "--config", cfg, "--from", "2026-11-09", "--to", "2026-11-29", "--tenant", "salon-aurora", "--by", "week")
+			var keys []string
+			for _, g := range weeks.Groups {
+				keys = append(keys, fmt.Sprintf("%s:%v/%v", g["key"], g["sessions"], g["no_shows"]))
+			}
+			if got := strings.Join(keys, " "); got != "2026-W46:0/3 2026-W47:1/0 2026-W48:1/0" {
+				t.Errorf("by week in Ufa: %s", got)
+			}
+		})
 	}
 }
 

@@ -37,254 +37,256 @@ func sameNumber(shown string, want any) bool {
 // number equal to audit kpi's (and the counts to the raw events).
 func TestReportInBrowser(t *testing.T) {
 	browser := chromiumPath(t)
-	evs, _, es, alias := shipped(t, 240)
-	set, err := demo.Tenants()
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// The tenant and ISO week (in its zone) with the most conversations.
-	type tenantWeek struct{ tenant, week string }
-	started := map[tenantWeek]int{}
-	for i := range evs {
-		if evs[i].Type == event.SessionStarted {
-			tn, _ := set.Get(evs[i].Tenant)
-			started[tenantWeek{evs[i].Tenant, period.WeekOf(evs[i].Time(), tn.Location())}]++
-		}
-	}
-	var pick tenantWeek
-	for k, n := range started {
-		if n > started[pick] || (n == started[pick] && (k.tenant+k.week) < (pick.tenant+pick.week)) {
-			pick = k
-		}
-	}
-	tn, _ := set.Get(pick.tenant)
-	loc := tn.Location()
-	wk, err := period.Week(pick.week, loc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prevWeek := period.WeekOf(wk.From.AddDate(0, 0, -7), loc)
-	trendFrom := wk.From.AddDate(0, 0, -7*11)
-	t.Logf("report of %s for %s (%d conversations), previous %s", pick.tenant, pick.week, started[pick], prevWeek)
-
-	// Ground truth from the generated events, by my own loops.
-	inWeek := func(e *event.Event) bool {
-		return e.Tenant == pick.tenant && !e.Time().Before(wk.From) && e.Time().Before(wk.To)
-	}
-	sessions, leads, followUps := 0, 0, 0
-	lowConf := map[string]int{}
-	for i := range evs {
-		e := &evs[i]
-		if (e.Type == event.AppointmentAttended || e.Type == event.AppointmentNoShow) && e.Tenant == pick.tenant &&
-			!e.Time().Before(trendFrom) && e.Time().Before(wk.To) {
-			followUps++
-		}
-		if !inWeek(e) {
-			continue
-		}
-		switch e.Type {
-		case event.SessionStarted:
-			sessions++
-		case event.LeadCreated:
-			leads++
-		}
-		if e.Confidence != nil && *e.Confidence < 0.6 { // the config's default low_confidence
-			lowConf[e.Intent]++
-		}
-	}
-	if leads == 0 || len(lowConf) == 0 {
-		t.Fatalf("the week has %d leads and %d low-confidence intents: the test would prove little", leads, len(lowConf))
-	}
-
-	cfg := writeConfig(t, es, alias, "")
-	dir := t.ArtifactDir()
-	html := filepath.Join(dir, "report.html")
-	if _, stderr, err := runAudit(t, "report", "--config", cfg, "--week", pick.week, "--tenant", pick.tenant, "--out", html); err != nil {
-		t.Fatalf("audit report: %v\n%s", err, stderr)
-	}
-	cur := auditKPI(t, "--config", cfg, "--week", pick.week, "--tenant", pick.tenant)
-	prev := auditKPI(t, "--config", cfg, "--week", prevWeek, "--tenant", pick.tenant)
-	channels := auditKPI(t, "--config", cfg, "--week", pick.week, "--tenant", pick.tenant, "--by", "channel")
-	trend := auditKPI(t, "--config", cfg, "--tenant", pick.tenant, "--by", "week",
-		"--from", trendFrom.Format("2006-01-02"), "--to", wk.To.AddDate(0, 0, -1).Format("2006-01-02"))
-
-	for _, size := range []struct {
-		name          string
-		width, height int64
-	}{{"phone", 390, 844}, {"desktop", 1024, 768}} {
-		p := openInChromium(t, browser, html, size.width, size.height)
-		png := filepath.Join(dir, "report-"+size.name+".png")
-		if err := os.WriteFile(png, p.PNG, 0o644); err != nil {
+	evs, _, stores, alias := shipped(t, 240)
+	onStores(t, stores, func(t *testing.T, es string) {
+		set, err := demo.Tenants()
+		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("%s screenshot: %s (kept with go test -artifacts)", size.name, png)
-		for _, pr := range p.Problems {
-			t.Errorf("%s: %s", size.name, pr)
-		}
-		if p.ScrollWidth > p.InnerWidth {
-			t.Errorf("%s: the page is %v px wide in a %v px viewport: it does not fit", size.name, p.ScrollWidth, p.InnerWidth)
-		}
-		want := map[string]bool{"trend": true, "funnel": true, "channels": true, "low_confidence": true, "no_shows": followUps > 0}
-		for _, c := range p.Charts {
-			if !want[c.ID] {
-				t.Errorf("%s: chart %q drawn, not expected", size.name, c.ID)
-			}
-			delete(want, c.ID)
-			if c.Width <= 0 || c.Height <= 0 || c.Drawn == 0 {
-				t.Errorf("%s: chart %q is %vx%v with %d of %d marks drawn", size.name, c.ID, c.Width, c.Height, c.Drawn, c.Marks)
+
+		// The tenant and ISO week (in its zone) with the most conversations.
+		type tenantWeek struct{ tenant, week string }
+		started := map[tenantWeek]int{}
+		for i := range evs {
+			if evs[i].Type == event.SessionStarted {
+				tn, _ := set.Get(evs[i].Tenant)
+				started[tenantWeek{evs[i].Tenant, period.WeekOf(evs[i].Time(), tn.Location())}]++
 			}
 		}
-		for id, expected := range want {
-			if expected {
-				t.Errorf("%s: chart %q missing", size.name, id)
+		var pick tenantWeek
+		for k, n := range started {
+			if n > started[pick] || (n == started[pick] && (k.tenant+k.week) < (pick.tenant+pick.week)) {
+				pick = k
 			}
 		}
-	}
+		tn, _ := set.Get(pick.tenant)
+		loc := tn.Location()
+		wk, err := period.Week(pick.week, loc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prevWeek := period.WeekOf(wk.From.AddDate(0, 0, -7), loc)
+		trendFrom := wk.From.AddDate(0, 0, -7*11)
+		t.Logf("report of %s for %s (%d conversations), previous %s", pick.tenant, pick.week, started[pick], prevWeek)
 
-	p := openInChromium(t, browser, html, 1024, 768)
-	if p.Lang != "ru" || !strings.Contains(p.Text, "Неделя "+pick.week) || !strings.Contains(p.Text, "Показатели недели") {
-		t.Errorf("not the Russian report: lang %q, text starts %.200q", p.Lang, p.Text)
-	}
-
-	// Every KPI shown, this week's and the week before's, is audit kpi's.
-	seen := map[string]int{}
-	for _, s := range p.KPIs {
-		var src map[string]any
-		switch s.Week {
-		case "cur":
-			src = cur.Total
-		case "prev":
-			src = prev.Total
-		default:
-			t.Errorf("KPI %s without its week", s.Key)
-			continue
+		// Ground truth from the generated events, by my own loops.
+		inWeek := func(e *event.Event) bool {
+			return e.Tenant == pick.tenant && !e.Time().Before(wk.From) && e.Time().Before(wk.To)
 		}
-		want, ok := src[s.Key]
-		if !ok {
-			t.Errorf("KPI %q shown, audit kpi has no such key", s.Key)
-			continue
-		}
-		if !sameNumber(s.Value, want) {
-			t.Errorf("KPI %s (%s): the page shows %q (%s), audit kpi %v", s.Key, s.Week, s.Value, s.Text, want)
-		}
-		seen[s.Key+"/"+s.Week]++
-	}
-	for _, k := range []string{"sessions", "contact_requested", "leads", "booked", "confirmed", "attended", "no_shows",
-		"conversion", "confirmed_share", "no_show_rate", "response_mean_ms", "response_median_ms", "manager_wait_mean_ms", "manager_wait_median_ms"} {
-		if seen[k+"/cur"] == 0 || seen[k+"/prev"] == 0 {
-			t.Errorf("KPI %s: shown %d times for this week, %d for the previous", k, seen[k+"/cur"], seen[k+"/prev"])
-		}
-	}
-
-	// The counts against the raw events, and how they read.
-	for _, s := range p.KPIs {
-		if s.Week != "cur" || s.Tag != "TD" { // the table's cells; the cards hold more words
-			continue
-		}
-		switch s.Key {
-		case "sessions":
-			if s.Value != strconv.Itoa(sessions) || strings.ReplaceAll(s.Text, "\u00a0", "") != strconv.Itoa(sessions) {
-				t.Errorf("conversations: shown %q (%q), the events have %d", s.Value, s.Text, sessions)
+		sessions, leads, followUps := 0, 0, 0
+		lowConf := map[string]int{}
+		for i := range evs {
+			e := &evs[i]
+			if (e.Type == event.AppointmentAttended || e.Type == event.AppointmentNoShow) && e.Tenant == pick.tenant &&
+				!e.Time().Before(trendFrom) && e.Time().Before(wk.To) {
+				followUps++
 			}
-		case "leads":
-			if s.Value != strconv.Itoa(leads) {
-				t.Errorf("leads: shown %q, the events have %d", s.Value, leads)
+			if !inWeek(e) {
+				continue
 			}
-		case "conversion":
-			v, _ := strconv.ParseFloat(s.Value, 64)
-			if want := strings.TrimSuffix(strings.TrimSuffix(strconv.FormatFloat(v*100, 'f', 1, 64), ".0"), ".") + "\u00a0%"; s.Text != strings.Replace(want, ".", ",", 1) {
-				t.Errorf("conversion %v reads %q, want %q", v, s.Text, strings.Replace(want, ".", ",", 1))
+			switch e.Type {
+			case event.SessionStarted:
+				sessions++
+			case event.LeadCreated:
+				leads++
+			}
+			if e.Confidence != nil && *e.Confidence < 0.6 { // the config's default low_confidence
+				lowConf[e.Intent]++
 			}
 		}
-	}
-
-	// The trend: twelve weeks, each audit kpi's week row (a week without
-	// events is zeros and no shares).
-	byWeek := map[string]map[string]any{}
-	for _, g := range trend.Groups {
-		byWeek[g["key"].(string)] = g
-	}
-	weeks := map[string]bool{}
-	for _, s := range p.Trend {
-		weeks[s.Group] = true
-		g, ok := byWeek[s.Group]
-		var want any
-		if ok {
-			want = g[s.Key]
-		} else if !strings.Contains(s.Key, "rate") && !strings.Contains(s.Key, "conversion") && !strings.Contains(s.Key, "share") {
-			want = 0.0
+		if leads == 0 || len(lowConf) == 0 {
+			t.Fatalf("the week has %d leads and %d low-confidence intents: the test would prove little", leads, len(lowConf))
 		}
-		if !sameNumber(s.Value, want) {
-			t.Errorf("trend %s %s: shown %q, audit kpi %v", s.Group, s.Key, s.Value, want)
-		}
-	}
-	if len(weeks) != 12 || !weeks[pick.week] || !weeks[prevWeek] {
-		t.Errorf("trend weeks %v: want 12 up to %s", weeks, pick.week)
-	}
-	for w := range byWeek {
-		if !weeks[w] {
-			t.Errorf("audit kpi has week %s, the trend does not", w)
-		}
-	}
 
-	// Channels.
-	byChannel := map[string]map[string]any{}
-	for _, g := range channels.Groups {
-		byChannel[g["key"].(string)] = g
-	}
-	shownChannels := map[string]bool{}
-	for _, s := range p.Channels {
-		shownChannels[s.Group] = true
-		if want, ok := byChannel[s.Group][s.Key]; !ok || !sameNumber(s.Value, want) {
-			t.Errorf("channel %s %s: shown %q, audit kpi %v", s.Group, s.Key, s.Value, want)
+		cfg := writeConfig(t, es, alias, "")
+		dir := t.ArtifactDir()
+		html := filepath.Join(dir, "report.html")
+		if _, stderr, err := runAudit(t, "report", "--config", cfg, "--week", pick.week, "--tenant", pick.tenant, "--out", html); err != nil {
+			t.Fatalf("audit report: %v\n%s", err, stderr)
 		}
-	}
-	if len(shownChannels) != len(byChannel) {
-		t.Errorf("channels shown %v, audit kpi has %d", shownChannels, len(byChannel))
-	}
+		cur := auditKPI(t, "--config", cfg, "--week", pick.week, "--tenant", pick.tenant)
+		prev := auditKPI(t, "--config", cfg, "--week", prevWeek, "--tenant", pick.tenant)
+		channels := auditKPI(t, "--config", cfg, "--week", pick.week, "--tenant", pick.tenant, "--by", "channel")
+		trend := auditKPI(t, "--config", cfg, "--tenant", pick.tenant, "--by", "week",
+			"--from", trendFrom.Format("2006-01-02"), "--to", wk.To.AddDate(0, 0, -1).Format("2006-01-02"))
 
-	// Low-confidence turns per intent, against the events.
-	got := map[string]int{}
-	for _, s := range p.LowConf {
-		n, _ := strconv.Atoi(s.Value)
-		got[s.Group] = n
-	}
-	if len(got) != len(lowConf) {
-		t.Errorf("low-confidence intents: shown %v, the events have %v", got, lowConf)
-	}
-	for intent, n := range lowConf {
-		if got[intent] != n {
-			t.Errorf("low-confidence %s: shown %d, the events have %d", intent, got[intent], n)
+		for _, size := range []struct {
+			name          string
+			width, height int64
+		}{{"phone", 390, 844}, {"desktop", 1024, 768}} {
+			p := openInChromium(t, browser, html, size.width, size.height)
+			png := filepath.Join(dir, "report-"+size.name+".png")
+			if err := os.WriteFile(png, p.PNG, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s screenshot: %s (kept with go test -artifacts)", size.name, png)
+			for _, pr := range p.Problems {
+				t.Errorf("%s: %s", size.name, pr)
+			}
+			if p.ScrollWidth > p.InnerWidth {
+				t.Errorf("%s: the page is %v px wide in a %v px viewport: it does not fit", size.name, p.ScrollWidth, p.InnerWidth)
+			}
+			want := map[string]bool{"trend": true, "funnel": true, "channels": true, "low_confidence": true, "no_shows": followUps > 0}
+			for _, c := range p.Charts {
+				if !want[c.ID] {
+					t.Errorf("%s: chart %q drawn, not expected", size.name, c.ID)
+				}
+				delete(want, c.ID)
+				if c.Width <= 0 || c.Height <= 0 || c.Drawn == 0 {
+					t.Errorf("%s: chart %q is %vx%v with %d of %d marks drawn", size.name, c.ID, c.Width, c.Height, c.Drawn, c.Marks)
+				}
+			}
+			for id, expected := range want {
+				if expected {
+					t.Errorf("%s: chart %q missing", size.name, id)
+				}
+			}
 		}
-	}
-	if p.Reconcile != "off" {
-		t.Errorf("reconciliation %q without a CRM hook, want off", p.Reconcile)
-	}
-	if !containsRule(p.Rules, "low_confidence") {
-		t.Errorf("what to look at next %v lacks the low-confidence intent", p.Rules)
-	}
 
-	// English on request.
-	en := filepath.Join(dir, "report-en.html")
-	if _, stderr, err := runAudit(t, "report", "--config", cfg, "--week", pick.week, "--tenant", pick.tenant, "--out", en, "--lang", "en"); err != nil {
-		t.Fatalf("audit report --lang en: %v\n%s", err, stderr)
-	}
-	pe := openInChromium(t, browser, en, 1024, 768)
-	if pe.Lang != "en" || !strings.Contains(pe.Text, "This week's numbers") || len(pe.Problems) > 0 {
-		t.Errorf("English report: lang %q, problems %v", pe.Lang, pe.Problems)
-	}
+		p := openInChromium(t, browser, html, 1024, 768)
+		if p.Lang != "ru" || !strings.Contains(p.Text, "Неделя "+pick.week) || !strings.Contains(p.Text, "Показатели недели") {
+			t.Errorf("not the Russian report: lang %q, text starts %.200q", p.Lang, p.Text)
+		}
 
-	// The Telegram summary.
-	text, stderr, err := runAudit(t, "report", "--config", cfg, "--week", pick.week, "--tenant", pick.tenant, "--format", "text")
-	if err != nil {
-		t.Fatalf("audit report --format text: %v\n%s", err, stderr)
-	}
-	if !strings.Contains(text, "Неделя "+pick.week) || !strings.Contains(strings.ReplaceAll(text, "\u00a0", ""), "Диалоги: "+strconv.Itoa(sessions)+" ") ||
-		regexp.MustCompile(`<[a-z]`).MatchString(text) {
-		t.Errorf("text summary:\n%s", text)
-	}
-	t.Logf("text summary:\n%s", text)
+		// Every KPI shown, this week's and the week before's, is audit kpi's.
+		seen := map[string]int{}
+		for _, s := range p.KPIs {
+			var src map[string]any
+			switch s.Week {
+			case "cur":
+				src = cur.Total
+			case "prev":
+				src = prev.Total
+			default:
+				t.Errorf("KPI %s without its week", s.Key)
+				continue
+			}
+			want, ok := src[s.Key]
+			if !ok {
+				t.Errorf("KPI %q shown, audit kpi has no such key", s.Key)
+				continue
+			}
+			if !sameNumber(s.Value, want) {
+				t.Errorf("KPI %s (%s): the page shows %q (%s), audit kpi %v", s.Key, s.Week, s.Value, s.Text, want)
+			}
+			seen[s.Key+"/"+s.Week]++
+		}
+		for _, k := range []string{"sessions", "contact_requested", "leads", "booked", "confirmed", "attended", "no_shows",
+			"conversion", "confirmed_share", "no_show_rate", "response_mean_ms", "response_median_ms", "manager_wait_mean_ms", "manager_wait_median_ms"} {
+			if seen[k+"/cur"] == 0 || seen[k+"/prev"] == 0 {
+				t.Errorf("KPI %s: shown %d times for this week, %d for the previous", k, seen[k+"/cur"], seen[k+"/prev"])
+			}
+		}
+
+		// The counts against the raw events, and how they read.
+		for _, s := range p.KPIs {
+			if s.Week != "cur" || s.Tag != "TD" { // the table's cells; the cards hold more words
+				continue
+			}
+			switch s.Key {
+			case "sessions":
+				if s.Value != strconv.Itoa(sessions) || strings.ReplaceAll(s.Text, "\u00a0", "") != strconv.Itoa(sessions) {
+					t.Errorf("conversations: shown %q (%q), the events have %d", s.Value, s.Text, sessions)
+				}
+			case "leads":
+				if s.Value != strconv.Itoa(leads) {
+					t.Errorf("leads: shown %q, the events have %d", s.Value, leads)
+				}
+			case "conversion":
+				v, _ := strconv.ParseFloat(s.Value, 64)
+				if want := strings.TrimSuffix(strings.TrimSuffix(strconv.FormatFloat(v*100, 'f', 1, 64), ".0"), ".") + "\u00a0%"; s.Text != strings.Replace(want, ".", ",", 1) {
+					t.Errorf("conversion %v reads %q, want %q", v, s.Text, strings.Replace(want, ".", ",", 1))
+				}
+			}
+		}
+
+		// The trend: twelve weeks, each audit kpi's week row (a week without
+		// events is zeros and no shares).
+		byWeek := map[string]map[string]any{}
+		for _, g := range trend.Groups {
+			byWeek[g["key"].(string)] = g
+		}
+		weeks := map[string]bool{}
+		for _, s := range p.Trend {
+			weeks[s.Group] = true
+			g, ok := byWeek[s.Group]
+			var want any
+			if ok {
+				want = g[s.Key]
+			} else if !strings.Contains(s.Key, "rate") && !strings.Contains(s.Key, "conversion") && !strings.Contains(s.Key, "share") {
+				want = 0.0
+			}
+			if !sameNumber(s.Value, want) {
+				t.Errorf("trend %s %s: shown %q, audit kpi %v", s.Group, s.Key, s.Value, want)
+			}
+		}
+		if len(weeks) != 12 || !weeks[pick.week] || !weeks[prevWeek] {
+			t.Errorf("trend weeks %v: want 12 up to %s", weeks, pick.week)
+		}
+		for w := range byWeek {
+			if !weeks[w] {
+				t.Errorf("audit kpi has week %s, the trend does not", w)
+			}
+		}
+
+		// Channels.
+		byChannel := map[string]map[string]any{}
+		for _, g := range channels.Groups {
+			byChannel[g["key"].(string)] = g
+		}
+		shownChannels := map[string]bool{}
+		for _, s := range p.Channels {
+			shownChannels[s.Group] = true
+			if want, ok := byChannel[s.Group][s.Key]; !ok || !sameNumber(s.Value, want) {
+				t.Errorf("channel %s %s: shown %q, audit kpi %v", s.Group, s.Key, s.Value, want)
+			}
+		}
+		if len(shownChannels) != len(byChannel) {
+			t.Errorf("channels shown %v, audit kpi has %d", shownChannels, len(byChannel))
+		}
+
+		// Low-confidence turns per intent, against the events.
+		got := map[string]int{}
+		for _, s := range p.LowConf {
+			n, _ := strconv.Atoi(s.Value)
+			got[s.Group] = n
+		}
+		if len(got) != len(lowConf) {
+			t.Errorf("low-confidence intents: shown %v, the events have %v", got, lowConf)
+		}
+		for intent, n := range lowConf {
+			if got[intent] != n {
+				t.Errorf("low-confidence %s: shown %d, the events have %d", intent, got[intent], n)
+			}
+		}
+		if p.Reconcile != "off" {
+			t.Errorf("reconciliation %q without a CRM hook, want off", p.Reconcile)
+		}
+		if !containsRule(p.Rules, "low_confidence") {
+			t.Errorf("what to look at next %v lacks the low-confidence intent", p.Rules)
+		}
+
+		// English on request.
+		en := filepath.Join(dir, "report-en.html")
+		if _, stderr, err := runAudit(t, "report", "--config", cfg, "--week", pick.week, "--tenant", pick.tenant, "--out", en, "--lang", "en"); err != nil {
+			t.Fatalf("audit report --lang en: %v\n%s", err, stderr)
+		}
+		pe := openInChromium(t, browser, en, 1024, 768)
+		if pe.Lang != "en" || !strings.Contains(pe.Text, "This week's numbers") || len(pe.Problems) > 0 {
+			t.Errorf("English report: lang %q, problems %v", pe.Lang, pe.Problems)
+		}
+
+		// The Telegram summary.
+		text, stderr, err := runAudit(t, "report", "--config", cfg, "--week", pick.week, "--tenant", pick.tenant, "--format", "text")
+		if err != nil {
+			t.Fatalf("audit report --format text: %v\n%s", err, stderr)
+		}
+		if !strings.Contains(text, "Неделя "+pick.week) || !strings.Contains(strings.ReplaceAll(text, "\u00a0", ""), "Диалоги: "+strconv.Itoa(sessions)+" ") ||
+			regexp.MustCompile(`<[a-z]`).MatchString(text) {
+			t.Errorf("text summary:\n%s", text)
+		}
+		t.Logf("text summary:\n%s", text)
+	})
 }
 
 func containsRule(rules []string, r string) bool {

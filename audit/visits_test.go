@@ -41,9 +41,10 @@ func generated(t *testing.T, n int) []event.Event {
 // shipped; crm are sent as a CRM would send them: NDJSON through the real
 // collector's webhook (POST /v1/events, a bearer token per tenant), the
 // route docs/visits.md documents.
-func shipEvents(t *testing.T, evs, crm []event.Event) (es, alias string) {
+func shipEvents(t *testing.T, evs, crm []event.Event) (stores []stacktest.SearchStore, alias string) {
 	t.Helper()
-	ep := stacktest.Require(t, stacktest.Kafka, stacktest.Elasticsearch, stacktest.Loki)
+	ep := stacktest.Require(t, stacktest.Kafka, stacktest.Elasticsearch, stacktest.OpenSearch, stacktest.Loki)
+	stores = stacktest.SearchStores(t)
 	for i := range evs {
 		if err := evs[i].Validate(); err != nil {
 			t.Fatalf("event %s: %v", evs[i].EventID, err)
@@ -103,16 +104,25 @@ func shipEvents(t *testing.T, evs, crm []event.Event) (es, alias string) {
 	}
 
 	pipelinetest.StartShipper(t, ep, pipelinetest.Shipper{Dir: t.TempDir(), Topic: topic, DLQ: dlq, Group: run, Alias: alias,
-		Labels: "{app: assistlog-test, deployment: " + run + "}"})
+		Labels:    "{app: assistlog-test, deployment: " + run + "}",
+		ExtraYAML: fmt.Sprintf("mirrors:\n  - urls: [%q]\n    store: opensearch\n", ep.OpenSearchURL)})
 	pipelinetest.DropIndicesAtCleanup(t, ep, alias)
-	stacktest.Eventually(t, 3*time.Minute, "events in Elasticsearch", func() error {
-		http.Post(ep.ElasticsearchURL+"/"+alias+"/_refresh", "application/json", nil)
-		if n := count(t, ep.ElasticsearchURL, alias, "*"); n != len(evs)+len(crm) {
-			return fmt.Errorf("%d of %d", n, len(evs)+len(crm))
+	t.Cleanup(func() {
+		req, _ := http.NewRequest(http.MethodDelete, ep.OpenSearchURL+"/"+alias+"-*", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
 		}
-		return nil
 	})
-	return ep.ElasticsearchURL, alias
+	for _, st := range stores {
+		stacktest.Eventually(t, 3*time.Minute, "events in "+st.Name, func() error {
+			http.Post(st.URL+"/"+alias+"/_refresh", "application/json", nil)
+			if n := count(t, st.URL, alias, "*"); n != len(evs)+len(crm) {
+				return fmt.Errorf("%d of %d", n, len(evs)+len(crm))
+			}
+			return nil
+		})
+	}
+	return stores, alias
 }
 
 // runAt runs audit with a fixed now.
@@ -217,160 +227,162 @@ func TestVisitsMatchGroundTruth(t *testing.T) {
 	crm(&wantAppt{tenant: cancelled.tenant, channel: cancelled.channel, session: cancelled.session, id: "walk-in-1"},
 		event.AppointmentAttended, now.Add(-time.Hour), map[string]any{}, "attended")
 
-	es, alias := shipEvents(t, evs, fromCRM)
-	cfg := writeConfig(t, es, alias, "conversation_url: \"https://kibana.example/s/{tenant}/{session_id}\"\n")
-	set, err := tenants.Load("../demo/tenants.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	stores, alias := shipEvents(t, evs, fromCRM)
+	onStores(t, stores, func(t *testing.T, es string) {
+		cfg := writeConfig(t, es, alias, "conversation_url: \"https://kibana.example/s/{tenant}/{session_id}\"\n")
+		set, err := tenants.Load("../demo/tenants.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
 
-	// expect counts the appointments in [from, to) of each tenant's zone.
-	expect := func(win func(tenant string) (time.Time, time.Time), keep func(*wantAppt) bool) (map[string]tally, map[string]bool) {
-		got, chase := map[string]tally{}, map[string]bool{}
+		// expect counts the appointments in [from, to) of each tenant's zone.
+		expect := func(win func(tenant string) (time.Time, time.Time), keep func(*wantAppt) bool) (map[string]tally, map[string]bool) {
+			got, chase := map[string]tally{}, map[string]bool{}
+			for _, a := range appts {
+				from, to := win(a.tenant)
+				if a.startsAt.Before(from) || !a.startsAt.Before(to) || !keep(a) {
+					continue
+				}
+				c := got[a.tenant]
+				if a.startsAt.After(now) {
+					c.upcoming++
+				} else {
+					c.due++
+					switch a.status {
+					case "attended":
+						c.attended++
+					case "no_show":
+						c.noShow++
+					case "cancelled":
+						c.cancelled++
+					default:
+						c.unmarked++
+						chase[a.tenant+"/"+a.id] = true
+					}
+				}
+				got[a.tenant] = c
+			}
+			return got, chase
+		}
+		check := func(name string, out string, want map[string]tally, chase map[string]bool, key string) {
+			t.Helper()
+			var r visitsJSON
+			if err := json.Unmarshal([]byte(out), &r); err != nil {
+				t.Fatalf("%s: %v\n%s", name, err, out)
+			}
+			var total tally
+			seen := 0
+			for _, row := range r.Summary {
+				n := func(k string) int { v, _ := strconv.Atoi(row[k]); return v }
+				got := tally{n("due"), n("attended"), n("no_show"), n("cancelled"), n("unmarked"), n("upcoming")}
+				if row[key] == "total" {
+					if got != total {
+						t.Errorf("%s: total row %+v, the rows add up to %+v", name, got, total)
+					}
+					continue
+				}
+				seen++
+				if w := want[row[key]]; got != w {
+					t.Errorf("%s: %s: %+v, ground truth %+v", name, row[key], got, w)
+				}
+				total = total.plus(got)
+			}
+			if seen != len(want) {
+				t.Errorf("%s: %d summary rows, ground truth has %d groups", name, seen, len(want))
+			}
+			got := map[string]bool{}
+			for _, row := range r.Chase {
+				got[row["tenant"]+"/"+row["appointment_id"]] = true
+				a := appts[row["tenant"]+"/"+row["appointment_id"]]
+				if a == nil {
+					t.Errorf("%s: chase lists %v, not an appointment of the data", name, row)
+					continue
+				}
+				loc, _ := set.Get(a.tenant)
+				if row["starts_at"] != a.startsAt.In(loc.Location()).Format(time.RFC3339) || row["session_id"] != a.session ||
+					row["conversation_url"] != "https://kibana.example/s/"+a.tenant+"/"+a.session {
+					t.Errorf("%s: chase row %v; want starts_at %s in %s, session %s", name, row, a.startsAt.In(loc.Location()).Format(time.RFC3339), loc.TZ, a.session)
+				}
+			}
+			if len(got) != len(chase) || len(r.Chase) != len(chase) {
+				t.Errorf("%s: chase lists %d (%d distinct), ground truth %d", name, len(r.Chase), len(got), len(chase))
+			}
+			for k := range chase {
+				if !got[k] {
+					t.Errorf("%s: %s has no outcome and is not on the list to chase", name, k)
+				}
+			}
+		}
+
+		// Everything: a window wider than the data.
+		from, to := now.Add(-30*24*time.Hour), now.Add(30*24*time.Hour)
+		wide := func(string) (time.Time, time.Time) { return from, to }
+		all := func(*wantAppt) bool { return true }
+		want, chase := expect(wide, all)
+		out, errOut, err := runAt(t, now, "visits", "--config", cfg, "--from", from.Format(time.RFC3339), "--to", to.Format(time.RFC3339), "--format", "json")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, errOut)
+		}
+		check("all", out, want, chase, "tenant")
+		if chase[cancelled.tenant+"/"+cancelled.id] || chase[movedOut.tenant+"/"+movedOut.id] || !chase[unmarkedDue[3].tenant+"/"+unmarkedDue[3].id] {
+			t.Fatal("the test's own truth is wrong")
+		}
+		t.Logf("all: %+v; %d to chase", want, len(chase))
+
+		// One tenant's ISO week, in its own zone (Novosibirsk is UTC+7, so a
+		// UTC week would move appointments at the edges).
+		counts := map[string]int{}
 		for _, a := range appts {
-			from, to := win(a.tenant)
-			if a.startsAt.Before(from) || !a.startsAt.Before(to) || !keep(a) {
-				continue
-			}
-			c := got[a.tenant]
-			if a.startsAt.After(now) {
-				c.upcoming++
-			} else {
-				c.due++
-				switch a.status {
-				case "attended":
-					c.attended++
-				case "no_show":
-					c.noShow++
-				case "cancelled":
-					c.cancelled++
-				default:
-					c.unmarked++
-					chase[a.tenant+"/"+a.id] = true
+			counts[a.tenant]++
+		}
+		busiest := "clinic-zdorovie" // Novosibirsk, UTC+7
+		if counts[busiest] < 3 {
+			for k, n := range counts {
+				if n > counts[busiest] {
+					busiest = k
 				}
 			}
-			got[a.tenant] = c
 		}
-		return got, chase
-	}
-	check := func(name string, out string, want map[string]tally, chase map[string]bool, key string) {
-		t.Helper()
-		var r visitsJSON
-		if err := json.Unmarshal([]byte(out), &r); err != nil {
-			t.Fatalf("%s: %v\n%s", name, err, out)
+		tn, _ := set.Get(busiest)
+		week := period.WeekOf(now.Add(-48*time.Hour), tn.Location())
+		wr, _ := period.Week(week, tn.Location())
+		want, chase = expect(func(string) (time.Time, time.Time) { return wr.From, wr.To }, func(a *wantAppt) bool { return a.tenant == busiest })
+		out, errOut, err = runAt(t, now, "visits", "--config", cfg, "--week", week, "--tenant", busiest, "--format", "json")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, errOut)
 		}
-		var total tally
-		seen := 0
-		for _, row := range r.Summary {
-			n := func(k string) int { v, _ := strconv.Atoi(row[k]); return v }
-			got := tally{n("due"), n("attended"), n("no_show"), n("cancelled"), n("unmarked"), n("upcoming")}
-			if row[key] == "total" {
-				if got != total {
-					t.Errorf("%s: total row %+v, the rows add up to %+v", name, got, total)
-				}
-				continue
-			}
-			seen++
-			if w := want[row[key]]; got != w {
-				t.Errorf("%s: %s: %+v, ground truth %+v", name, row[key], got, w)
-			}
-			total = total.plus(got)
-		}
-		if seen != len(want) {
-			t.Errorf("%s: %d summary rows, ground truth has %d groups", name, seen, len(want))
-		}
-		got := map[string]bool{}
-		for _, row := range r.Chase {
-			got[row["tenant"]+"/"+row["appointment_id"]] = true
-			a := appts[row["tenant"]+"/"+row["appointment_id"]]
-			if a == nil {
-				t.Errorf("%s: chase lists %v, not an appointment of the data", name, row)
-				continue
-			}
-			loc, _ := set.Get(a.tenant)
-			if row["starts_at"] != a.startsAt.In(loc.Location()).Format(time.RFC3339) || row["session_id"] != a.session ||
-				row["conversation_url"] != "https://kibana.example/s/"+a.tenant+"/"+a.session {
-				t.Errorf("%s: chase row %v; want starts_at %s in %s, session %s", name, row, a.startsAt.In(loc.Location()).Format(time.RFC3339), loc.TZ, a.session)
-			}
-		}
-		if len(got) != len(chase) || len(r.Chase) != len(chase) {
-			t.Errorf("%s: chase lists %d (%d distinct), ground truth %d", name, len(r.Chase), len(got), len(chase))
-		}
-		for k := range chase {
-			if !got[k] {
-				t.Errorf("%s: %s has no outcome and is not on the list to chase", name, k)
-			}
-		}
-	}
+		check(busiest+" "+week, out, want, chase, "tenant")
 
-	// Everything: a window wider than the data.
-	from, to := now.Add(-30*24*time.Hour), now.Add(30*24*time.Hour)
-	wide := func(string) (time.Time, time.Time) { return from, to }
-	all := func(*wantAppt) bool { return true }
-	want, chase := expect(wide, all)
-	out, errOut, err := runAt(t, now, "visits", "--config", cfg, "--from", from.Format(time.RFC3339), "--to", to.Format(time.RFC3339), "--format", "json")
-	if err != nil {
-		t.Fatalf("%v\n%s", err, errOut)
-	}
-	check("all", out, want, chase, "tenant")
-	if chase[cancelled.tenant+"/"+cancelled.id] || chase[movedOut.tenant+"/"+movedOut.id] || !chase[unmarkedDue[3].tenant+"/"+unmarkedDue[3].id] {
-		t.Fatal("the test's own truth is wrong")
-	}
-	t.Logf("all: %+v; %d to chase", want, len(chase))
-
-	// One tenant's ISO week, in its own zone (Novosibirsk is UTC+7, so a
-	// UTC week would move appointments at the edges).
-	counts := map[string]int{}
-	for _, a := range appts {
-		counts[a.tenant]++
-	}
-	busiest := "clinic-zdorovie" // Novosibirsk, UTC+7
-	if counts[busiest] < 3 {
-		for k, n := range counts {
-			if n > counts[busiest] {
-				busiest = k
-			}
+		// By channel, one channel.
+		ch := unmarkedDue[3].channel
+		want, chase = expect(wide, func(a *wantAppt) bool { return a.channel == ch })
+		byCh := map[string]tally{}
+		for _, c := range want {
+			byCh[ch] = byCh[ch].plus(c)
 		}
-	}
-	tn, _ := set.Get(busiest)
-	week := period.WeekOf(now.Add(-48*time.Hour), tn.Location())
-	wr, _ := period.Week(week, tn.Location())
-	want, chase = expect(func(string) (time.Time, time.Time) { return wr.From, wr.To }, func(a *wantAppt) bool { return a.tenant == busiest })
-	out, errOut, err = runAt(t, now, "visits", "--config", cfg, "--week", week, "--tenant", busiest, "--format", "json")
-	if err != nil {
-		t.Fatalf("%v\n%s", err, errOut)
-	}
-	check(busiest+" "+week, out, want, chase, "tenant")
+		out, errOut, err = runAt(t, now, "visits", "--config", cfg, "--from", from.Format(time.RFC3339), "--to", to.Format(time.RFC3339),
+			"--channel", ch, "--by", "channel", "--format", "json")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, errOut)
+		}
+		check("channel "+ch, out, byCh, chase, "channel")
 
-	// By channel, one channel.
-	ch := unmarkedDue[3].channel
-	want, chase = expect(wide, func(a *wantAppt) bool { return a.channel == ch })
-	byCh := map[string]tally{}
-	for _, c := range want {
-		byCh[ch] = byCh[ch].plus(c)
-	}
-	out, errOut, err = runAt(t, now, "visits", "--config", cfg, "--from", from.Format(time.RFC3339), "--to", to.Format(time.RFC3339),
-		"--channel", ch, "--by", "channel", "--format", "json")
-	if err != nil {
-		t.Fatalf("%v\n%s", err, errOut)
-	}
-	check("channel "+ch, out, byCh, chase, "channel")
-
-	// The list to chase as CSV: a header and one row each.
-	out, _, err = runAt(t, now, "visits", "--config", cfg, "--from", from.Format(time.RFC3339), "--to", to.Format(time.RFC3339), "--list", "--format", "csv")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, allChase := expect(wide, all)
-	rows, err := csv.NewReader(strings.NewReader(out)).ReadAll()
-	if err != nil || len(rows) != len(allChase)+1 || rows[0][3] != "appointment_id" {
-		t.Errorf("--list csv: %d rows (%v), want a header and %d", len(rows), err, len(allChase))
-	}
-	// The terminal table has both parts.
-	out, _, err = runAt(t, now, "visits", "--config", cfg, "--from", from.Format(time.RFC3339), "--to", to.Format(time.RFC3339))
-	if err != nil || !strings.Contains(out, "UNMARKED") || !strings.Contains(out, unmarkedDue[3].id) {
-		t.Errorf("table: %v\n%s", err, out)
-	}
+		// The list to chase as CSV: a header and one row each.
+		out, _, err = runAt(t, now, "visits", "--config", cfg, "--from", from.Format(time.RFC3339), "--to", to.Format(time.RFC3339), "--list", "--format", "csv")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, allChase := expect(wide, all)
+		rows, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+		if err != nil || len(rows) != len(allChase)+1 || rows[0][3] != "appointment_id" {
+			t.Errorf("--list csv: %d rows (%v), want a header and %d", len(rows), err, len(allChase))
+		}
+		// The terminal table has both parts.
+		out, _, err = runAt(t, now, "visits", "--config", cfg, "--from", from.Format(time.RFC3339), "--to", to.Format(time.RFC3339))
+		if err != nil || !strings.Contains(out, "UNMARKED") || !strings.Contains(out, unmarkedDue[3].id) {
+			t.Errorf("table: %v\n%s", err, out)
+		}
+	})
 }
 
 func TestVisitsCommandLine(t *testing.T) {

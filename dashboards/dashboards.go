@@ -18,7 +18,7 @@ import (
 
 // Files holds grafana/ and kibana/.
 //
-//go:embed grafana/*.json grafana/provisioning/datasources/*.yaml grafana/provisioning/dashboards/*.yaml kibana/*.ndjson
+//go:embed grafana/*.json grafana/provisioning/datasources/*.yaml grafana/provisioning/dashboards/*.yaml kibana/*.ndjson opensearch/*.ndjson
 var Files embed.FS
 
 // KibanaObjects is the path of the Kibana saved objects inside Files.
@@ -88,7 +88,13 @@ type savedObject struct {
 // SavedSearches reads the saved searches from the Kibana objects file,
 // sorted by name.
 func SavedSearches() ([]SavedSearch, error) {
-	b, err := Files.ReadFile(KibanaObjects)
+	return SavedSearchesIn(KibanaObjects)
+}
+
+// SavedSearchesIn reads the saved searches of one saved-objects file in
+// Files (Kibana's or OpenSearch Dashboards'), sorted by name.
+func SavedSearchesIn(path string) ([]SavedSearch, error) {
+	b, err := Files.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +107,7 @@ func SavedSearches() ([]SavedSearch, error) {
 		}
 		var o savedObject
 		if err := json.Unmarshal(sc.Bytes(), &o); err != nil {
-			return nil, fmt.Errorf("%s line %d: %w", KibanaObjects, line, err)
+			return nil, fmt.Errorf("%s line %d: %w", path, line, err)
 		}
 		if o.Type != "search" {
 			continue
@@ -113,10 +119,10 @@ func SavedSearches() ([]SavedSearch, error) {
 			} `json:"query"`
 		}
 		if err := json.Unmarshal([]byte(o.Attributes.KibanaSavedObjectMeta.SearchSourceJSON), &src); err != nil {
-			return nil, fmt.Errorf("%s line %d: searchSourceJSON: %w", KibanaObjects, line, err)
+			return nil, fmt.Errorf("%s line %d: searchSourceJSON: %w", path, line, err)
 		}
 		if src.Query.Language != "lucene" {
-			return nil, fmt.Errorf("%s line %d: %s is %q, not lucene: Elasticsearch's query_string could not run it", KibanaObjects, line, o.ID, src.Query.Language)
+			return nil, fmt.Errorf("%s line %d: %s is %q, not lucene: Elasticsearch's query_string could not run it", path, line, o.ID, src.Query.Language)
 		}
 		s := SavedSearch{Name: strings.TrimPrefix(o.ID, "assistlog-"), Title: o.Attributes.Title, Description: o.Attributes.Description,
 			Query: src.Query.Query, Columns: o.Attributes.Columns}

@@ -2,12 +2,23 @@
 # The main job: bring the real stack up and run assistlog on demo
 # conversations generated from the shared booking dialogues.
 #   assistant log files ──▶ collector ──▶ Kafka ──▶ shipper ──▶ Elasticsearch + Loki
+# STORE=opensearch (make demo STORE=opensearch) runs it on OpenSearch instead,
+# STORE=both writes both (OpenSearch as a mirror) and reads Elasticsearch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 
 go run ./stack/cmd/stack up
 eval "$(go run ./stack/cmd/stack env)"
+STORE="${STORE:-elasticsearch}"
+mirror=""
+case "$STORE" in
+  elasticsearch) STORE_URL=$ASSISTLOG_ELASTICSEARCH_URL; store_kind=elasticsearch; store_name=Elasticsearch ;;
+  opensearch) STORE_URL=$ASSISTLOG_OPENSEARCH_URL; store_kind=opensearch; store_name=OpenSearch ;;
+  both) STORE_URL=$ASSISTLOG_ELASTICSEARCH_URL; store_kind=elasticsearch; store_name="Elasticsearch (and OpenSearch)"
+    mirror=$(printf 'mirrors:\n  - urls: ["%s"]\n    store: opensearch' "$ASSISTLOG_OPENSEARCH_URL") ;;
+  *) echo "STORE must be elasticsearch, opensearch or both, not '$STORE'" >&2; exit 2 ;;
+esac
 
 out="${ASSISTLOG_DEMO_DIR:-${TMPDIR:-/tmp}/assistlog-demo}"
 rm -rf "$out/logs" "$out/positions.json"
@@ -74,14 +85,16 @@ export BITRIX24_WEBHOOK_URL=$(cat "$out/bitrix24-url")
 echo "   portal: $BITRIX24_WEBHOOK_URL (certificate $out/bitrix24-ca.pem)"
 
 echo
-echo "== running the shipper: Kafka → Bitrix24 lead ids → masked → Elasticsearch and Loki"
+echo "== running the shipper: Kafka → Bitrix24 lead ids → masked → $store_name and Loki"
 export ASSISTLOG_PII_SECRET="${ASSISTLOG_PII_SECRET:-demo-pii-secret-change-me}"
 cat > "$out/shipper.yaml" <<YAML
 kafka:
   brokers: ["$ASSISTLOG_KAFKA_BROKERS"]
   group_id: assistlog-demo
 elasticsearch:
-  urls: ["$ASSISTLOG_ELASTICSEARCH_URL"]
+  urls: ["$STORE_URL"]
+  store: $store_kind
+$mirror
 loki:
   url: $ASSISTLOG_LOKI_URL
 pii:
@@ -113,7 +126,7 @@ for i in $(seq 1 900); do
   pending=$(printf '%s\n' "$m" | awk '$1=="assistlog_crm_pending_links" {print int($2)}')
   left=$(lag assistlog-demo)
   crmleft=$(lag assistlog-demo-crm)
-  printf '\r   shipper: %s events into Elasticsearch and Loki; consumer lag %s; CRM links pending %s, requests left %s    ' \
+  printf '\r   shipper: %s events into the search store and Loki; consumer lag %s; CRM links pending %s, requests left %s    ' \
     "$shipped" "$left" "${pending:-?}" "$crmleft"
   [ "$left" = "0" ] && [ "${pending:-1}" = "0" ] && [ "$crmleft" = "0" ] && break
   kill -0 $spid 2>/dev/null || { echo; echo "shipper exited; log:"; tail -20 "$out/shipper.log"; exit 1; }
@@ -165,7 +178,8 @@ echo "== auditing: consent of every lead, and the logs reconciled with the porta
 go build -o "$out/bin/audit" ./audit
 cat > "$out/audit.yaml" <<YAML
 elasticsearch:
-  urls: ["$ASSISTLOG_ELASTICSEARCH_URL"]
+  urls: ["$STORE_URL"]
+  store: $store_kind
 tenants_file: $PWD/demo/tenants.yaml
 crm:
   bitrix24:
@@ -176,10 +190,10 @@ crm:
 pii:
   hash_secret: "\${ASSISTLOG_PII_SECRET}"
 YAML
-curl -fs -X POST "$ASSISTLOG_ELASTICSEARCH_URL/assistant-events/_refresh" >/dev/null
+curl -fs -X POST "$STORE_URL/assistant-events/_refresh" >/dev/null
 # The period is the generator's: the last 7 days up to now, in each tenant's zone.
 # A booked conversation to replay in the hints below.
-session=$(curl -fs "$ASSISTLOG_ELASTICSEARCH_URL/assistant-events/_search" -H 'Content-Type: application/json' \
+session=$(curl -fs "$STORE_URL/assistant-events/_search" -H 'Content-Type: application/json' \
   -d '{"size":1,"query":{"term":{"event_type":"appointment.attended"}},"sort":[{"@timestamp":"desc"}]}' |
   python3 -c 'import json,sys;h=json.load(sys.stdin)["hits"]["hits"];print(h[0]["_source"]["session_id"] if h else "")')
 consentline=$("$out/bin/audit" consent --config "$out/audit.yaml" --last 8d 2>&1 >"$out/consent.txt" | tail -n1)
@@ -193,8 +207,8 @@ echo "== reading back"
 count=$("$ASSISTLOG_JAVA" -Xmx256m -cp "$ASSISTLOG_KAFKA_CLASSPATH" org.apache.kafka.tools.consumer.ConsoleConsumer \
   --bootstrap-server "$ASSISTLOG_KAFKA_BROKERS" --topic assistant.events --from-beginning \
   --timeout-ms 15000 2>/dev/null | grep -c '"event_id"' || true)
-curl -fs -X POST "$ASSISTLOG_ELASTICSEARCH_URL/assistant-events/_refresh" >/dev/null
-summary=$(curl -fs "$ASSISTLOG_ELASTICSEARCH_URL/assistant-events/_search" -H 'Content-Type: application/json' \
+curl -fs -X POST "$STORE_URL/assistant-events/_refresh" >/dev/null
+summary=$(curl -fs "$STORE_URL/assistant-events/_search" -H 'Content-Type: application/json' \
   -d '{"size":0,"track_total_hits":true,"aggs":{"types":{"terms":{"field":"event_type","size":30}},"tenants":{"cardinality":{"field":"tenant"}},"sessions":{"cardinality":{"field":"session_id"}},"crm":{"terms":{"field":"crm_status"}}}}' |
   python3 -c '
 import json,sys
@@ -213,9 +227,9 @@ assistlog demo
   generated:      $events events ($confirmed appointment.confirmed) from the SGD booking dialogues
   collector:      $out/logs/assistant-*.jsonl* → Kafka (log: $out/collector.log)
   Kafka:          $count events in assistant.events (each run adds its events again; ids repeat)
-  shipper:        Kafka → Bitrix24 lead ids → Elasticsearch + Loki, phone numbers masked (log: $out/shipper.log)
+  shipper:        Kafka → Bitrix24 lead ids → $store_name + Loki, phone numbers masked (log: $out/shipper.log)
   Bitrix24:       $crm leads made by the assistant in the stand-in portal (crm.lead.list; log: $out/bitrix24.log)
-  Elasticsearch:  $ASSISTLOG_ELASTICSEARCH_URL/assistant-events/_search  (alias over assistant-events-YYYY.MM)
+  $(printf '%-15s' "$STORE:") $STORE_URL/assistant-events/_search  (alias over assistant-events-YYYY.MM)
 $summary
   archive:        s3://$ASSISTLOG_S3_BUCKET/events/tenant=…/dt=…/*.parquet (log: $out/archive.log); SQL over it:
                   SELECT count(DISTINCT event_id) FROM events WHERE event_type = 'appointment.confirmed'  →  $archived

@@ -19,9 +19,14 @@ import (
 type Config struct {
 	Kafka         KafkaConfig    `yaml:"kafka"`
 	Elasticsearch elastic.Config `yaml:"elasticsearch"`
-	Loki          LokiConfig     `yaml:"loki"`
-	PII           PIIConfig      `yaml:"pii"`
-	CRM           CRMConfig      `yaml:"crm"`
+	// Mirrors are more search stores written with the same guarantees
+	// (e.g. OpenSearch beside Elasticsearch while moving to a managed
+	// OpenSearch): a batch is committed only once every store acknowledged
+	// it. alias and flush_bytes default to elasticsearch's.
+	Mirrors []elastic.Config `yaml:"mirrors"`
+	Loki    LokiConfig       `yaml:"loki"`
+	PII     PIIConfig        `yaml:"pii"`
+	CRM     CRMConfig        `yaml:"crm"`
 	// Webhook posts selected masked events to an owner's Sheets, Make or
 	// Zapier; a batch commits only once it acknowledged too.
 	Webhook webhooksink.Config `yaml:"webhook"`
@@ -100,6 +105,17 @@ func LoadConfig(path string) (Config, error) {
 		{"elasticsearch.api_key", &cfg.Elasticsearch.APIKey}} {
 		errs = append(errs, config.Expand(s.field, s.v))
 	}
+	for i := range cfg.Mirrors {
+		m := &cfg.Mirrors[i]
+		if m.Alias == "" {
+			m.Alias = cfg.Elasticsearch.Alias
+		}
+		if m.FlushBytes == 0 {
+			m.FlushBytes = cfg.Elasticsearch.FlushBytes
+		}
+		errs = append(errs, config.Expand(fmt.Sprintf("mirrors[%d].password", i), &m.Password),
+			config.Expand(fmt.Sprintf("mirrors[%d].api_key", i), &m.APIKey))
+	}
 	if cfg.CRM.Enabled { // the example's ${BITRIX24_WEBHOOK_URL} need not be set when off
 		errs = append(errs, config.Expand("crm.bitrix24.webhook_url", &cfg.CRM.Bitrix24.WebhookURL),
 			config.Expand("crm.bitrix24.access_token", &cfg.CRM.Bitrix24.AccessToken))
@@ -133,6 +149,9 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, config.Prefixed("retry.", c.Retry.Validate())...)
 	errs = append(errs, config.Prefixed("elasticsearch.", c.Elasticsearch.Validate())...)
+	for i, m := range c.Mirrors {
+		errs = append(errs, config.Prefixed(fmt.Sprintf("mirrors[%d].", i), m.Validate())...)
+	}
 	errs = append(errs, config.Prefixed("loki.", c.Loki.Config.Validate())...)
 	for k := range c.Loki.Labels {
 		switch k {

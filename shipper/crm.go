@@ -178,7 +178,7 @@ type crmStage struct {
 // newCRMStage loads the links (waiting for Kafka) and builds the worker,
 // which fills the id into stored documents once a conversation is linked
 // and waits out the CRM's failures with the program's error policy.
-func newCRMStage(ctx context.Context, cfg Config, out crm.Sender, es *elastic.Writer, policy *errpolicy.Policy, log *slog.Logger, reg prometheus.Registerer) (*crmStage, error) {
+func newCRMStage(ctx context.Context, cfg Config, out crm.Sender, es *elastic.Stores, policy *errpolicy.Policy, log *slog.Logger, reg prometheus.Registerer) (*crmStage, error) {
 	client, err := bitrix24.New(cfg.CRM.Bitrix24, nil, reg)
 	if err != nil {
 		return nil, err

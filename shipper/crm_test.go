@@ -207,23 +207,26 @@ func TestCRMFaults(t *testing.T) {
 
 // TestCRMOutage: with the CRM refusing everything, shipping goes on and
 // events are stored as pending; when it answers again, the ids are filled
-// into the stored events.
+// into the stored events, in Elasticsearch and in OpenSearch alike.
 func TestCRMOutage(t *testing.T) {
 	e := newEnv(t)
+	e.withOpenSearch()
 	fake := e.withCRM(25)
 	evs, _ := e.generate(30)
 	fake.SetDown(true)
 	e.start()
 	e.produce(evs)
 	e.waitShipped(len(evs), 3*time.Minute)
-	if n, _ := e.esSearch("crm_status:pending", 0); n == 0 {
-		t.Fatal("no event is marked pending during the outage")
-	}
-	if n, _ := e.esSearch("crm_id:*", 0); n != 0 {
-		t.Fatalf("%d events have a crm id though the CRM never answered", n)
-	}
+	e.onEachStore(func(store string) {
+		if n, _ := e.esSearch("crm_status:pending", 0); n == 0 {
+			t.Fatalf("%s: no event is marked pending during the outage", store)
+		}
+		if n, _ := e.esSearch("crm_id:*", 0); n != 0 {
+			t.Fatalf("%s: %d events have a crm id though the CRM never answered", store, n)
+		}
+	})
 	fake.SetDown(false) // the CRM is back
-	e.checkLinks(fake, evs, 4*time.Minute)
+	e.onEachStore(func(string) { e.checkLinks(fake, evs, 4*time.Minute) })
 }
 
 // metric reads one series from instance i's /metrics; ok is false when the

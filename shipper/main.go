@@ -72,7 +72,15 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	es, err := elastic.New(cfg.Elasticsearch, pol, log, reg)
+	writers := make([]*elastic.Writer, 0, 1+len(cfg.Mirrors))
+	for _, c := range append([]elastic.Config{cfg.Elasticsearch}, cfg.Mirrors...) {
+		w, err := elastic.New(c, pol, log, reg)
+		if err != nil {
+			return err
+		}
+		writers = append(writers, w)
+	}
+	es, err := elastic.NewStores(writers...)
 	if err != nil {
 		return err
 	}

@@ -44,6 +44,45 @@ type env struct {
 	// esURL and esAuth replace the stack's Elasticsearch (e.g. a node with
 	// security on, and the username/password lines for it).
 	esURL, esAuth string
+	// mirrorOS also writes the deployment to the stack's OpenSearch
+	// (mirrors:); searchURL is the store esSearch reads (default
+	// Elasticsearch), switched by onEachStore.
+	mirrorOS  bool
+	searchURL string
+}
+
+// withOpenSearch makes the deployment write both stores, so the same test
+// proves the same guarantees on Elasticsearch and on OpenSearch (issue 16)
+// without shipping twice.
+func (e *env) withOpenSearch() {
+	e.t.Helper()
+	stacktest.Require(e.t, stacktest.OpenSearch)
+	e.mirrorOS = true
+	e.t.Cleanup(func() {
+		req, _ := http.NewRequest(http.MethodDelete, e.ep.OpenSearchURL+"/"+e.alias+"-*", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	})
+}
+
+// stores lists the search stores this deployment writes: name → URL.
+func (e *env) stores() [][2]string {
+	s := [][2]string{{"elasticsearch", e.ep.ElasticsearchURL}}
+	if e.mirrorOS {
+		s = append(s, [2]string{"opensearch", e.ep.OpenSearchURL})
+	}
+	return s
+}
+
+// onEachStore runs checks once per store, esSearch reading that store.
+func (e *env) onEachStore(checks func(store string)) {
+	e.t.Helper()
+	defer func() { e.searchURL = "" }()
+	for _, st := range e.stores() {
+		e.searchURL = st[1]
+		checks(st[0])
+	}
 }
 
 func newEnv(t *testing.T) *env {
@@ -79,7 +118,7 @@ retry: {max_backoff: 2s, pause_interval: 2s}
 elasticsearch:
   urls: [%q]
   alias: %s
-%sloki:
+%s%sloki:
   url: %s
   labels: {app: assistlog-test, deployment: %s}
 pii:
@@ -87,7 +126,7 @@ pii:
 http:
   listen: %s
 shutdown_timeout: 20s
-%s`, e.ep.KafkaBrokers, e.topic, e.dlq, e.run, cmp.Or(e.esURL, e.ep.ElasticsearchURL), e.alias, e.esAuth, e.ep.LokiURL, e.run, testSecret, addr, e.crm)
+%s`, e.ep.KafkaBrokers, e.topic, e.dlq, e.run, cmp.Or(e.esURL, e.ep.ElasticsearchURL), e.alias, e.esAuth, e.mirrors(), e.ep.LokiURL, e.run, testSecret, addr, e.crm)
 	path := filepath.Join(e.dir, fmt.Sprintf("shipper-%d.yaml", len(e.procs)))
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		e.t.Fatal(err)
@@ -97,6 +136,14 @@ shutdown_timeout: 20s
 	e.procs = append(e.procs, p)
 	e.addrs = append(e.addrs, addr)
 	return p
+}
+
+// mirrors is the mirrors: section.
+func (e *env) mirrors() string {
+	if !e.mirrorOS {
+		return ""
+	}
+	return fmt.Sprintf("mirrors:\n  - urls: [%q]\n    store: opensearch\n", e.ep.OpenSearchURL)
 }
 
 // generate makes events from the first n dialogues, ids unique to this run.
@@ -132,9 +179,10 @@ func (e *env) produce(evs []event.Event) {
 // and sources (up to size).
 func (e *env) esSearch(q string, size int) (int, []map[string]any) {
 	e.t.Helper()
-	http.Post(e.ep.ElasticsearchURL+"/"+e.alias+"/_refresh", "application/json", nil)
+	base := cmp.Or(e.searchURL, e.ep.ElasticsearchURL)
+	http.Post(base+"/"+e.alias+"/_refresh", "application/json", nil)
 	body := fmt.Sprintf(`{"size":%d,"track_total_hits":true,"query":{"query_string":{"query":%q}}}`, size, q)
-	resp, err := http.Post(e.ep.ElasticsearchURL+"/"+e.alias+"/_search", "application/json", strings.NewReader(body))
+	resp, err := http.Post(base+"/"+e.alias+"/_search", "application/json", strings.NewReader(body))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -167,34 +215,45 @@ func (e *env) lokiCount(extra string) int {
 	return stacktest.LokiScalar(e.t, e.ep.LokiURL, fmt.Sprintf(`sum(count_over_time({deployment=%q%s}[8d]))`, e.run, extra))
 }
 
-// waitShipped waits until Elasticsearch holds want events and Loki as many.
+// waitShipped waits until Elasticsearch (and OpenSearch, when mirrored)
+// holds want events and Loki as many.
 func (e *env) waitShipped(want int, timeout time.Duration) {
 	e.t.Helper()
-	stacktest.Eventually(e.t, timeout, "events in Elasticsearch and Loki", func() error {
-		es, _ := e.esSearch("*", 0)
-		lk := e.lokiCount("")
-		if es != want || lk != want {
-			return fmt.Errorf("elasticsearch %d, loki %d, want %d", es, lk, want)
+	stacktest.Eventually(e.t, timeout, "events in the search stores and Loki", func() error {
+		defer func() { e.searchURL = "" }()
+		for _, st := range e.stores() {
+			e.searchURL = st[1]
+			if n, _ := e.esSearch("*", 0); n != want {
+				return fmt.Errorf("%s %d, want %d", st[0], n, want)
+			}
+		}
+		if lk := e.lokiCount(""); lk != want {
+			return fmt.Errorf("loki %d, want %d", lk, want)
 		}
 		return nil
 	})
 }
 
-// TestEndToEnd: generated conversations through Kafka → shipper → both
-// sinks: exactly the input set in Elasticsearch, every event in Loki,
+// TestEndToEnd: generated conversations through Kafka → shipper → every
+// sink: exactly the input set in Elasticsearch and in OpenSearch (one
+// shipper writing both), every event in Loki,
 // the ground truth's counts, and no raw phone number anywhere.
 func TestEndToEnd(t *testing.T) {
 	e := newEnv(t)
+	e.withOpenSearch()
 	evs, truth := e.generate(150)
 	e.start()
 	e.produce(evs)
 	e.waitShipped(len(evs), 3*time.Minute)
 
-	docs := e.exactSet(evs)
 	confirmed := truth.ByType[string(event.AppointmentConfirmed)]
-	if n, _ := e.esSearch("event_type:appointment.confirmed", 0); n != confirmed {
-		t.Errorf("appointment.confirmed in Elasticsearch = %d, ground truth %d", n, confirmed)
-	}
+	var docs []map[string]any
+	e.onEachStore(func(store string) {
+		docs = append(docs, e.exactSet(evs)...)
+		if n, _ := e.esSearch("event_type:appointment.confirmed", 0); n != confirmed {
+			t.Errorf("appointment.confirmed in %s = %d, ground truth %d", store, n, confirmed)
+		}
+	})
 	if n := e.lokiCount(`, event_type="appointment.confirmed"`); n != confirmed {
 		t.Errorf("appointment.confirmed in Loki = %d, ground truth %d", n, confirmed)
 	}
@@ -214,12 +273,14 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 	m, _ := pii.New(testSecret)
-	if n, _ := e.esSearch("user_phone_hash:"+m.HashPhone(truth.Phones[0]), 0); n == 0 {
-		t.Errorf("no event found by the hash of %s", truth.Phones[0])
-	}
-	if n, _ := e.esSearch(`pii_masked:"payload.text"`, 0); n == 0 {
-		t.Error("no event records that its text was masked")
-	}
+	e.onEachStore(func(store string) {
+		if n, _ := e.esSearch("user_phone_hash:"+m.HashPhone(truth.Phones[0]), 0); n == 0 {
+			t.Errorf("%s: no event found by the hash of %s", store, truth.Phones[0])
+		}
+		if n, _ := e.esSearch(`pii_masked:"payload.text"`, 0); n == 0 {
+			t.Errorf("%s: no event records that its text was masked", store)
+		}
+	})
 	t.Logf("%d events, %d appointment.confirmed, %d phone numbers checked", len(evs), confirmed, len(truth.Phones))
 }
 

@@ -21,12 +21,14 @@ var Versions = struct {
 	Loki          string
 	Prometheus    string // Go module version of github.com/prometheus/prometheus (v0.316.0 is Prometheus 3.16.0)
 	Alertmanager  string
+	OpenSearch    string
 }{
 	Kafka:         "4.4.0",
 	Elasticsearch: "8.19.21",
 	Loki:          "v3.7.8",
 	Prometheus:    "v0.316.0",
 	Alertmanager:  "v0.31.1",
+	OpenSearch:    "2.19.6",
 }
 
 // Ports used on 127.0.0.1. They sit away from the usual defaults so the stack
@@ -44,6 +46,8 @@ type Ports struct {
 	// webhook (alerts/alertmanager.yml's oncall-webhook receiver): the
 	// end-to-end alert tests listen there.
 	OnCallWebhook int
+	// OpenSearch runs beside Elasticsearch as the second store (issue 16).
+	OpenSearch, OSTransport int
 }
 
 // DefaultPorts are the ports the stack uses unless told otherwise.
@@ -55,6 +59,7 @@ var DefaultPorts = Ports{
 	Alertmanager: 19094,
 	Collector:    19101, Shipper: 19102, Archiver: 19103,
 	OnCallWebhook: 19099,
+	OpenSearch:    19201, OSTransport: 19301,
 }
 
 // Layout says where things are.
@@ -119,6 +124,7 @@ type Endpoints struct {
 	PrometheusRulesDir string
 	// S3 is the S3-compatible server holding the archive (stack/s3.go).
 	S3 S3Endpoints
+	OpenSearchURL      string
 }
 
 // Endpoints derives the client addresses from the layout.
@@ -136,6 +142,7 @@ func (l Layout) Endpoints() Endpoints {
 		Amtool:             filepath.Join(l.alertmanagerBin(), "amtool"),
 		PrometheusRulesDir: filepath.Join(l.Dir, "prometheus", "rules"),
 		S3:                 l.S3(),
+		OpenSearchURL:      "http://127.0.0.1:" + strconv.Itoa(l.Ports.OpenSearch),
 	}
 }
 
@@ -153,6 +160,7 @@ func (e Endpoints) Env() [][2]string {
 		{"ASSISTLOG_JAVA", e.Java},
 		{"ASSISTLOG_PROMTOOL", e.Promtool},
 		{"ASSISTLOG_AMTOOL", e.Amtool},
+		{"ASSISTLOG_OPENSEARCH_URL", e.OpenSearchURL},
 	}, e.S3.env()...)
 }
 
@@ -176,6 +184,7 @@ func EndpointsFromEnv() (Endpoints, error) {
 		"ASSISTLOG_JAVA":                 &e.Java,
 		"ASSISTLOG_PROMTOOL":             &e.Promtool,
 		"ASSISTLOG_AMTOOL":               &e.Amtool,
+		"ASSISTLOG_OPENSEARCH_URL":       &e.OpenSearchURL,
 	}
 	for name, p := range fields {
 		if v := os.Getenv(name); v != "" {

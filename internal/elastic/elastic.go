@@ -1,4 +1,4 @@
-// Package elastic writes assistant events to Elasticsearch: an index
+// Package elastic writes assistant events to Elasticsearch or OpenSearch: an index
 // template with explicit mappings, one index per month behind the
 // assistant-events alias, and a bulk writer that handles every item on its
 // own under the one error policy (internal/errpolicy): 429 and 5xx items are
@@ -7,6 +7,13 @@
 // replay is harmless), and mapping or parse errors come back to the caller
 // with Elasticsearch's reason, for the dead-letter topic. Nothing is retried
 // blindly as a whole batch, nothing is dropped.
+//
+// Both stores are written through the same code: go-elasticsearch's request
+// builders and bulk indexer over elastic-transport-go directly, which skips
+// the go-elasticsearch client's product check (it refuses any server that
+// is not Elasticsearch; OpenSearch's document, bulk and search APIs used
+// here are wire-identical). What differs between the two lives in
+// flavour.go.
 package elastic
 
 import (
@@ -19,20 +26,22 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8"
+	"github.com/elastic/go-elasticsearch/v8/esapi"
 	"github.com/elastic/go-elasticsearch/v8/esutil"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/assistlog/assistlog/internal/errpolicy"
 )
 
-// Destination names Elasticsearch in the error policy's metrics.
+// Destination names Elasticsearch in the error policy's metrics (an
+// OpenSearch store is named "opensearch": Config.Destination).
 const Destination = "elasticsearch"
 
 // Template is the index template (mappings, settings, alias).
@@ -58,6 +67,15 @@ type Config struct {
 	Username string `yaml:"username"`
 	Password string `yaml:"password"`
 	APIKey   string `yaml:"api_key"`
+	// CAFile is a PEM file of the certificate authority that signed the
+	// server's TLS certificate (managed clusters such as Yandex Managed
+	// OpenSearch use their own CA); empty means the system roots.
+	CAFile string `yaml:"ca_file"`
+	// Store is the server's kind: "elasticsearch" (the default) or
+	// "opensearch". It names the store in the error policy and metrics,
+	// and picks the point-in-time API audit reads with (esread detects it
+	// from GET / when unset).
+	Store string `yaml:"store"`
 	// FlushBytes bounds one bulk request.
 	FlushBytes int `yaml:"flush_bytes"`
 }
@@ -75,6 +93,14 @@ func (c Config) Validate() error {
 	}
 	if c.Alias == "" || strings.ToLower(c.Alias) != c.Alias || strings.ContainsAny(c.Alias, " *,/\\?\"<>|#") {
 		errs = append(errs, fmt.Errorf("alias: must be a lower-case index name, got %q", c.Alias))
+	}
+	if c.Store != "" && c.Store != StoreElasticsearch && c.Store != StoreOpenSearch {
+		errs = append(errs, fmt.Errorf("store: must be %q or %q, got %q", StoreElasticsearch, StoreOpenSearch, c.Store))
+	}
+	if c.CAFile != "" {
+		if _, err := os.Stat(c.CAFile); err != nil {
+			errs = append(errs, fmt.Errorf("ca_file: %w", err))
+		}
 	}
 	if c.FlushBytes < 1024 {
 		errs = append(errs, fmt.Errorf("flush_bytes: must be at least 1024, got %d", c.FlushBytes))
@@ -110,7 +136,8 @@ func (f Failure) Error() string {
 
 // Writer writes documents in bulk.
 type Writer struct {
-	es  *elasticsearch.Client
+	es  *esapi.API
+	tp  esapi.Transport
 	cfg Config
 	pol *errpolicy.Policy
 	log *slog.Logger
@@ -130,15 +157,16 @@ func New(cfg Config, pol *errpolicy.Policy, log *slog.Logger, reg prometheus.Reg
 	if pol == nil || log == nil || reg == nil {
 		return nil, errors.New("elasticsearch: an error policy, a logger and a metrics registry are required")
 	}
-	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: cfg.URLs, Username: cfg.Username,
-		Password: cfg.Password, APIKey: cfg.APIKey, RetryOnStatus: []int{502, 503, 504}, MaxRetries: 2})
+	tp, err := NewTransport(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("elasticsearch client: %w", err)
+		return nil, err
 	}
-	w := &Writer{es: es, cfg: cfg, pol: pol, log: log, m: writerMetrics{
-		items: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "assistlog_elasticsearch_items_total",
-			Help: "Bulk items by action and outcome (written, exists, retried, failed)."}, []string{"action", "outcome"}),
-		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "assistlog_elasticsearch_write_seconds",
+	// The store label tells two stores apart when the shipper writes both.
+	store := prometheus.Labels{"store": cfg.Destination()}
+	w := &Writer{es: esapi.New(tp), tp: tp, cfg: cfg, pol: pol, log: log, m: writerMetrics{
+		items: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "assistlog_elasticsearch_items_total", ConstLabels: store,
+			Help: "Bulk items by store, action and outcome (written, exists, retried, failed)."}, []string{"action", "outcome"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "assistlog_elasticsearch_write_seconds", ConstLabels: store,
 			Help: "Time to get a batch acknowledged, retries included.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
 	}}
 	for _, c := range []prometheus.Collector{w.m.items, w.m.latency} {
@@ -146,12 +174,15 @@ func New(cfg Config, pol *errpolicy.Policy, log *slog.Logger, reg prometheus.Reg
 			return nil, fmt.Errorf("register elasticsearch metrics: %w", err)
 		}
 	}
-	pol.Declare(Destination)
+	pol.Declare(cfg.Destination())
 	return w, nil
 }
 
-// Client exposes the underlying client for searches.
-func (w *Writer) Client() *elasticsearch.Client { return w.es }
+// Client exposes the request API (bound to this store) for searches.
+func (w *Writer) Client() *esapi.API { return w.es }
+
+// Destination is the store's name in the error policy and metrics.
+func (w *Writer) Destination() string { return w.cfg.Destination() }
 
 // Alias is the alias searches use.
 func (w *Writer) Alias() string { return w.cfg.Alias }
@@ -233,7 +264,7 @@ func (w *Writer) WriteReport(ctx context.Context, docs []Doc) (Report, error) {
 	start := time.Now()
 	pending := docs
 	rep := Report{Existing: map[string]bool{}}
-	att := w.pol.Start(Destination)
+	att := w.pol.Start(w.cfg.Destination())
 	for len(pending) > 0 {
 		retry, failed, err := w.bulk(ctx, pending, rep.Existing)
 		rep.Failures = append(rep.Failures, failed...)
@@ -264,7 +295,7 @@ func (w *Writer) WriteReport(ctx context.Context, docs []Doc) (Report, error) {
 // found its document with OnExists set comes back in retry as the update;
 // lastErr stays nil when only such updates are left.
 func (w *Writer) bulk(ctx context.Context, docs []Doc, existing map[string]bool) (retry []Doc, failed []Failure, lastErr error) {
-	bi, err := esutil.NewBulkIndexer(esutil.BulkIndexerConfig{Client: w.es, NumWorkers: 1, FlushBytes: w.cfg.FlushBytes,
+	bi, err := esutil.NewBulkIndexer(esutil.BulkIndexerConfig{Client: w.tp, NumWorkers: 1, FlushBytes: w.cfg.FlushBytes,
 		FlushInterval: time.Hour}) // flushed by Close below
 	if err != nil {
 		return docs, nil, err

@@ -27,11 +27,24 @@ func testPolicy(t *testing.T) *errpolicy.Policy {
 	return p
 }
 
+// eachStore runs a test against a fresh alias on Elasticsearch and on
+// OpenSearch: the writer must behave the same on both (issue 16).
+func eachStore(t *testing.T, test func(*testing.T, *Writer)) {
+	for _, st := range stacktest.SearchStores(t) {
+		t.Run(st.Name, func(t *testing.T) { test(t, storeWriter(t, st.URL, st.Name)) })
+	}
+}
+
 func newWriter(t *testing.T) *Writer {
 	t.Helper()
 	ep := stacktest.Require(t, stacktest.Elasticsearch)
+	return storeWriter(t, ep.ElasticsearchURL, StoreElasticsearch)
+}
+
+func storeWriter(t *testing.T, url, store string) *Writer {
+	t.Helper()
 	cfg := DefaultConfig()
-	cfg.URLs = []string{ep.ElasticsearchURL}
+	cfg.URLs, cfg.Store = []string{url}, store
 	cfg.Alias = fmt.Sprintf("test-events-%d", time.Now().UnixNano())
 	w, err := New(cfg, testPolicy(t), slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
 	if err != nil {
@@ -85,8 +98,9 @@ func search(t *testing.T, w *Writer, q string) []string {
 	return ids
 }
 
-func TestWriteIsIdempotentAndMonthly(t *testing.T) {
-	w := newWriter(t)
+func TestWriteIsIdempotentAndMonthly(t *testing.T) { eachStore(t, testWriteIsIdempotentAndMonthly) }
+
+func testWriteIsIdempotentAndMonthly(t *testing.T, w *Writer) {
 	ctx := context.Background()
 	docs := []Doc{
 		doc(w, "e1", "2026-10-31T23:30:00+03:00", ""), // October in Moscow, still October in UTC
@@ -119,8 +133,9 @@ func TestWriteIsIdempotentAndMonthly(t *testing.T) {
 
 // TestMappingConflictIsReturned: a document Elasticsearch cannot parse
 // comes back with its reason; the rest of the batch is written.
-func TestMappingConflictIsReturned(t *testing.T) {
-	w := newWriter(t)
+func TestMappingConflictIsReturned(t *testing.T) { eachStore(t, testMappingConflictIsReturned) }
+
+func testMappingConflictIsReturned(t *testing.T, w *Writer) {
 	docs := []Doc{
 		doc(w, "ok1", "2026-11-20T10:00:00+03:00", `,"payload":{"starts_at":"2026-11-22T14:00:00+03:00"}`),
 		doc(w, "bad", "2026-11-20T10:00:01+03:00", `,"payload":{"starts_at":"next Friday"}`),
@@ -138,8 +153,9 @@ func TestMappingConflictIsReturned(t *testing.T) {
 	}
 }
 
-func TestUpdateFillsFields(t *testing.T) {
-	w := newWriter(t)
+func TestUpdateFillsFields(t *testing.T) { eachStore(t, testUpdateFillsFields) }
+
+func testUpdateFillsFields(t *testing.T, w *Writer) {
 	d := doc(w, "u1", "2026-11-20T10:00:00+03:00", `,"crm_status":"unresolved"`)
 	if _, err := w.Write(context.Background(), []Doc{d}); err != nil {
 		t.Fatal(err)
@@ -160,8 +176,9 @@ func TestUpdateFillsFields(t *testing.T) {
 // TestFillSession: the documents of one conversation that lack the CRM id
 // get it (across monthly indices); other conversations and documents that
 // have one are left alone.
-func TestFillSession(t *testing.T) {
-	w := newWriter(t)
+func TestFillSession(t *testing.T) { eachStore(t, testFillSession) }
+
+func testFillSession(t *testing.T, w *Writer) {
 	docs := []Doc{
 		doc(w, "f1", "2026-10-31T23:59:00+03:00", `,"session_id":"s1"`),
 		doc(w, "f2", "2026-11-01T10:00:00+03:00", `,"session_id":"s1"`),
@@ -207,8 +224,9 @@ func TestWriteWaitsOutAnOutage(t *testing.T) {
 // rebalance before the commit) is reported as existing, and its OnExists
 // update brings the stored copy to resolved. Before, the create's 409
 // counted as written and the document stayed pending for good.
-func TestReplayedCreateFillsEnrichment(t *testing.T) {
-	w := newWriter(t)
+func TestReplayedCreateFillsEnrichment(t *testing.T) { eachStore(t, testReplayedCreateFillsEnrichment) }
+
+func testReplayedCreateFillsEnrichment(t *testing.T, w *Writer) {
 	first := doc(w, "r1", "2026-11-20T10:00:00+03:00", `,"session_id":"s1","crm_status":"pending"`)
 	other := doc(w, "r2", "2026-11-20T10:00:01+03:00", `,"session_id":"s1","crm_status":"pending"`)
 	rep, err := w.WriteReport(context.Background(), []Doc{first, other})
@@ -236,8 +254,9 @@ func TestReplayedCreateFillsEnrichment(t *testing.T) {
 
 // TestAttachmentsAreSearchable: the template maps a media message's
 // attachments (schema v1), so an auditor finds voice notes by kind.
-func TestAttachmentsAreSearchable(t *testing.T) {
-	w := newWriter(t)
+func TestAttachmentsAreSearchable(t *testing.T) { eachStore(t, testAttachmentsAreSearchable) }
+
+func testAttachmentsAreSearchable(t *testing.T, w *Writer) {
 	d := doc(w, "m1", "2026-11-20T10:00:00+03:00", `,"payload":{"attachments":[{"kind":"audio","id":"1234567890123456","mime_type":"audio/ogg; codecs=opus","caption":"голосовое"}]}`)
 	if f, err := w.Write(context.Background(), []Doc{d, doc(w, "m2", "2026-11-20T10:00:01+03:00", `,"payload":{"text":"hi"}`)}); err != nil || len(f) != 0 {
 		t.Fatalf("write: %v %v", f, err)
@@ -246,6 +265,34 @@ func TestAttachmentsAreSearchable(t *testing.T) {
 		"payload.attachments.caption:голосовое": "m1"} {
 		if ids := search(t, w, q); strings.Join(ids, ",") != want {
 			t.Errorf("%s finds %v, want %s", q, ids, want)
+		}
+	}
+}
+
+// TestStoresWriteBoth: one write reaches Elasticsearch and OpenSearch,
+// each under its own alias; a replay reports every event as existing and
+// stores nothing twice; a document one store refuses comes back once.
+func TestStoresWriteBoth(t *testing.T) {
+	st := stacktest.SearchStores(t)
+	es, os := storeWriter(t, st[0].URL, StoreElasticsearch), storeWriter(t, st[1].URL, StoreOpenSearch)
+	both, err := NewStores(es, os)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	docs := []Doc{doc(es, "b1", "2026-11-20T10:00:00+03:00", ""), doc(es, "b2", "2026-12-01T10:00:00+03:00", ""),
+		doc(es, "bad", "2026-11-20T10:00:01+03:00", `,"payload":{"starts_at":"next Friday"}`)}
+	rep, err := both.WriteReport(ctx, docs)
+	if err != nil || len(rep.Existing) != 0 || len(rep.Failures) != 1 || rep.Failures[0].Doc.ID != "bad" {
+		t.Fatalf("first write: %+v %v, want only bad refused", rep, err)
+	}
+	rep, err = both.WriteReport(ctx, docs[:2])
+	if err != nil || len(rep.Existing) != 2 {
+		t.Fatalf("replay: %+v %v, want both existing", rep, err)
+	}
+	for _, w := range []*Writer{es, os} {
+		if ids := search(t, w, "*"); strings.Join(ids, ",") != "b1,b2" {
+			t.Errorf("%s alias %s holds %v, want b1,b2 once", w.Destination(), w.Alias(), ids)
 		}
 	}
 }

@@ -2,7 +2,9 @@
 // every hit of a query through a point in time and search_after (no
 // 10,000-hit window, no scroll contexts left behind), exact counts, and
 // composite aggregations paged to the last bucket. It speaks plain HTTP
-// JSON, so the same reads work on any server with the same search API.
+// JSON, so the same reads work on Elasticsearch and OpenSearch; the one
+// difference, the point-in-time API, comes from elastic.PointInTime for the
+// store GET / names (elastic.Detect).
 package esread
 
 import (
@@ -14,6 +16,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/assistlog/assistlog/internal/elastic"
@@ -29,6 +32,9 @@ const PageSize = 2000
 type Reader struct {
 	cfg elastic.Config
 	hc  *http.Client
+
+	mu    sync.Mutex
+	store string // detected on first use
 }
 
 // New builds a reader with the shipper's Elasticsearch settings (URLs,
@@ -39,9 +45,27 @@ func New(cfg elastic.Config, hc *http.Client) (*Reader, error) {
 		return nil, fmt.Errorf("elasticsearch config: %w", err)
 	}
 	if hc == nil {
-		hc = &http.Client{Timeout: time.Minute}
+		var err error
+		if hc, err = elastic.HTTPClient(cfg, time.Minute); err != nil {
+			return nil, err
+		}
 	}
-	return &Reader{cfg: cfg, hc: hc}, nil
+	return &Reader{cfg: cfg, hc: hc, store: cfg.Store}, nil
+}
+
+// Store is the kind of server the reader talks to (asked once).
+func (r *Reader) Store(ctx context.Context) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.store != "" {
+		return r.store, nil
+	}
+	s, err := elastic.Detect(ctx, r.cfg, r.hc)
+	if err != nil {
+		return "", err
+	}
+	r.store = s
+	return s, nil
 }
 
 // Alias is the events alias searches read.
@@ -131,24 +155,32 @@ func (r *Reader) Each(ctx context.Context, s Search, fn func(Hit) error) error {
 	if index == "" {
 		index = r.cfg.Alias
 	}
-	var pit struct {
-		ID string `json:"id"`
+	store, err := r.Store(ctx)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", index, err)
 	}
-	if err := r.Do(ctx, http.MethodPost, index+"/_pit?keep_alive=2m", nil, &pit); err != nil {
+	api := elastic.PointInTime(store)
+	var opened map[string]any
+	if err := r.Do(ctx, http.MethodPost, index+"/"+api.OpenPath+"?keep_alive=2m", nil, &opened); err != nil {
 		return fmt.Errorf("open point in time on %s: %w", index, err)
+	}
+	var pit struct{ ID string }
+	pit.ID, _ = opened[api.IDField].(string)
+	if pit.ID == "" {
+		return fmt.Errorf("open point in time on %s: no %q in the answer", index, api.IDField)
 	}
 	defer func() {
 		// Close it even when ctx ended: a PIT holds segments until it
 		// expires.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		_ = r.Do(cctx, http.MethodDelete, "_pit", map[string]any{"id": pit.ID}, nil)
+		_ = r.Do(cctx, http.MethodDelete, api.ClosePath, api.CloseBody(pit.ID), nil)
 	}()
 	sort := s.Sort
 	if sort == nil {
 		sort = []any{map[string]any{"@timestamp": "asc"}, map[string]any{"event_id": "asc"}}
 	}
-	sort = append(append([]any(nil), sort...), map[string]any{"_shard_doc": "asc"})
+	sort = append(append([]any(nil), sort...), api.Tiebreaker)
 	query := s.Query
 	if query == nil {
 		query = map[string]any{"match_all": map[string]any{}}

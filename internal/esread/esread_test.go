@@ -18,11 +18,16 @@ import (
 // a composite aggregation over more than one page of buckets counts them
 // exactly.
 func TestEachReadsPastTheWindow(t *testing.T) {
-	ep := stacktest.Require(t, stacktest.Elasticsearch)
+	for _, st := range stacktest.SearchStores(t) {
+		t.Run(st.Name, func(t *testing.T) { eachReadsPastTheWindow(t, st.URL, st.Name) })
+	}
+}
+
+func eachReadsPastTheWindow(t *testing.T, url, store string) {
 	index := fmt.Sprintf("test-esread-%d", time.Now().UnixNano()%1e9)
 	const n = 10_500
 	mapping := `{"mappings":{"properties":{"@timestamp":{"type":"date"},"event_id":{"type":"keyword"},"session_id":{"type":"keyword"}}}}`
-	mreq, _ := http.NewRequest(http.MethodPut, ep.ElasticsearchURL+"/"+index, bytes.NewReader([]byte(mapping)))
+	mreq, _ := http.NewRequest(http.MethodPut, url+"/"+index, bytes.NewReader([]byte(mapping)))
 	mreq.Header.Set("Content-Type", "application/json")
 	if resp, err := http.DefaultClient.Do(mreq); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("create index: %v %v", resp, err)
@@ -36,7 +41,7 @@ func TestEachReadsPastTheWindow(t *testing.T) {
 		fmt.Fprintf(&bulk, "{\"@timestamp\":%q,\"event_id\":\"e%05d\",\"session_id\":\"s%04d\"}\n",
 			base.Add(time.Duration(i/7)*time.Second).Format(time.RFC3339), i, i%1500)
 	}
-	req, _ := http.NewRequest(http.MethodPost, ep.ElasticsearchURL+"/_bulk?refresh=true", &bulk)
+	req, _ := http.NewRequest(http.MethodPost, url+"/_bulk?refresh=true", &bulk)
 	req.Header.Set("Content-Type", "application/x-ndjson")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -49,11 +54,11 @@ func TestEachReadsPastTheWindow(t *testing.T) {
 		t.Fatalf("bulk: %d errors=%v", resp.StatusCode, br.Errors)
 	}
 	t.Cleanup(func() {
-		req, _ := http.NewRequest(http.MethodDelete, ep.ElasticsearchURL+"/"+index, nil)
+		req, _ := http.NewRequest(http.MethodDelete, url+"/"+index, nil)
 		http.DefaultClient.Do(req)
 	})
 	cfg := elastic.DefaultConfig()
-	cfg.URLs, cfg.Alias = []string{ep.ElasticsearchURL}, index
+	cfg.URLs, cfg.Alias = []string{url}, index
 	r, err := New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -75,6 +80,9 @@ func TestEachReadsPastTheWindow(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got, err := r.Store(ctx); err != nil || got != store {
+		t.Errorf("detected store %q %v, want %q", got, err, store)
 	}
 	if len(seen) != n {
 		t.Errorf("read %d distinct documents, want %d", len(seen), n)

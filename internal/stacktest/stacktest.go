@@ -36,7 +36,22 @@ const (
 	Alertmanager  = "alertmanager"
 	// S3 is the S3-compatible server (versitygw) holding the archive.
 	S3 = "s3"
+	OpenSearch    = "opensearch"
 )
+
+// SearchStore is one of the stores events are written to and read from.
+type SearchStore struct {
+	Name string // elastic.StoreElasticsearch or elastic.StoreOpenSearch
+	URL  string
+}
+
+// SearchStores requires both search stores and returns them: tests of the
+// sink and of audit run against each (issue 16).
+func SearchStores(t testing.TB) []SearchStore {
+	t.Helper()
+	ep := Require(t, Elasticsearch, OpenSearch)
+	return []SearchStore{{Elasticsearch, ep.ElasticsearchURL}, {OpenSearch, ep.OpenSearchURL}}
+}
 
 // Require returns the stack's endpoints once every named component answers.
 // It skips the test when the stack is absent and integration tests are not
@@ -75,6 +90,8 @@ func probe(component string, ep stack.Endpoints) error {
 		return c.Close()
 	case Elasticsearch:
 		return get(ep.ElasticsearchURL + "/_cluster/health")
+	case OpenSearch:
+		return get(ep.OpenSearchURL + "/_cluster/health")
 	case Loki:
 		return get(ep.LokiURL + "/ready")
 	case Prometheus:

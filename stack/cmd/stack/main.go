@@ -1,5 +1,5 @@
 // Command stack starts, stops and reports the real components assistlog runs
-// against: Kafka, Elasticsearch, Loki, Prometheus and Alertmanager.
+// against: Kafka, Elasticsearch, Loki, Prometheus, Alertmanager and OpenSearch.
 package main
 
 import (
@@ -27,7 +27,7 @@ Usage:
   stack env                    shell exports of every endpoint, for tests and tools
   stack install [component...] only download and build into the cache
 
-Components: kafka, elasticsearch, loki, prometheus, alertmanager, s3 (all when none named).
+Components: kafka, elasticsearch, loki, prometheus, alertmanager, opensearch, s3 (all when none named).
 
 Environment:
   ASSISTLOG_CACHE      downloads and builds (default ~/.cache/assistlog); keep it between runs

@@ -1,0 +1,138 @@
+package stack
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// opensearchComponent runs OpenSearch beside Elasticsearch, on its own
+// ports, as the second store the shipper and audit are tested against
+// (issue 16: the managed search store a business in Russia can rent is
+// OpenSearch). Like Elasticsearch it comes as the integ-test zip from Maven
+// Central (Apache-2.0, only the transport-netty4 module: no security, no
+// ISM) and runs on the machine's Java as the same unprivileged user.
+func opensearchComponent() *component {
+	return &component{
+		name:         "opensearch",
+		version:      Versions.OpenSearch,
+		readyTimeout: 180 * time.Second,
+		stopGrace:    30 * time.Second,
+		endpoint:     func(l Layout) string { return l.Endpoints().OpenSearchURL },
+		install: func(ctx context.Context, in installer) error {
+			zip := in.layout.osZip()
+			if exists(zip) {
+				return nil
+			}
+			tmp := filepath.Join(in.layout.CacheDir, "opensearch-download.partial")
+			_ = os.RemoveAll(tmp)
+			if err := os.MkdirAll(tmp, 0o755); err != nil {
+				return err
+			}
+			art := "org.opensearch.distribution.integ-test-zip:opensearch:" + Versions.OpenSearch + ":zip"
+			in.log("opensearch: downloading %s from Maven Central", art)
+			if err := in.maven(ctx, tmp, "install-opensearch.log", "dependency:copy", "-Dartifact="+art, "-DoutputDirectory="+tmp); err != nil {
+				return err
+			}
+			if err := os.Rename(filepath.Join(tmp, "opensearch-"+Versions.OpenSearch+".zip"), zip); err != nil {
+				return err
+			}
+			return os.RemoveAll(tmp)
+		},
+		prepare: func(ctx context.Context, s *Stack) error {
+			dir := s.layout.componentDir("opensearch")
+			home := filepath.Join(dir, "home")
+			marker := filepath.Join(home, ".assistlog-version")
+			if b, _ := os.ReadFile(marker); string(b) != Versions.OpenSearch {
+				_ = os.RemoveAll(home)
+				if err := unzip(s.layout.osZip(), home); err != nil {
+					return err
+				}
+				if err := os.WriteFile(marker, []byte(Versions.OpenSearch), 0o644); err != nil {
+					return err
+				}
+			}
+			for _, d := range []string{"data", "logs", "tmp"} {
+				if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+					return err
+				}
+			}
+			conf := fmt.Sprintf(`# Written by assistlog's stack: one node on loopback (the integ-test zip has no security plugin).
+cluster.name: assistlog-os
+node.name: assistlog-os-1
+network.host: 127.0.0.1
+http.port: %d
+transport.port: %d
+discovery.type: single-node
+path.data: %s
+path.logs: %s
+cluster.routing.allocation.disk.threshold_enabled: false
+action.destructive_requires_name: false
+`, s.layout.Ports.OpenSearch, s.layout.Ports.OSTransport, filepath.Join(dir, "data"), filepath.Join(dir, "logs"))
+			if err := writeFileAtomic(filepath.Join(home, "config", "opensearch.yml"), []byte(conf), 0o644); err != nil {
+				return err
+			}
+			if os.Geteuid() == 0 {
+				uid, gid, err := runAsES(ctx)
+				if err != nil {
+					return err
+				}
+				if err := chownTree(dir, uid, gid); err != nil {
+					return fmt.Errorf("chown %s to %s: %w", dir, esUser, err)
+				}
+				if err := checkTraversable(dir); err != nil {
+					return fmt.Errorf("opensearch runs as %s and %w; set %s to a directory outside a private home", esUser, err, EnvDir)
+				}
+			}
+			return nil
+		},
+		command: func(s *Stack) (*exec.Cmd, error) {
+			dir := s.layout.componentDir("opensearch")
+			home := filepath.Join(dir, "home")
+			cmd := exec.Command(filepath.Join(home, "bin", "opensearch"))
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(),
+				"OPENSEARCH_JAVA_HOME="+javaHome(),
+				"OPENSEARCH_JAVA_OPTS=-Xms512m -Xmx512m",
+				"OPENSEARCH_PATH_CONF="+filepath.Join(home, "config"),
+				"OPENSEARCH_TMPDIR="+filepath.Join(dir, "tmp"),
+				"HOME="+dir,
+			)
+			if os.Geteuid() == 0 {
+				uid, gid, err := runAsES(context.Background())
+				if err != nil {
+					return nil, err
+				}
+				cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+			}
+			return cmd, nil
+		},
+		ready: func(ctx context.Context, s *Stack) error {
+			return httpReady(ctx, s.layout.Endpoints().OpenSearchURL+"/_cluster/health?wait_for_status=yellow&timeout=1s")
+		},
+	}
+}
+
+// runAsES makes sure the unprivileged user exists and returns its ids.
+func runAsES(ctx context.Context) (uid, gid int, err error) {
+	if err := ensureESUser(ctx); err != nil {
+		return 0, 0, err
+	}
+	u, err := user.Lookup(esUser)
+	if err != nil {
+		return 0, 0, err
+	}
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	return uid, gid, nil
+}
+
+func (l Layout) osZip() string {
+	return filepath.Join(l.CacheDir, "opensearch-"+Versions.OpenSearch+".zip")
+}
