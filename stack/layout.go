@@ -123,8 +123,8 @@ type Endpoints struct {
 	// PrometheusRulesDir is where Prometheus loads rule files from.
 	PrometheusRulesDir string
 	// S3 is the S3-compatible server holding the archive (stack/s3.go).
-	S3 S3Endpoints
-	OpenSearchURL      string
+	S3            S3Endpoints
+	OpenSearchURL string
 }
 
 // Endpoints derives the client addresses from the layout.

@@ -35,8 +35,8 @@ const (
 	Prometheus    = "prometheus"
 	Alertmanager  = "alertmanager"
 	// S3 is the S3-compatible server (versitygw) holding the archive.
-	S3 = "s3"
-	OpenSearch    = "opensearch"
+	S3         = "s3"
+	OpenSearch = "opensearch"
 )
 
 // SearchStore is one of the stores events are written to and read from.
