@@ -16,12 +16,14 @@ import (
 	"time"
 
 	"github.com/assistlog/assistlog/internal/bitrix24/bitrix24test"
+	"github.com/assistlog/assistlog/internal/program"
 )
 
 const usage = `bitrix24-fake — a local Bitrix24 portal for the demo (HTTPS, webhook auth).
 
 Usage:
   bitrix24-fake --listen 127.0.0.1:19180 --cert-out ca.pem [--state state.json]
+  bitrix24-fake version
 
 It prints the incoming-webhook URL to give the shipper (crm.bitrix24.webhook_url)
 and writes its certificate to --cert-out (crm.bitrix24.ca_file). Leads and
@@ -40,6 +42,10 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "version" {
+		program.PrintVersion(stdout, "bitrix24-fake")
+		return nil
+	}
 	fs := flag.NewFlagSet("bitrix24-fake", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
