@@ -2,6 +2,7 @@ package images
 
 import (
 	"debug/buildinfo"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -170,4 +171,37 @@ func CheckLicences(mods []Module) []string {
 		}
 	}
 	return bad
+}
+
+// PackageModules lists the modules that the programs' packages import, as
+// a static Linux build sees them (CGO_ENABLED=0): the modules the linker
+// links, without building anything.
+func PackageModules(root string, programs []Program) ([]Module, error) {
+	args := []string{"list", "-deps", "-f", "{{if and .Module (not .Module.Main)}}{{.Module.Path}}\t{{.Module.Version}}\t{{.Module.Dir}}{{end}}"}
+	for _, p := range programs {
+		args = append(args, p.Package)
+	}
+	cmd := exec.Command("go", args...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			err = fmt.Errorf("%w: %s", err, ee.Stderr)
+		}
+		return nil, fmt.Errorf("licences: go list: %w", err)
+	}
+	seen := map[string]bool{}
+	var mods []Module
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) != 3 || seen[f[0]] {
+			continue
+		}
+		seen[f[0]] = true
+		mods = append(mods, Module{Path: f[0], Version: f[1], Dir: f[2]})
+	}
+	sort.Slice(mods, func(i, j int) bool { return mods[i].Path < mods[j].Path })
+	return mods, nil
 }
