@@ -20,6 +20,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"github.com/assistlog/assistlog/internal/images"
 	"github.com/assistlog/assistlog/internal/proctest"
@@ -82,8 +84,14 @@ func TestImages(t *testing.T) {
 			if !slices.Contains(refs, b.Ref) {
 				t.Errorf("OCI layout lacks %s (has %v)", b.Ref, refs)
 			}
-			if _, err := os.Stat(b.Tarball); err != nil {
-				t.Error(err)
+			// What was written reads back as a valid image (digests, sizes,
+			// diff ids), from the tarball docker/podman load.
+			loaded, err := tarball.ImageFromPath(b.Tarball, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := validate.Image(loaded); err != nil {
+				t.Errorf("%s: %v", b.Tarball, err)
 			}
 			// The pull size: an image much over this is carrying something
 			// it should not.
