@@ -15,11 +15,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -191,7 +193,11 @@ func Build(ctx context.Context, cfg Config) ([]Built, error) {
 		if bad := CheckLicences(mods); len(bad) > 0 {
 			return nil, fmt.Errorf("images: %s links modules without an allowed licence:\n  %s", p.Name, strings.Join(bad, "\n  "))
 		}
-		b, err := image(cfg, p, bin, base)
+		notices, err := Notices(mods)
+		if err != nil {
+			return nil, err
+		}
+		b, err := image(cfg, p, bin, base, notices)
 		if err != nil {
 			return nil, err
 		}
@@ -240,10 +246,28 @@ func compile(ctx context.Context, cfg Config, p Program, bin string) error {
 }
 
 // image is the base layer plus the program's binary, with its config.
-func image(cfg Config, p Program, bin string, base v1.Layer) (Built, error) {
+func image(cfg Config, p Program, bin string, base v1.Layer, notices map[string]string) (Built, error) {
 	binLayer, err := layerOf(cfg.Created, func(tw *tarWriter) error {
+		tw.dir("/usr", 0o755, 0)
+		tw.dir("/usr/local", 0o755, 0)
 		tw.dir(BinDir, 0o755, 0)
-		return tw.file(path.Join(BinDir, p.Name), bin, 0o755, 0)
+		if err := tw.file(path.Join(BinDir, p.Name), bin, 0o755, 0); err != nil {
+			return err
+		}
+		dsts := slices.Sorted(maps.Keys(notices))
+		for _, dst := range dsts {
+			var parents []string
+			for d := path.Dir(dst); d != "/"; d = path.Dir(d) {
+				parents = append(parents, d)
+			}
+			for i := len(parents) - 1; i >= 0; i-- {
+				tw.dir(parents[i], 0o755, 0)
+			}
+			if err := tw.file(dst, notices[dst], 0o644, 0); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return Built{}, err

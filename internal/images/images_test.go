@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -111,6 +112,7 @@ func TestImages(t *testing.T) {
 				t.Fatalf("Dockerfile has no stage %q", b.Program.Name)
 			}
 			checkDockerfile(t, stage, cf, dir)
+			checkNotices(t, b, dir)
 		})
 	}
 }
@@ -417,4 +419,50 @@ func checkDockerfile(t *testing.T, s *images.Stage, cf *v1.ConfigFile, dir strin
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// checkNotices: the image holds the licence text of every module its
+// binary links, and of Go; and the files are exactly what the notices
+// command (which the Dockerfile runs) writes for the same binary.
+func checkNotices(t *testing.T, b images.Built, dir string) {
+	t.Helper()
+	mods, err := images.BinaryModules(b.Binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := filepath.Join(dir, images.DocDir)
+	for _, m := range append(mods, images.Module{Path: "go"}) {
+		entries, err := os.ReadDir(filepath.Join(doc, "licenses", m.Path))
+		if err != nil || len(entries) == 0 {
+			t.Errorf("no licence text for %s in the image: %v", m.Path, err)
+		}
+	}
+	want := t.TempDir()
+	if err := images.WriteNotices(mods, want); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := treeOf(t, want), treeOf(t, doc); !slices.Equal(a, b) {
+		t.Errorf("the notices command writes %d files, the image holds %d under %s", len(a), len(b), images.DocDir)
+	}
+}
+
+func treeOf(t *testing.T, dir string) []string {
+	t.Helper()
+	var files []string
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		files = append(files, rel+" "+strconv.Itoa(len(b)))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
 }

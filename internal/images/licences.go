@@ -205,3 +205,56 @@ func PackageModules(root string, programs []Program) ([]Module, error) {
 	sort.Slice(mods, func(i, j int) bool { return mods[i].Path < mods[j].Path })
 	return mods, nil
 }
+
+// DocDir is where an image keeps the licence texts of what its binary
+// links (Apache-2.0 and BSD require them with every binary copy).
+const DocDir = "/usr/share/doc/assistlog"
+
+// Notices maps the licence and NOTICE files of each module (and Go's own
+// licence, for the standard library and runtime) to their place under
+// DocDir/licenses/MODULE/ in an image.
+func Notices(mods []Module) (map[string]string, error) {
+	out := map[string]string{}
+	goroot, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		return nil, fmt.Errorf("licences: go env GOROOT: %w", err)
+	}
+	out[DocDir+"/licenses/go/LICENSE"] = filepath.Join(strings.TrimSpace(string(goroot)), "LICENSE")
+	for _, m := range mods {
+		entries, err := os.ReadDir(m.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("licences: %s: %w", m.Path, err)
+		}
+		for _, e := range entries {
+			n := strings.ToUpper(e.Name())
+			if e.IsDir() || !(strings.HasPrefix(n, "LICENSE") || strings.HasPrefix(n, "LICENCE") || strings.HasPrefix(n, "COPYING") || strings.HasPrefix(n, "NOTICE")) {
+				continue
+			}
+			out[DocDir+"/licenses/"+m.Path+"/"+e.Name()] = filepath.Join(m.Dir, e.Name())
+		}
+	}
+	return out, nil
+}
+
+// WriteNotices copies Notices(mods) under dir as they would sit under
+// DocDir (for the Dockerfile, which copies dir to DocDir).
+func WriteNotices(mods []Module, dir string) error {
+	files, err := Notices(mods)
+	if err != nil {
+		return err
+	}
+	for dst, src := range files {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return err
+		}
+		p := filepath.Join(dir, filepath.FromSlash(strings.TrimPrefix(dst, DocDir)))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/assistlog/assistlog/internal/images"
@@ -24,6 +25,10 @@ crane push, or podman pull oci:...) and one tarball per program (OUT/NAME.tar: d
 load / podman load -i). Programs: collector, shipper, audit, bitrix24-fake (the demo's
 Bitrix24 stand-in). Each binary's modules must carry an allowed licence.
 
+  go run ./internal/images/cmd/images notices --bin DIR --out DIR
+    writes the licence texts of what each binary in --bin links into --out/NAME
+    (what the images hold under /usr/share/doc/assistlog; the Dockerfile uses it).
+
 Flags:
 `
 
@@ -35,6 +40,9 @@ func main() {
 }
 
 func run(args []string) error {
+	if len(args) > 0 && args[0] == "notices" {
+		return notices(args[1:])
+	}
 	root, err := os.Getwd()
 	if err != nil {
 		return err
@@ -76,4 +84,30 @@ func run(args []string) error {
 	defer stop()
 	_, err = images.Build(ctx, cfg)
 	return err
+}
+
+// notices writes each built program's licence texts, for the Dockerfile.
+func notices(args []string) error {
+	fs := flag.NewFlagSet("images notices", flag.ContinueOnError)
+	bin := fs.String("bin", "", "directory holding the built programs (required)")
+	out := fs.String("out", "", "write NAME/licenses/... here (required)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *bin == "" || *out == "" {
+		return fmt.Errorf("notices: --bin and --out are required")
+	}
+	for _, p := range images.Programs() {
+		mods, err := images.BinaryModules(filepath.Join(*bin, p.Name))
+		if err != nil {
+			return err
+		}
+		if bad := images.CheckLicences(mods); len(bad) > 0 {
+			return fmt.Errorf("%s links modules without an allowed licence:\n  %s", p.Name, strings.Join(bad, "\n  "))
+		}
+		if err := images.WriteNotices(mods, filepath.Join(*out, p.Name)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
