@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -81,6 +82,9 @@ type Config struct {
 	Arch     string // GOARCH; "" = this machine's
 	CACerts  string // the build machine's CA bundle (Debian's ca-certificates)
 	ZoneInfo string // the build machine's zoneinfo directory (Debian's tzdata)
+	// Created dates the image and every file in it; zero = the commit's
+	// time (SOURCE_DATE_EPOCH when set), so one commit builds the same
+	// image, digest and all, wherever it is built.
 	Created  time.Time
 	Programs []Program // nil = all
 	Log      io.Writer // progress; nil = discarded
@@ -89,7 +93,7 @@ type Config struct {
 // DefaultConfig builds every program from root into root/build/images.
 func DefaultConfig(root string) Config {
 	return Config{Root: root, Out: filepath.Join(root, "build", "images"), CACerts: "/etc/ssl/certs/ca-certificates.crt",
-		ZoneInfo: "/usr/share/zoneinfo", Created: time.Now().UTC()}
+		ZoneInfo: "/usr/share/zoneinfo"}
 }
 
 // Built is one image written.
@@ -114,7 +118,15 @@ func (c *Config) fill(ctx context.Context) error {
 		c.Arch = runtime.GOARCH
 	}
 	if c.Created.IsZero() {
-		c.Created = time.Now().UTC()
+		epoch := os.Getenv("SOURCE_DATE_EPOCH")
+		if epoch == "" {
+			epoch = git(ctx, c.Root, "log", "-1", "--format=%ct")
+		}
+		if secs, err := strconv.ParseInt(epoch, 10, 64); err == nil {
+			c.Created = time.Unix(secs, 0).UTC()
+		} else {
+			c.Created = time.Now().UTC().Truncate(time.Second)
+		}
 	}
 	if c.Programs == nil {
 		c.Programs = Programs()

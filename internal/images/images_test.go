@@ -466,3 +466,32 @@ func treeOf(t *testing.T, dir string) []string {
 	}
 	return files
 }
+
+// TestReproducible: the same commit builds the same image, digest and all
+// (files dated by the commit, not by the clock).
+func TestReproducible(t *testing.T) {
+	absRoot, err := filepath.Abs(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var digests []v1.Hash
+	for range 2 {
+		cfg := images.DefaultConfig(absRoot)
+		cfg.Out = t.TempDir()
+		cfg.Version, cfg.Commit = "v0.0.0-reproducible", "0123456789abcdef"
+		cfg.Programs = []images.Program{images.Programs()[3]} // the smallest
+		built, err := images.Build(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := built[0].Image.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		digests = append(digests, d)
+		time.Sleep(1100 * time.Millisecond) // a clock-dated build would now differ
+	}
+	if digests[0] != digests[1] {
+		t.Errorf("two builds of one commit: %s and %s", digests[0], digests[1])
+	}
+}
