@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/assistlog/assistlog/internal/program"
 
 	"github.com/assistlog/assistlog/internal/kafka"
+	"github.com/assistlog/assistlog/internal/mapping"
 	"github.com/assistlog/assistlog/internal/tail"
 )
 
@@ -49,6 +51,15 @@ type FilesConfig struct {
 	BatchLines    int           `yaml:"batch_lines"`
 	BatchBytes    int           `yaml:"batch_bytes"`
 	ReadFrom      string        `yaml:"read_from"`
+	// Mappings turn files that are not schema v1 into events; a file takes
+	// the first entry one of whose globs matches its path.
+	Mappings []FileMapping `yaml:"mappings"`
+}
+
+// FileMapping is the mapping of the files matching Match.
+type FileMapping struct {
+	Match   []string       `yaml:"match"`
+	Mapping mapping.Config `yaml:"mapping"`
 }
 
 // PositionsConfig is where read positions are kept.
@@ -66,6 +77,8 @@ type WebhookConfig struct {
 	MaxInFlight    int            `yaml:"max_in_flight"`
 	ProduceTimeout time.Duration  `yaml:"produce_timeout"`
 	Tenants        []TenantConfig `yaml:"tenants"`
+	// Hooks are the channel webhooks at /v1/hooks/<name>.
+	Hooks []HookConfig `yaml:"hooks"`
 }
 
 // TenantConfig holds one tenant's credentials. Values may be written as
@@ -74,6 +87,8 @@ type TenantConfig struct {
 	Tenant     string   `yaml:"tenant"`
 	Tokens     []string `yaml:"tokens"`
 	HMACSecret string   `yaml:"hmac_secret"`
+	// Mapping applies to this tenant's POST /v1/events (none: v1 only).
+	Mapping mapping.Config `yaml:"mapping"`
 }
 
 // DefaultConfig is what an empty file means.
@@ -121,6 +136,18 @@ func (c *Config) expandSecrets() error {
 		}
 		errs = append(errs, config.Expand(fmt.Sprintf("webhook.tenants[%d].hmac_secret", i), &t.HMACSecret))
 	}
+	for i := range c.Webhook.Hooks {
+		h := &c.Webhook.Hooks[i]
+		for j := range h.Tokens {
+			errs = append(errs, config.Expand(fmt.Sprintf("webhook.hooks[%d].tokens[%d]", i, j), &h.Tokens[j]))
+		}
+		for _, f := range []struct {
+			name string
+			v    *string
+		}{{"hmac_secret", &h.HMACSecret}, {"secret_token", &h.SecretToken}, {"app_secret", &h.AppSecret}, {"verify_token", &h.VerifyToken}} {
+			errs = append(errs, config.Expand(fmt.Sprintf("webhook.hooks[%d].%s", i, f.name), f.v))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -158,6 +185,19 @@ func (c Config) Validate() error {
 			}
 			errs = append(errs, err)
 		}
+		for i, fm := range c.Files.Mappings {
+			if len(fm.Match) == 0 {
+				add("files.mappings[%d].match: at least one glob is required", i)
+			}
+			for j, g := range fm.Match {
+				if _, err := filepath.Match(g, ""); err != nil {
+					add("files.mappings[%d].match[%d]: bad glob %q: %v", i, j, g, err)
+				}
+			}
+			if _, err := mapping.Compile(fm.Mapping); err != nil {
+				errs = append(errs, config.Prefixed(fmt.Sprintf("files.mappings[%d].mapping.", i), err)...)
+			}
+		}
 		if c.Positions.Path == "" {
 			add("positions.path: is required when files are collected")
 		}
@@ -176,9 +216,15 @@ func (c Config) Validate() error {
 		if w.ProduceTimeout <= 0 {
 			add("webhook.produce_timeout: must be positive")
 		}
-		if len(w.Tenants) == 0 {
-			add("webhook.tenants: at least one tenant with a token or an HMAC secret is required")
+		if len(w.Tenants) == 0 && len(w.Hooks) == 0 {
+			add("webhook.tenants, webhook.hooks: at least one tenant with a token or an HMAC secret, or one hook, is required")
 		}
+		for i, t := range w.Tenants {
+			if _, err := mapping.Compile(t.Mapping); err != nil && !t.Mapping.IsZero() {
+				errs = append(errs, config.Prefixed(fmt.Sprintf("webhook.tenants[%d].mapping.", i), err)...)
+			}
+		}
+		errs = append(errs, validateHooks(w.Hooks)...)
 		seen := map[string]bool{}
 		for i, t := range w.Tenants {
 			if !reTenant.MatchString(t.Tenant) {
@@ -211,4 +257,45 @@ func (c Config) Validate() error {
 		add("shutdown_timeout: must be positive")
 	}
 	return errors.Join(errs...)
+}
+
+// fileMappings compiles files.mappings (validated by LoadConfig).
+func (c Config) fileMappings() ([]compiledFileMapping, error) {
+	var out []compiledFileMapping
+	for i, fm := range c.Files.Mappings {
+		m, err := mapping.Compile(fm.Mapping)
+		if err != nil {
+			return nil, fmt.Errorf("files.mappings[%d].mapping: %w", i, err)
+		}
+		out = append(out, compiledFileMapping{match: fm.Match, m: m})
+	}
+	return out, nil
+}
+
+type compiledFileMapping struct {
+	match []string
+	m     *mapping.Mapping
+}
+
+// mappingFor returns the mapping of the file at path, or nil (v1 as written).
+func mappingFor(ms []compiledFileMapping, path string) *mapping.Mapping {
+	for _, fm := range ms {
+		if globsMatch(fm.match, path) {
+			return fm.m
+		}
+	}
+	return nil
+}
+
+// globsMatch reports whether a glob matches the path or its base name.
+func globsMatch(globs []string, path string) bool {
+	for _, g := range globs {
+		if ok, _ := filepath.Match(g, path); ok {
+			return true
+		}
+		if ok, _ := filepath.Match(g, filepath.Base(path)); ok {
+			return true
+		}
+	}
+	return false
 }

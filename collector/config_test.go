@@ -9,6 +9,10 @@ import (
 func TestExampleConfigLoads(t *testing.T) {
 	t.Setenv("SALON_AURORA_TOKEN", "token-of-at-least-16-chars")
 	t.Setenv("SALON_AURORA_HMAC_SECRET", "secret-of-at-least-16-chars")
+	t.Setenv("PANEL_HOOK_TOKEN", "panel-token-0123456789")
+	t.Setenv("AURORA_TELEGRAM_SECRET", "tg-secret-0123456789")
+	t.Setenv("META_APP_SECRET", "meta-app-secret-0123456789")
+	t.Setenv("META_VERIFY_TOKEN", "meta-verify-token-0123")
 	cfg, err := LoadConfig("collector.example.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -18,6 +22,9 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 	if cfg.Kafka.Topic != "assistant.events" || cfg.Files.MaxLineBytes != 262144 {
 		t.Errorf("unexpected values: %+v", cfg)
+	}
+	if len(cfg.Files.Mappings) != 2 || len(cfg.Webhook.Hooks) != 4 || cfg.Webhook.Hooks[2].AppSecret != "meta-app-secret-0123456789" {
+		t.Errorf("mappings and hooks not loaded: %+v %+v", cfg.Files.Mappings, cfg.Webhook.Hooks)
 	}
 }
 
@@ -38,7 +45,23 @@ func TestBadConfigs(t *testing.T) {
 			`webhook.tenants[0].tenant: must be a tenant name (lower-case letters, digits, -), got "Salon"`,
 			"webhook.tenants[0].tokens[0]: must be at least 16 characters",
 		},
-		"nothing.bad.yaml":     {"files.include, webhook.listen: nothing to collect"},
+		"nothing.bad.yaml": {"files.include, webhook.listen: nothing to collect"},
+		"mapping.bad.yaml": {
+			`files.mappings[0].match[0]: bad glob "/var/log/bot/[a-.jsonl"`,
+			`files.mappings[0].mapping.fields.sesion_id: unknown target field "sesion_id"`,
+			`files.mappings[0].mapping.fields.payload.text: conflicts with fields.payload`,
+			`files.mappings[0].mapping.fields.payload.text[0]: path "message..text": empty key`,
+			`files.mappings[0].mapping.defaults.level: must be one of info, warning, error, got "verbose"`,
+			`files.mappings[0].mapping.time_zone: unknown IANA time zone "Ufa"`,
+			`files.mappings[1].match: at least one glob is required`,
+			`files.mappings[1].mapping.profile: unknown profile "bitrix" (built in: business)`,
+			`webhook.hooks[0].secret_token: is required for kind telegram`,
+			`webhook.hooks[0].app_secret: is not used by kind telegram; remove it`,
+			`webhook.hooks[1].name: "tg" listed twice`,
+			`webhook.hooks[1].kind: must be json, telegram, whatsapp or instagram, got "viber"`,
+			`webhook.hooks[2].app_secret: must be at least 16 characters`,
+			`webhook.hooks[2].mapping.values.channel.WA: maps to "whatsap"`,
+		},
 		"missing-env.bad.yaml": {"webhook.tenants[0].tokens[0]: environment variable ASSISTLOG_TEST_UNSET_TOKEN is not set"},
 	}
 	files, _ := filepath.Glob("testdata/*.bad.yaml")

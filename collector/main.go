@@ -34,6 +34,8 @@ Usage:
   collector --config collector.yaml --check  validate the configuration and exit
   collector health --config collector.yaml   exit 0 when the running collector's /readyz says ready (or --url URL)
   collector version                          print the version, commit and Go version
+  collector mapping test --config collector.yaml SAMPLES
+                                             show the mapped event or the error per sample line
 
 Every field is documented in collector/collector.example.yaml. Secrets in
 webhook.tenants may be written as ${ENV_VAR}.
@@ -41,11 +43,16 @@ webhook.tenants may be written as ${ENV_VAR}.
 Endpoints (http.listen): /metrics, /healthz, /readyz.
 Webhook (webhook.listen): POST /v1/events — one JSON event or NDJSON;
 202 after Kafka acknowledged, 400 per-event errors, 401/403, 413, 429/503.
+Channel webhooks (webhook.hooks): POST /v1/hooks/<name> (json, telegram,
+whatsapp, instagram), GET for Meta's verification handshake; docs/ingest.md.
 
 Flags:
 `
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "mapping" {
+		os.Exit(mappingCommand(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	if err := run(os.Args[1:], os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "collector:", err)
 		os.Exit(1)
@@ -74,6 +81,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer producer.Close()
 	pl, err := newPipeline(cfg.Kafka.Topic, cfg.Kafka.DeadLetterTopic, producer, reg)
 	if err != nil {
+		return err
+	}
+	if pl.files, err = cfg.fileMappings(); err != nil {
 		return err
 	}
 
@@ -107,7 +117,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 		defer hookLn.Close()
-		hookSrv = &http.Server{Handler: newWebhook(cfg.Webhook, pl, log).routes(), ReadHeaderTimeout: 10 * time.Second}
+		wh, err := newWebhook(cfg.Webhook, pl, log, reg)
+		if err != nil {
+			return err
+		}
+		hookSrv = &http.Server{Handler: wh.routes(), ReadHeaderTimeout: 10 * time.Second}
 	}
 	log.Info("collector started", "files", cfg.Files.Include, "webhook", cfg.Webhook.Listen, "http", cfg.HTTP.Listen,
 		"topic", cfg.Kafka.Topic, "dead_letter_topic", cfg.Kafka.DeadLetterTopic)

@@ -14,6 +14,7 @@ import (
 	"github.com/assistlog/assistlog/internal/deadletter"
 	"github.com/assistlog/assistlog/internal/event"
 	"github.com/assistlog/assistlog/internal/kafka"
+	"github.com/assistlog/assistlog/internal/mapping"
 	"github.com/assistlog/assistlog/internal/tail"
 )
 
@@ -35,6 +36,8 @@ type pipeline struct {
 	topic, dlqTopic string
 	out             sender
 	m               pipelineMetrics
+	// files maps file paths to their mapping (files.mappings).
+	files []compiledFileMapping
 }
 
 type pipelineMetrics struct {
@@ -96,8 +99,17 @@ type decoded struct {
 	event    *event.Event
 }
 
-// decode turns one line or webhook element into a message.
-func (p *pipeline) decode(raw []byte, defaultID string, rec deadletter.Record) decoded {
+// ReasonMapping is the dead-letter reason of input a mapping could not
+// turn into an event (the record's step header says which step failed);
+// input mapped but then invalid carries the validator's reason (schema).
+const ReasonMapping = "mapping"
+
+// decode turns one line or webhook element into a message; m, when not
+// nil, maps the input into an event first.
+func (p *pipeline) decode(raw []byte, defaultID string, rec deadletter.Record, m *mapping.Mapping) decoded {
+	if m != nil {
+		return p.decodeMapped(raw, defaultID, rec, m)
+	}
 	e, err := event.ParseWithDefaultID(raw, defaultID)
 	if err != nil {
 		rec.Reason, rec.Error, rec.Raw = string(event.KindOf(err)), err.Error(), raw
@@ -114,10 +126,31 @@ func (p *pipeline) decode(raw []byte, defaultID string, rec deadletter.Record) d
 			return decoded{msg: rec.Message(p.dlqTopic), rejected: &rec}
 		}
 	}
-	return decoded{event: e, msg: kafkago.Message{Topic: p.topic, Key: e.Key(), Value: value, Headers: []kafkago.Header{
+	return decoded{event: e, msg: p.eventMessage(e, value, rec)}
+}
+
+// decodeMapped is decode through a mapping: the dead letter keeps the
+// original input and names the step that failed.
+func (p *pipeline) decodeMapped(raw []byte, defaultID string, rec deadletter.Record, m *mapping.Mapping) decoded {
+	e, value, err := m.Apply(raw, mapping.Input{DefaultID: defaultID, Tenant: rec.Tenant})
+	if err != nil {
+		rec.Reason, rec.Error, rec.Raw, rec.Step = ReasonMapping, err.Error(), raw, mapping.StepOf(err)
+		if k := event.KindOf(err); k != "" {
+			rec.Reason = string(k)
+		}
+		if rec.Tenant == "" {
+			rec.Tenant = deadletter.TenantOf(raw)
+		}
+		return decoded{msg: rec.Message(p.dlqTopic), rejected: &rec}
+	}
+	return decoded{event: e, msg: p.eventMessage(e, value, rec)}
+}
+
+func (p *pipeline) eventMessage(e *event.Event, value []byte, rec deadletter.Record) kafkago.Message {
+	return kafkago.Message{Topic: p.topic, Key: e.Key(), Value: value, Headers: []kafkago.Header{
 		{Key: HeaderSource, Value: []byte(rec.Source)},
 		{Key: HeaderOffset, Value: []byte(strconv.FormatInt(rec.Offset, 10))},
-	}}}
+	}}
 }
 
 // handleBatch is the file source's handler: it returns once every line of
@@ -126,6 +159,7 @@ func (p *pipeline) handleBatch(ctx context.Context, b tail.Batch) error {
 	msgs := make([]kafkago.Message, 0, len(b.Lines))
 	events, blank := 0, 0
 	var dead []string
+	m := mappingFor(p.files, b.Path)
 	for _, l := range b.Lines {
 		rec := deadletter.Record{Source: b.Path, Fingerprint: b.Fingerprint, Offset: l.Offset}
 		if l.TooLong {
@@ -141,7 +175,7 @@ func (p *pipeline) handleBatch(ctx context.Context, b tail.Batch) error {
 			blank++
 			continue
 		}
-		d := p.decode(l.Data, fileEventID(b.Fingerprint, l.Offset, l.Data), rec)
+		d := p.decode(l.Data, fileEventID(b.Fingerprint, l.Offset, l.Data), rec, m)
 		msgs = append(msgs, d.msg)
 		if d.rejected != nil {
 			dead = append(dead, d.rejected.Reason)

@@ -36,7 +36,7 @@ func FuzzDecode(f *testing.F) {
 	reasons := map[string]bool{string(event.KindInvalidJSON): true, string(event.KindInvalidUTF8): true,
 		string(event.KindSchema): true, string(event.KindTooLarge): true}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		d := p.decode(raw, "f-fuzz-0", deadletter.Record{Source: "fuzz"})
+		d := p.decode(raw, "f-fuzz-0", deadletter.Record{Source: "fuzz"}, nil)
 		switch d.msg.Topic {
 		case "events":
 			if d.rejected != nil || d.event == nil {

@@ -15,9 +15,11 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/assistlog/assistlog/internal/deadletter"
+	"github.com/assistlog/assistlog/internal/mapping"
 )
 
 // Webhook headers for HMAC-signed requests (the alternative to a bearer token).
@@ -33,10 +35,39 @@ type webhook struct {
 	p        *pipeline
 	log      *slog.Logger
 	inFlight chan struct{}
+	// tenants' mappings for /v1/events (nil: v1 as sent); hooks by name.
+	mappings map[string]*mapping.Mapping
+	hooks    map[string]*hook
+	hm       hookMetrics
 }
 
-func newWebhook(cfg WebhookConfig, p *pipeline, log *slog.Logger) *webhook {
-	return &webhook{cfg: cfg, p: p, log: log, inFlight: make(chan struct{}, cfg.MaxInFlight)}
+// newWebhook compiles the tenants' and hooks' mappings (validated with the
+// configuration, so an error here is a bug rather than a typo).
+func newWebhook(cfg WebhookConfig, p *pipeline, log *slog.Logger, reg prometheus.Registerer) (*webhook, error) {
+	h := &webhook{cfg: cfg, p: p, log: log, inFlight: make(chan struct{}, cfg.MaxInFlight),
+		mappings: map[string]*mapping.Mapping{}, hooks: map[string]*hook{}}
+	for i, t := range cfg.Tenants {
+		if t.Mapping.IsZero() {
+			continue
+		}
+		m, err := mapping.Compile(t.Mapping)
+		if err != nil {
+			return nil, fmt.Errorf("webhook.tenants[%d].mapping: %w", i, err)
+		}
+		h.mappings[t.Tenant] = m
+	}
+	for i, c := range cfg.Hooks {
+		m, err := mapping.Compile(c.Mapping)
+		if err != nil {
+			return nil, fmt.Errorf("webhook.hooks[%d].mapping: %w", i, err)
+		}
+		h.hooks[c.Name] = &hook{cfg: c, m: m}
+	}
+	var err error
+	if h.hm, err = newHookMetrics(reg); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
 // Rejection reports one bad element of a batch.
@@ -50,7 +81,10 @@ type Rejection struct {
 type Response struct {
 	Accepted int         `json:"accepted"`
 	Rejected []Rejection `json:"rejected"`
-	Error    string      `json:"error,omitempty"`
+	// Skipped lists platform notifications that carry no v1 event
+	// (delivery receipts, echoes, other update types); docs/ingest.md.
+	Skipped []string `json:"skipped,omitempty"`
+	Error   string   `json:"error,omitempty"`
 }
 
 func reply(w http.ResponseWriter, status int, r Response) {
@@ -65,6 +99,8 @@ func reply(w http.ResponseWriter, status int, r Response) {
 func (h *webhook) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/events", h.events)
+	mux.HandleFunc("POST /v1/hooks/{name}", h.hookHandler)
+	mux.HandleFunc("GET /v1/hooks/{name}", h.hookHandler)
 	return mux
 }
 
@@ -143,7 +179,7 @@ func (h *webhook) events(w http.ResponseWriter, r *http.Request) {
 	var msgs []kafkago.Message
 	var rejected []Rejection
 	for i, raw := range items {
-		d := h.p.decode(raw, webhookEventID(tenant, raw), deadletter.Record{Source: "webhook", Offset: int64(i), Tenant: tenant})
+		d := h.p.decode(raw, webhookEventID(tenant, raw), deadletter.Record{Source: "webhook", Offset: int64(i), Tenant: tenant}, h.mappings[tenant])
 		if d.rejected == nil && d.event.Tenant != tenant {
 			reply(w, http.StatusForbidden, Response{Error: fmt.Sprintf("event %d is for tenant %q; these credentials are for %q", i, d.event.Tenant, tenant)})
 			return

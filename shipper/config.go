@@ -25,8 +25,10 @@ type Config struct {
 	// Webhook posts selected masked events to an owner's Sheets, Make or
 	// Zapier; a batch commits only once it acknowledged too.
 	Webhook webhooksink.Config `yaml:"webhook"`
-	HTTP    program.HTTP       `yaml:"http"`
-	Log     program.Log        `yaml:"log"`
+	// Archive is read by `shipper archive` only.
+	Archive ArchiveConfig `yaml:"archive"`
+	HTTP    program.HTTP  `yaml:"http"`
+	Log     program.Log   `yaml:"log"`
 	// Retry is the one error policy's waits, for Kafka, Elasticsearch,
 	// Loki and Bitrix24 alike.
 	Retry errpolicy.Config `yaml:"retry"`
@@ -75,6 +77,7 @@ func DefaultConfig() Config {
 		Loki:            LokiConfig{Config: loki.DefaultConfig(), Labels: map[string]string{"app": "assistlog"}},
 		CRM:             defaultCRMConfig(),
 		Webhook:         webhooksink.DefaultConfig(),
+		Archive:         defaultArchiveConfig(),
 		HTTP:            program.HTTP{Listen: "127.0.0.1:19102"},
 		Log:             program.Log{Level: "info"},
 		Retry:           errpolicy.DefaultConfig(),

@@ -19,6 +19,32 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 }
 
+func TestExampleArchiveConfigLoads(t *testing.T) {
+	t.Setenv("ASSISTLOG_PII_SECRET", "a-secret-of-sixteen+")
+	t.Setenv("ASSISTLOG_S3_ACCESS_KEY", "AKIAEXAMPLE")
+	t.Setenv("ASSISTLOG_S3_SECRET_KEY", "secret-example")
+	cfg, err := LoadArchiveConfig("shipper.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Archive
+	if a.S3.Endpoint != "http://127.0.0.1:19900" || a.S3.Bucket != "assistlog-archive" || a.S3.Prefix != "events" ||
+		!a.S3.PathStyle || a.S3.AccessKey != "AKIAEXAMPLE" || a.S3.SecretKey != "secret-example" ||
+		a.GroupID != "assistlog-archiver" || a.RollInterval.Minutes() != 10 || a.MaxRecords != 200000 {
+		t.Errorf("unexpected archive section: %+v", a)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("pii: {hash_secret: a-secret-of-sixteen+}\narchive:\n  s3: {endpoint: s3.amazonaws.com, part_size: 1024, access_key: x}\n  max_records: 0\n"), 0o644)
+	_, err = LoadArchiveConfig(bad)
+	for _, want := range []string{`archive.s3.endpoint: must be an http(s) URL, got "s3.amazonaws.com"`, "archive.s3.bucket: is required",
+		"archive.s3.access_key, secret_key: set both or neither", "archive.s3.part_size: must be at least 5 MiB",
+		"archive.tenants_file: is required", "archive.max_records"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
 func TestBadConfig(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(path, []byte(`

@@ -37,6 +37,8 @@ Usage:
   shipper dlq replay --config shipper.yaml [--reason R] [--dry-run] [--format table|json]
                                          re-drive dead letters after a fix (each once:
                                          the run is recorded in a consumer group)
+  shipper archive --config shipper.yaml  archive every event as masked Parquet in S3 (own
+                                         consumer group; see shipper archive --help)
 
 Every field is documented in shipper/shipper.example.yaml; pii.hash_secret is
 best written as ${ENV_VAR}.
@@ -56,6 +58,9 @@ func main() {
 func run(args []string, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "dlq" {
 		return dlqMain(args[1:], os.Stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "archive" {
+		return archiveMain(args[1:], os.Stdout, stderr)
 	}
 	return program.Run(program.Spec[Config]{Name: "shipper", Usage: usage, Load: LoadConfig,
 		Log: func(c Config) program.Log { return c.Log }, Serve: serve,

@@ -37,9 +37,9 @@ type Ports struct {
 	Loki, LokiGRPC             int
 	Prometheus                 int
 	Alertmanager               int
-	// Collector and Shipper are where Prometheus expects the pipeline
-	// programs' /metrics.
-	Collector, Shipper int
+	// Collector, Shipper and Archiver (shipper archive) are where
+	// Prometheus expects the pipeline programs' /metrics.
+	Collector, Shipper, Archiver int
 	// OnCallWebhook is where the stack's Alertmanager delivers the on-call
 	// webhook (alerts/alertmanager.yml's oncall-webhook receiver): the
 	// end-to-end alert tests listen there.
@@ -53,7 +53,7 @@ var DefaultPorts = Ports{
 	Loki: 13100, LokiGRPC: 19095,
 	Prometheus:   19090,
 	Alertmanager: 19094,
-	Collector:    19101, Shipper: 19102,
+	Collector:    19101, Shipper: 19102, Archiver: 19103,
 	OnCallWebhook: 19099,
 }
 
@@ -117,6 +117,8 @@ type Endpoints struct {
 	Amtool         string
 	// PrometheusRulesDir is where Prometheus loads rule files from.
 	PrometheusRulesDir string
+	// S3 is the S3-compatible server holding the archive (stack/s3.go).
+	S3 S3Endpoints
 }
 
 // Endpoints derives the client addresses from the layout.
@@ -133,12 +135,13 @@ func (l Layout) Endpoints() Endpoints {
 		Promtool:           filepath.Join(l.prometheusBin(), "promtool"),
 		Amtool:             filepath.Join(l.alertmanagerBin(), "amtool"),
 		PrometheusRulesDir: filepath.Join(l.Dir, "prometheus", "rules"),
+		S3:                 l.S3(),
 	}
 }
 
 // Env lists the endpoints as NAME=value pairs, the form tests read.
 func (e Endpoints) Env() [][2]string {
-	return [][2]string{
+	return append([][2]string{
 		{"ASSISTLOG_KAFKA_BROKERS", e.KafkaBrokers},
 		{"ASSISTLOG_ELASTICSEARCH_URL", e.ElasticsearchURL},
 		{"ASSISTLOG_LOKI_URL", e.LokiURL},
@@ -150,7 +153,7 @@ func (e Endpoints) Env() [][2]string {
 		{"ASSISTLOG_JAVA", e.Java},
 		{"ASSISTLOG_PROMTOOL", e.Promtool},
 		{"ASSISTLOG_AMTOOL", e.Amtool},
-	}
+	}, e.S3.env()...)
 }
 
 // EndpointsFromEnv reads what Env wrote, falling back to the default layout
@@ -179,6 +182,7 @@ func EndpointsFromEnv() (Endpoints, error) {
 			*p = v
 		}
 	}
+	e.S3.fromEnv()
 	return e, nil
 }
 

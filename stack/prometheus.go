@@ -79,7 +79,10 @@ scrape_configs:
   - job_name: prometheus
     static_configs:
       - targets: ["127.0.0.1:%[5]d"]
-`, l.Endpoints().PrometheusRulesDir, p.Alertmanager, p.Collector, p.Shipper, p.Prometheus)
+  - job_name: archiver
+    static_configs:
+      - targets: ["127.0.0.1:%[6]d"]
+`, l.Endpoints().PrometheusRulesDir, p.Alertmanager, p.Collector, p.Shipper, p.Prometheus, p.Archiver)
 }
 
 func alertmanagerComponent() *component {

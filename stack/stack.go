@@ -51,6 +51,7 @@ func New(l Layout, out io.Writer) *Stack {
 			lokiComponent(),
 			prometheusComponent(),
 			alertmanagerComponent(),
+			s3Component(),
 		},
 	}
 }

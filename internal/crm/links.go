@@ -110,6 +110,10 @@ type Store struct {
 	mu      sync.RWMutex
 	open    map[string]Link   // pending requests, by key
 	answers map[string]answer // answered conversations, by key
+	// answeredAt remembers recently answered appointments (whose answers
+	// are not kept): the tail may apply the worker's answer before PutAll
+	// applies the request it answers, which would reopen it for good.
+	answeredAt map[string]time.Time
 	ends    map[int]int64     // partition → offset the tail starts from
 }
 
@@ -123,7 +127,7 @@ type answer struct {
 // NewStore returns an empty store; Load fills it, Run follows the topic.
 func NewStore(brokers []string, topic string, out Sender, log *slog.Logger) *Store {
 	return &Store{brokers: brokers, topic: topic, out: out, log: log, open: map[string]Link{}, answers: map[string]answer{},
-		ends: map[int]int64{}}
+		answeredAt: map[string]time.Time{}, ends: map[int]int64{}}
 }
 
 // Get returns what the view knows of key: a pending record in full, or a
@@ -192,6 +196,9 @@ func (s *Store) apply(key string, l Link) {
 	defer s.mu.Unlock()
 	if l.resolved() {
 		delete(s.open, key)
+		if l.Kind != KindSession {
+			s.rememberAnswer(key, l.Updated)
+		}
 		if l.Kind == KindSession {
 			a := answer{state: l.State, crmID: l.CRMID}
 			switch l.State {
@@ -210,7 +217,29 @@ func (s *Store) apply(key string, l Link) {
 		}
 		delete(s.answers, key)
 	}
+	if at, ok := s.answeredAt[key]; ok && !l.Updated.After(at) {
+		return // answered already: this is the request arriving late
+	}
 	s.open[key] = l
+}
+
+// answerMemory bounds how long an appointment's answer is remembered: far
+// longer than a request takes from PutAll's write to its apply.
+const answerMemory = 10 * time.Minute
+
+// rememberAnswer records an appointment's answer time and drops the
+// memories older than answerMemory (of the newest answer), so the map
+// stays small however long the shipper runs.
+func (s *Store) rememberAnswer(key string, at time.Time) {
+	s.answeredAt[key] = at
+	if len(s.answeredAt)%1024 != 0 {
+		return
+	}
+	for k, t := range s.answeredAt {
+		if at.Sub(t) > answerMemory {
+			delete(s.answeredAt, k)
+		}
+	}
 }
 
 // forget applies a tombstone.
@@ -219,6 +248,7 @@ func (s *Store) forget(key string) {
 	defer s.mu.Unlock()
 	delete(s.open, key)
 	delete(s.answers, key)
+	delete(s.answeredAt, key)
 }
 
 // Load reads every partition from its first offset to its current end.

@@ -29,6 +29,7 @@ type Record struct {
 	Fingerprint string // file fingerprint, for files
 	Offset      int64  // byte offset in the file, or index in a webhook batch
 	Tenant      string // when it could be read from the input
+	Step        string // the mapping step that failed (parse, fields, timestamp, validate, …), for mapped sources
 	Raw         []byte
 	RawLength   int // full length of the input
 	At          time.Time
@@ -44,6 +45,7 @@ const (
 	HeaderTenant      = "tenant"
 	HeaderRawLength   = "raw_length"
 	HeaderAt          = "at"
+	HeaderStep        = "mapping_step"
 )
 
 // Message encodes the record for topic.
@@ -59,7 +61,7 @@ func (r Record) Message(topic string) kafkago.Message {
 		r.At = time.Now()
 	}
 	h := func(k, v string) kafkago.Header { return kafkago.Header{Key: k, Value: []byte(v)} }
-	return kafkago.Message{
+	m := kafkago.Message{
 		Topic: topic,
 		Key:   []byte(r.Source),
 		Value: raw,
@@ -70,6 +72,10 @@ func (r Record) Message(topic string) kafkago.Message {
 			h(HeaderAt, r.At.UTC().Format(time.RFC3339Nano)),
 		},
 	}
+	if r.Step != "" {
+		m.Headers = append(m.Headers, h(HeaderStep, r.Step))
+	}
+	return m
 }
 
 // FromMessage decodes a dead-letter message.
@@ -94,6 +100,8 @@ func FromMessage(m kafkago.Message) Record {
 			r.RawLength, _ = strconv.Atoi(v)
 		case HeaderAt:
 			r.At, _ = time.Parse(time.RFC3339Nano, v)
+		case HeaderStep:
+			r.Step = v
 		}
 	}
 	return r

@@ -9,8 +9,14 @@ import (
 	"time"
 )
 
-// SchemaVersion is the only version this package accepts.
+// SchemaVersion is the only major version this package accepts.
 const SchemaVersion = 1
+
+// SchemaMinor is the newest minor version of v1 this package knows:
+// 1.0 the first release, 1.1 added the optional seq. A minor only adds
+// optional fields; docs/schema-evolution.md says how minors and a future
+// v2 are rolled out.
+const SchemaMinor = 1
 
 // SchemaJSON is the JSON Schema (draft 2020-12) of an event. Validate
 // enforces the same rules; a test keeps the two in agreement.
@@ -99,6 +105,14 @@ type Event struct {
 	// guessing one from timestamps.
 	Seq           *int64 `json:"seq,omitempty"`
 	SchemaVersion int    `json:"schema_version"`
+	// SchemaMinor is the minor version the producer wrote (optional; absent
+	// reads as "1.0 or 1.1"). An event of a newer minor than SchemaMinor may
+	// carry top-level fields this version does not know.
+	SchemaMinor *int `json:"schema_minor,omitempty"`
+	// Unknown names the top-level fields of a newer minor that this version
+	// tolerated but does not carry (they are not re-encoded by Marshal: a
+	// field this version does not know, it cannot mask or store correctly).
+	Unknown []string `json:"-"`
 }
 
 // Time returns the parsed timestamp; call it on validated events only.

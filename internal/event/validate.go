@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -96,7 +97,20 @@ func ParseWithDefaultID(line []byte, defaultID string) (*Event, error) {
 	dec.DisallowUnknownFields()
 	var e Event
 	if err := dec.Decode(&e); err != nil {
-		return nil, decodeError(err)
+		derr := decodeError(err)
+		unknown, newer := newerMinorFields(line, derr)
+		if !newer {
+			return nil, derr
+		}
+		// An event of a newer minor: its additive fields are tolerated
+		// (named in Unknown), everything this version knows stays strict.
+		e = Event{}
+		lenient := json.NewDecoder(bytes.NewReader(line))
+		if err := lenient.Decode(&e); err != nil {
+			return nil, decodeError(err)
+		}
+		e.Unknown = unknown
+		dec = lenient
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, reject(KindInvalidJSON, "", "invalid JSON: unexpected data after the event object")
@@ -109,6 +123,55 @@ func ParseWithDefaultID(line []byte, defaultID string) (*Event, error) {
 	}
 	return &e, nil
 }
+
+// reMinorField is what a field added by a minor version is named like.
+var reMinorField = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+
+// newerMinorFields reports whether err is only about unknown top-level
+// fields of an event that declares a schema_minor newer than SchemaMinor,
+// and names those fields. Unknown fields inside scenario or an attachment,
+// or oddly named ones, stay errors.
+func newerMinorFields(line []byte, err error) ([]string, bool) {
+	var ve *ValidationError
+	if !errors.As(err, &ve) || len(ve.Fields) != 1 || ve.Fields[0].Reason != "unknown field" {
+		return nil, false
+	}
+	var top map[string]json.RawMessage
+	if json.Unmarshal(line, &top) != nil {
+		return nil, false
+	}
+	var minor int
+	if raw, ok := top["schema_minor"]; !ok || json.Unmarshal(raw, &minor) != nil || minor <= SchemaMinor {
+		return nil, false
+	}
+	var unknown []string
+	for k := range top {
+		if knownFields[k] {
+			continue
+		}
+		if !reMinorField.MatchString(k) {
+			return nil, false
+		}
+		unknown = append(unknown, k)
+	}
+	if len(unknown) == 0 { // the unknown field was nested
+		return nil, false
+	}
+	slices.Sort(unknown)
+	return unknown, true
+}
+
+// knownFields are the top-level fields of this version, from Event's tags.
+var knownFields = func() map[string]bool {
+	m := map[string]bool{}
+	t := reflect.TypeOf(Event{})
+	for i := 0; i < t.NumField(); i++ {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
+			m[name] = true
+		}
+	}
+	return m
+}()
 
 func invalidUTF8At(b []byte) int {
 	for i := 0; i < len(b); {
@@ -149,7 +212,7 @@ func describeGoType(field string) string {
 	switch field {
 	case "confidence":
 		return "a number"
-	case "latency_ms", "seq", "schema_version":
+	case "latency_ms", "seq", "schema_version", "schema_minor":
 		return "an integer"
 	case "scenario", "payload":
 		return "an object"
@@ -286,6 +349,9 @@ func (e *Event) Validate() error {
 	}
 	if e.Seq != nil && (*e.Seq < 1 || *e.Seq > 1<<40) {
 		c.add("seq", "must be between 1 and 1099511627776, got %d", *e.Seq)
+	}
+	if e.SchemaMinor != nil && (*e.SchemaMinor < 0 || *e.SchemaMinor > 1000) {
+		c.add("schema_minor", "must be between 0 and 1000, got %d", *e.SchemaMinor)
 	}
 	if e.SchemaVersion != SchemaVersion {
 		if e.SchemaVersion == 0 {

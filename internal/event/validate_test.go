@@ -135,6 +135,29 @@ func validationCases() []validationCase {
 			want: "invalid UTF-8 at byte "},
 		{name: "unknown field", line: with(func(m map[string]any) { m["sesion_id"] = "typo" }), kind: KindSchema,
 			want: "sesion_id: unknown field", schemaAgrees: true},
+		// Schema evolution (docs/schema-evolution.md): a newer minor's
+		// additive fields are tolerated; v1 without a newer minor stays strict.
+		{name: "valid previous minor (no seq, no schema_minor)", line: with(func(m map[string]any) {}), schemaAgrees: true},
+		{name: "valid current minor with seq", line: with(func(m map[string]any) { m["seq"] = 3; m["schema_minor"] = 1 }), schemaAgrees: true},
+		{name: "valid next minor with an additive field", line: with(func(m map[string]any) {
+			m["schema_minor"] = 2
+			m["sentiment"] = "positive"
+		}), schemaAgrees: true},
+		{name: "unknown field in the current minor", line: with(func(m map[string]any) {
+			m["schema_minor"] = 1
+			m["sentiment"] = "positive"
+		}), kind: KindSchema, want: "sentiment: unknown field", schemaAgrees: true},
+		{name: "next minor field not named like one", line: with(func(m map[string]any) {
+			m["schema_minor"] = 2
+			m["Sentiment"] = "positive"
+		}), kind: KindSchema, want: "Sentiment: unknown field", schemaAgrees: true},
+		{name: "next minor does not loosen scenario", line: with(func(m map[string]any) {
+			m["schema_minor"] = 2
+			m["event_type"] = "scenario.transition"
+			m["scenario"] = map[string]any{"to": "x", "via": "y"}
+		}), kind: KindSchema, want: "via: unknown field", schemaAgrees: true},
+		{name: "schema_minor out of range", line: with(func(m map[string]any) { m["schema_minor"] = -1 }), kind: KindSchema,
+			want: "schema_minor: must be between 0 and 1000, got -1", schemaAgrees: true},
 
 		{name: "confidence above 1", line: with(func(m map[string]any) { m["confidence"] = 1.5 }), kind: KindSchema,
 			want: "confidence: must be between 0 and 1, got 1.5", schemaAgrees: true},
@@ -428,5 +451,29 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if string(e.Key()) != "salon-aurora/s-42" {
 		t.Errorf("Key() = %q", e.Key())
+	}
+}
+
+// TestNextMinorFieldsAreNamed: a tolerated field of a newer minor is
+// named, not carried, and the JSON Schema's threshold is this version's
+// minor + 1.
+func TestNextMinorFieldsAreNamed(t *testing.T) {
+	e, err := Parse(with(func(m map[string]any) {
+		m["schema_minor"] = 2
+		m["sentiment"] = "positive"
+		m["channel_thread"] = "t-1"
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(e.Unknown, ",") != "channel_thread,sentiment" || *e.SchemaMinor != 2 {
+		t.Errorf("Unknown = %v", e.Unknown)
+	}
+	b, _ := e.Marshal()
+	if strings.Contains(string(b), "sentiment") || !strings.Contains(string(b), `"schema_minor":2`) {
+		t.Errorf("re-encoded: %s", b)
+	}
+	if !strings.Contains(string(SchemaJSON), fmt.Sprintf(`"schema_minor": {"minimum": %d}`, SchemaMinor+1)) {
+		t.Error("schema.v1.json's tolerance threshold is not SchemaMinor+1")
 	}
 }

@@ -34,6 +34,8 @@ const (
 	Loki          = "loki"
 	Prometheus    = "prometheus"
 	Alertmanager  = "alertmanager"
+	// S3 is the S3-compatible server (versitygw) holding the archive.
+	S3 = "s3"
 )
 
 // Require returns the stack's endpoints once every named component answers.
@@ -79,6 +81,8 @@ func probe(component string, ep stack.Endpoints) error {
 		return get(ep.PrometheusURL + "/-/ready")
 	case Alertmanager:
 		return get(ep.AlertmanagerURL + "/-/ready")
+	case S3:
+		return get(ep.S3.URL + "/health")
 	}
 	return nil
 }

@@ -27,7 +27,7 @@ Usage:
   stack env                    shell exports of every endpoint, for tests and tools
   stack install [component...] only download and build into the cache
 
-Components: kafka, elasticsearch, loki, prometheus, alertmanager (all when none named).
+Components: kafka, elasticsearch, loki, prometheus, alertmanager, s3 (all when none named).
 
 Environment:
   ASSISTLOG_CACHE      downloads and builds (default ~/.cache/assistlog); keep it between runs
