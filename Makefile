@@ -5,12 +5,13 @@ GO ?= go
 STACK := $(GO) run ./stack/cmd/stack
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: demo test test-long up down status check help
+.PHONY: demo test test-long up down status check help images
 
 help:
 	@echo "make demo    bring the real stack up and run assistlog on demo conversations"
 	@echo "make test    bring the stack up, run every test against it, bring it down"
 	@echo "make test-long    the long fault tests (200 kill -9 restarts of the collector)"
+	@echo "make images  build the container images (no Docker daemon) into build/images: OCI layout + tarballs"
 	@echo "make up | down | status    manage the local stack (Kafka, Elasticsearch, Loki, Prometheus, Alertmanager)"
 
 demo:
@@ -28,6 +29,11 @@ test:
 test-long:
 	$(STACK) up kafka
 	ASSISTLOG_INTEGRATION=1 ASSISTLOG_CRASH_LOOPS=200 $(GO) test -count=1 -timeout 60m -run 'TestCrashLoop' -v ./collector/
+
+# Container images without a Docker daemon (go-containerregistry): build/images/oci
+# (an OCI image layout) and build/images/NAME.tar (docker/podman load).
+images:
+	$(GO) run ./internal/images/cmd/images --out build/images
 
 check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -47,6 +47,8 @@ func commands() []command {
 			return runReport(ctx, a, args, wiredReportHooks())
 		}},
 		{"export", "events as CSV (Excel, Google Sheets, Looker Studio) or JSON, masked", runExport},
+		{"version", "print the version, commit and Go version", runVersion},
+		{"check", "validate an audit configuration (--config) and exit", runCheck},
 	}
 }
 

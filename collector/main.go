@@ -32,6 +32,8 @@ const usage = `collector — tail assistant logs and take webhooks into Kafka.
 Usage:
   collector --config collector.yaml          run
   collector --config collector.yaml --check  validate the configuration and exit
+  collector health --config collector.yaml   exit 0 when the running collector's /readyz says ready (or --url URL)
+  collector version                          print the version, commit and Go version
   collector mapping test --config collector.yaml SAMPLES
                                              show the mapped event or the error per sample line
 
@@ -59,7 +61,8 @@ func main() {
 
 func run(args []string, stderr io.Writer) error {
 	return program.Run(program.Spec[Config]{Name: "collector", Usage: usage, Load: LoadConfig,
-		Log: func(c Config) program.Log { return c.Log }, Serve: serve}, args, stderr)
+		Log: func(c Config) program.Log { return c.Log }, Serve: serve,
+		HTTP: func(c Config) program.HTTP { return c.HTTP }}, args, stderr)
 }
 
 // serve wires the components and runs them until ctx ends.

@@ -32,6 +32,8 @@ const usage = `shipper — Kafka → Bitrix24 CRM ids → Elasticsearch and Loki
 Usage:
   shipper --config shipper.yaml          run (several instances share the partitions)
   shipper --config shipper.yaml --check  validate the configuration and exit
+  shipper health --config shipper.yaml   exit 0 when the running shipper's /readyz says ready (or --url URL)
+  shipper version                        print the version, commit and Go version
   shipper dlq replay --config shipper.yaml [--reason R] [--dry-run] [--format table|json]
                                          re-drive dead letters after a fix (each once:
                                          the run is recorded in a consumer group)
@@ -61,7 +63,8 @@ func run(args []string, stderr io.Writer) error {
 		return archiveMain(args[1:], os.Stdout, stderr)
 	}
 	return program.Run(program.Spec[Config]{Name: "shipper", Usage: usage, Load: LoadConfig,
-		Log: func(c Config) program.Log { return c.Log }, Serve: serve}, args, stderr)
+		Log: func(c Config) program.Log { return c.Log }, Serve: serve,
+		HTTP: func(c Config) program.HTTP { return c.HTTP }}, args, stderr)
 }
 
 func serve(ctx context.Context, cfg Config, log *slog.Logger) error {

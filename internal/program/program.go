@@ -53,11 +53,30 @@ type Spec[C any] struct {
 	Load  func(path string) (C, error)
 	Log   func(C) Log
 	Serve func(ctx context.Context, cfg C, log *slog.Logger) error
+	HTTP  func(C) HTTP // the operations endpoint, which `NAME health` asks
 }
 
 // Run parses --config and --check, loads and validates the configuration,
 // and either reports it valid (--check) or serves until SIGINT or SIGTERM.
+// `NAME version` prints the build and `NAME health` asks a running
+// instance's /readyz, for images with no shell to run curl in.
 func Run[C any](s Spec[C], args []string, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "version":
+			PrintVersion(os.Stdout, s.Name)
+			return nil
+		case "health":
+			listenOf := func(path string) (string, error) {
+				cfg, err := s.Load(path)
+				if err != nil {
+					return "", err
+				}
+				return s.HTTP(cfg).Listen, nil
+			}
+			return health(context.Background(), s.Name, listenOf, args[1:], os.Stdout, stderr)
+		}
+	}
 	fs := flag.NewFlagSet(s.Name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "path to the YAML configuration (required)")

@@ -6,22 +6,30 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/assistlog/assistlog/internal/bitrix24/bitrix24test"
+	"github.com/assistlog/assistlog/internal/program"
 )
 
 const usage = `bitrix24-fake — a local Bitrix24 portal for the demo (HTTPS, webhook auth).
 
 Usage:
   bitrix24-fake --listen 127.0.0.1:19180 --cert-out ca.pem [--state state.json]
+  bitrix24-fake version
+  bitrix24-fake health --addr 127.0.0.1:19180 --ca ca.pem
+      exit 0 when the fake completes a TLS handshake with its certificate
+      (for the compose health check; no request, so the rate limit is untouched)
 
 It prints the incoming-webhook URL to give the shipper (crm.bitrix24.webhook_url)
 and writes its certificate to --cert-out (crm.bitrix24.ca_file). Leads and
@@ -40,6 +48,13 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "version" {
+		program.PrintVersion(stdout, "bitrix24-fake")
+		return nil
+	}
+	if len(args) > 0 && args[0] == "health" {
+		return health(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("bitrix24-fake", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
@@ -95,4 +110,46 @@ func run(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
+}
+
+// health checks that the fake is serving: a TLS handshake verified against
+// its certificate (--ca, the --cert-out file). It sends no request, which
+// would count against the leaky bucket the demo's shipper is measured by.
+func health(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bitrix24-fake health", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:19180", "the fake's --listen address")
+	caFile := fs.String("ca", "", "the certificate the fake wrote to --cert-out (required)")
+	timeout := fs.Duration("timeout", 5*time.Second, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *caFile == "" {
+		return errors.New("health: --ca is required")
+	}
+	pem, err := os.ReadFile(*caFile)
+	if err != nil {
+		return fmt.Errorf("not ready: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return fmt.Errorf("health: %s holds no certificate", *caFile)
+	}
+	host, _, err := net.SplitHostPort(*addr)
+	if err != nil {
+		return fmt.Errorf("health: --addr: %w", err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+		_, port, _ := net.SplitHostPort(*addr)
+		*addr = net.JoinHostPort(host, port)
+	}
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: *timeout}, Config: &tls.Config{RootCAs: pool, ServerName: host}}
+	conn, err := d.DialContext(context.Background(), "tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("not ready: %w", err)
+	}
+	conn.Close()
+	fmt.Fprintln(stdout, "ready")
+	return nil
 }
