@@ -637,3 +637,80 @@ func TestChartConfigsPassTheProgramsCheck(t *testing.T) {
 		t.Errorf("checked %d configs; want the collector's, the webhook's and the shipper's", checked)
 	}
 }
+
+// Kubernetes versions the rendered objects are validated against with
+// kubernetes-validate's bundled official OpenAPI schemas (strict: unknown
+// fields fail). 1.29 is the chart's kubeVersion floor.
+var kubeVersions = []string{"1.29.0", "1.31.0", "1.33.0", "1.37.0"}
+
+// kubernetesValidate returns the kubernetes-validate program, installing it
+// with pip into a venv under the cache (ASSISTLOG_CACHE, else the user
+// cache dir + /assistlog) on the first run; offline afterwards. Where it
+// cannot be installed the test skips, except under make test / CI
+// (ASSISTLOG_INTEGRATION or CI set), where it fails.
+func kubernetesValidate(t *testing.T) string {
+	t.Helper()
+	cache := os.Getenv("ASSISTLOG_CACHE")
+	if cache == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			t.Fatalf("find the cache dir (set ASSISTLOG_CACHE): %v", err)
+		}
+		cache = filepath.Join(base, "assistlog")
+	}
+	const version = "1.37.0"
+	venv := filepath.Join(cache, "venv-kubernetes-validate-"+version)
+	prog := filepath.Join(venv, "bin", "kubernetes-validate")
+	if _, err := os.Stat(prog); err == nil {
+		return prog
+	}
+	fail := t.Skipf
+	if os.Getenv("ASSISTLOG_INTEGRATION") != "" || os.Getenv("CI") != "" {
+		fail = t.Fatalf
+	}
+	_ = os.RemoveAll(venv) // a half-made venv from an interrupted install
+	for _, args := range [][]string{
+		{"python3", "-m", "venv", venv},
+		{filepath.Join(venv, "bin", "pip"), "install", "--quiet", "kubernetes-validate==" + version},
+	} {
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			_ = os.RemoveAll(venv)
+			fail("install kubernetes-validate (%v): %v\n%s", args, err, out)
+		}
+	}
+	return prog
+}
+
+func TestChartValidatesAgainstKubernetesSchemas(t *testing.T) {
+	prog := kubernetesValidate(t)
+	for name, files := range valueSets {
+		t.Run(name, func(t *testing.T) {
+			r, err := render(t, readValues(t, files...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			var paths []string
+			for i, d := range r.docs {
+				if _, crd := d.obj.(*prometheusRule); crd {
+					continue // not a built-in kind: decoded strictly above
+				}
+				if _, crd := d.obj.(*podMonitor); crd {
+					continue
+				}
+				p := filepath.Join(dir, fmt.Sprintf("%02d-%s.json", i, d.kind))
+				if err := os.WriteFile(p, d.raw, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				paths = append(paths, p)
+			}
+			for _, v := range kubeVersions {
+				args := append([]string{"--strict", "--quiet", "-k", v}, paths...)
+				out, err := exec.Command(prog, args...).CombinedOutput()
+				if err != nil || len(bytes.TrimSpace(out)) != 0 {
+					t.Errorf("kubernetes-validate %s: %v\n%s", v, err, out)
+				}
+			}
+		})
+	}
+}
