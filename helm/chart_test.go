@@ -569,6 +569,33 @@ func TestChartOpsFilesAreTheRepos(t *testing.T) {
 	}
 }
 
+// `helm package` (chartutil.Save) stores what the symlinks point to, so a
+// packaged chart (an OCI or repo release) holds the ops files themselves.
+func TestChartPackageHoldsTheOpsFiles(t *testing.T) {
+	tgz, err := chartutil.Save(loadChart(t), t.TempDir())
+	if err != nil {
+		t.Fatalf("package: %v", err)
+	}
+	ch, err := loader.Load(tgz)
+	if err != nil {
+		t.Fatalf("load %s: %v", tgz, err)
+	}
+	dashboards, _ := filepath.Glob("../dashboards/grafana/*.json")
+	found := 0
+	for _, f := range ch.Files {
+		if strings.HasPrefix(f.Name, "files/grafana/") && strings.HasSuffix(f.Name, ".json") {
+			src, err := os.ReadFile(filepath.Join("../dashboards/grafana", filepath.Base(f.Name)))
+			if err != nil || !bytes.Equal(src, f.Data) {
+				t.Errorf("packaged %s differs from its source (%v)", f.Name, err)
+			}
+			found++
+		}
+	}
+	if found != len(dashboards) || found == 0 {
+		t.Errorf("the package holds %d dashboards; the repo has %d", found, len(dashboards))
+	}
+}
+
 // A config change rolls the pods: the checksum annotation follows it.
 func TestChartChecksumFollowsConfig(t *testing.T) {
 	checksums := func(level string) map[string]string {
@@ -599,43 +626,59 @@ func TestChartChecksumFollowsConfig(t *testing.T) {
 	}
 }
 
-// The configuration files the chart writes are accepted by the programs
-// themselves (`--check`), with the Secrets' variables set as the pods
-// would have them.
-func TestChartConfigsPassTheProgramsCheck(t *testing.T) {
-	r, err := render(t, readValues(t, "testdata/all-on.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
+// The configuration files the chart writes, and those inline in
+// docker-compose.yml, are accepted by the programs themselves (`--check`),
+// with the Secrets' variables set as the containers would have them. One
+// build of the programs serves both.
+func TestConfigsPassTheProgramsCheck(t *testing.T) {
 	bin := t.TempDir()
 	build := exec.Command("go", "build", "-o", bin+"/", "../collector", "../shipper")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	env := append(os.Environ(), "ASSISTLOG_PII_SECRET=0123456789abcdef0123", "ES_API_KEY=key",
-		"BITRIX24_WEBHOOK_URL=https://example.bitrix24.ru/rest/1/abc/",
-		"WEBHOOK_TOKEN_0=token-0-0123456789abcdef", "WEBHOOK_HMAC_0=hmac-0-0123456789abcdef", "WEBHOOK_TOKEN_1=token-1-0123456789abcdef")
-	checked := 0
-	for _, d := range r.all("ConfigMap") {
-		cm := d.obj.(*corev1.ConfigMap)
-		for key, data := range cm.Data {
-			prog := strings.TrimSuffix(key, ".yaml")
-			if prog != "collector" && prog != "shipper" {
-				continue
-			}
-			f := filepath.Join(t.TempDir(), key)
-			_ = os.WriteFile(f, []byte(data), 0o644)
-			cmd := exec.Command(filepath.Join(bin, prog), "--config", f, "--check")
-			cmd.Env = env
-			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Errorf("ConfigMap %s: %s --check refused it: %v\n%s\n%s", cm.Name, prog, err, out, data)
-			}
-			checked++
+	check := func(t *testing.T, prog, config string, env []string) {
+		t.Helper()
+		f := filepath.Join(t.TempDir(), prog+".yaml")
+		if err := os.WriteFile(f, []byte(config), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(filepath.Join(bin, prog), "--config", f, "--check")
+		cmd.Env = append(os.Environ(), env...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("%s --check refused it: %v\n%s\n%s", prog, err, out, config)
 		}
 	}
-	if checked != 3 {
-		t.Errorf("checked %d configs; want the collector's, the webhook's and the shipper's", checked)
-	}
+	t.Run("chart", func(t *testing.T) {
+		r, err := render(t, readValues(t, "testdata/all-on.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := []string{"ASSISTLOG_PII_SECRET=0123456789abcdef0123", "ES_API_KEY=key",
+			"BITRIX24_WEBHOOK_URL=https://example.bitrix24.ru/rest/1/abc/",
+			"WEBHOOK_TOKEN_0=token-0-0123456789abcdef", "WEBHOOK_HMAC_0=hmac-0-0123456789abcdef", "WEBHOOK_TOKEN_1=token-1-0123456789abcdef"}
+		checked := 0
+		for _, d := range r.all("ConfigMap") {
+			cm := d.obj.(*corev1.ConfigMap)
+			for key, data := range cm.Data {
+				if prog := strings.TrimSuffix(key, ".yaml"); prog == "collector" || prog == "shipper" {
+					check(t, prog, data, env)
+					checked++
+				}
+			}
+		}
+		if checked != 3 {
+			t.Errorf("checked %d configs; want the collector's, the webhook's and the shipper's", checked)
+		}
+	})
+	t.Run("compose", func(t *testing.T) {
+		p, err := loadCompose(t, exampleEnv(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, prog := range []string{"collector", "shipper"} {
+			check(t, prog, p.Configs[prog].Content, []string{"ASSISTLOG_PII_SECRET=" + exampleEnv(t)["ASSISTLOG_PII_SECRET"]})
+		}
+	})
 }
 
 // Kubernetes versions the rendered objects are validated against with

@@ -233,27 +233,3 @@ func TestComposeGrafanaDatasourcesAreTheRepos(t *testing.T) {
 		t.Errorf("compose's data sources differ from the repo's beyond the URLs:\ncompose:\n%s\nrepo:\n%s", gj, wj)
 	}
 }
-
-// The collector's and the shipper's configurations in compose pass the
-// programs' own --check.
-func TestComposeConfigsPassTheProgramsCheck(t *testing.T) {
-	p, err := loadCompose(t, exampleEnv(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := t.TempDir()
-	if out, err := exec.Command("go", "build", "-o", bin+"/", "../collector", "../shipper").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	for _, prog := range []string{"collector", "shipper"} {
-		f := filepath.Join(t.TempDir(), prog+".yaml")
-		if err := os.WriteFile(f, []byte(p.Configs[prog].Content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(filepath.Join(bin, prog), "--config", f, "--check")
-		cmd.Env = append(os.Environ(), "ASSISTLOG_PII_SECRET="+exampleEnv(t)["ASSISTLOG_PII_SECRET"])
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("%s --check refused compose's config: %v\n%s\n%s", prog, err, out, p.Configs[prog].Content)
-		}
-	}
-}
