@@ -12,6 +12,8 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 	"sigs.k8s.io/yaml"
+
+	"github.com/assistlog/assistlog/stack"
 )
 
 // docker-compose.yml lives at the top of the repo; this package is helm/.
@@ -231,5 +233,47 @@ func TestComposeGrafanaDatasourcesAreTheRepos(t *testing.T) {
 	wj, _ := yaml.Marshal(want)
 	if string(gj) != string(wj) {
 		t.Errorf("compose's data sources differ from the repo's beyond the URLs:\ncompose:\n%s\nrepo:\n%s", gj, wj)
+	}
+}
+
+// The inline server configurations are checked by the servers' own tools,
+// of the versions the stack pins (stack/layout.go), from the stack's cache:
+// `loki -verify-config` and `promtool check config`. Without them (no stack
+// install yet) the test skips, except under make test, which installs them.
+func TestComposeServerConfigsCheck(t *testing.T) {
+	l, err := stack.LayoutFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := loadCompose(t, exampleEnv(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	loki := filepath.Join(l.CacheDir, "bin", "loki-"+stack.Versions.Loki)
+	promtool := os.Getenv("ASSISTLOG_PROMTOOL")
+	if promtool == "" {
+		promtool = filepath.Join(l.CacheDir, "bin", "prometheus-"+stack.Versions.Prometheus, "promtool")
+	}
+	for _, c := range []struct {
+		config string
+		cmd    func(file string) []string
+	}{
+		{"loki", func(f string) []string { return []string{loki, "-verify-config", "-config.file=" + f} }},
+		{"prometheus", func(f string) []string { return []string{promtool, "check", "config", "--syntax-only", f} }},
+	} {
+		f := filepath.Join(t.TempDir(), c.config+".yaml")
+		if err := os.WriteFile(f, []byte(p.Configs[c.config].Content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args := c.cmd(f)
+		if _, err := os.Stat(args[0]); err != nil {
+			if os.Getenv("ASSISTLOG_INTEGRATION") != "" {
+				t.Fatalf("%s: %v (make test installs it with stack up)", args[0], err)
+			}
+			t.Skipf("%s not installed (go run ./stack/cmd/stack up installs it)", args[0])
+		}
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Errorf("%s refused compose's %s config: %v\n%s", filepath.Base(args[0]), c.config, err, out)
+		}
 	}
 }
