@@ -206,6 +206,35 @@ func TestComposeInvariants(t *testing.T) {
 	}
 }
 
+// Every credential file alertmanager.yml reads (*_file) is a compose
+// secret at that path.
+func TestComposeAlertmanagerSecrets(t *testing.T) {
+	p, err := loadCompose(t, exampleEnv(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("../alerts/alertmanager/alertmanager.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets := map[string]bool{}
+	for _, s := range p.Services["alertmanager"].Secrets {
+		if _, ok := p.Secrets[s.Source]; !ok {
+			t.Errorf("alertmanager: secret %s is not defined", s.Source)
+		}
+		targets[s.Target] = true
+	}
+	files := regexp.MustCompile(`_file:\s*(\S+)`).FindAllStringSubmatch(string(b), -1)
+	if len(files) == 0 {
+		t.Fatal("alertmanager.yml names no *_file: the test reads the wrong file")
+	}
+	for _, m := range files {
+		if !targets[m[1]] {
+			t.Errorf("alertmanager.yml reads %s; no compose secret is mounted there", m[1])
+		}
+	}
+}
+
 // Grafana's data sources in compose are the repo's file with this
 // network's URLs: everything else (names, the uids the dashboards use,
 // settings) agrees.
