@@ -494,6 +494,22 @@ func checkOpsFiles(t *testing.T, r *rendered) {
 	if dashboardCMs != 0 && dashboardCMs != len(dashboards) {
 		t.Errorf("%d dashboard ConfigMaps; the repo has %d dashboards", dashboardCMs, len(dashboards))
 	}
+	for _, d := range r.all("Secret") {
+		sec := d.obj.(*corev1.Secret)
+		src, _ := os.ReadFile("../alerts/alertmanager/alertmanager.yml")
+		want := strings.ReplaceAll(string(src), "/etc/assistlog/secrets/", "/etc/alertmanager/secrets/assistlog-alertmanager-receivers/")
+		want = strings.ReplaceAll(want, `"templates/*.tmpl"`, `"/etc/alertmanager/config/*.tmpl"`)
+		if got := string(sec.Data["alertmanager.yaml"]); got != want || got == string(src) {
+			t.Errorf("Secret %s: alertmanager.yaml is not alerts/alertmanager/alertmanager.yml with the secrets directory moved", sec.Name)
+		}
+		tmpls, _ := filepath.Glob("../alerts/alertmanager/templates/*.tmpl")
+		for _, f := range tmpls {
+			b, _ := os.ReadFile(f)
+			if !bytes.Equal(sec.Data[filepath.Base(f)], b) {
+				t.Errorf("Secret %s: %s differs from %s", sec.Name, filepath.Base(f), f)
+			}
+		}
+	}
 	for _, d := range r.all("PrometheusRule") {
 		var src struct{ Groups json.RawMessage }
 		b, _ := os.ReadFile("../alerts/prometheus/pipeline.rules.yaml")
