@@ -494,6 +494,43 @@ func checkOpsFiles(t *testing.T, r *rendered) {
 	if dashboardCMs != 0 && dashboardCMs != len(dashboards) {
 		t.Errorf("%d dashboard ConfigMaps; the repo has %d dashboards", dashboardCMs, len(dashboards))
 	}
+	for _, d := range r.all("ConfigMap") {
+		cm := d.obj.(*corev1.ConfigMap)
+		if data, ok := cm.Data["assistlog.rules.yaml"]; ok {
+			src, _ := os.ReadFile("../alerts/loki/assistlog.rules.yaml")
+			if data != string(src) {
+				t.Errorf("ConfigMap %s: the Loki rules differ from alerts/loki/assistlog.rules.yaml", cm.Name)
+			}
+		}
+		if data, ok := cm.Data["assistlog-datasources.yaml"]; ok {
+			// The repo's data sources with this cluster's URLs: all else equal.
+			src, _ := os.ReadFile("../dashboards/grafana/provisioning/datasources/assistlog.yaml")
+			var got, want struct {
+				APIVersion  int              `json:"apiVersion"`
+				Datasources []map[string]any `json:"datasources"`
+			}
+			if err := yaml.Unmarshal([]byte(data), &got); err != nil {
+				t.Fatal(err)
+			}
+			if err := yaml.Unmarshal(src, &want); err != nil {
+				t.Fatal(err)
+			}
+			for _, ds := range got.Datasources {
+				if u, _ := ds["url"].(string); !strings.HasPrefix(u, "http") {
+					t.Errorf("data source %v: url %q", ds["name"], u)
+				}
+				if ds["type"] == "elasticsearch" {
+					ds["jsonData"].(map[string]any)["index"] = "assistant-events" // elasticsearch.alias
+				}
+			}
+			for _, ds := range append(got.Datasources, want.Datasources...) {
+				delete(ds, "url")
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("ConfigMap %s: data sources differ from the repo's beyond URLs and index:\n%+v\n%+v", cm.Name, got, want)
+			}
+		}
+	}
 	for _, d := range r.all("Secret") {
 		sec := d.obj.(*corev1.Secret)
 		src, _ := os.ReadFile("../alerts/alertmanager/alertmanager.yml")
