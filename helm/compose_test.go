@@ -127,6 +127,15 @@ func TestComposeInvariants(t *testing.T) {
 		if !oneShot && (s.HealthCheck == nil || s.HealthCheck.Disable || len(s.HealthCheck.Test) < 2) {
 			t.Errorf("%s: no health check", name)
 		}
+		// assistlog's own images have no shell: the health check runs the
+		// program's health subcommand at the path the images put it
+		// (internal/images: /usr/local/bin/NAME).
+		if repo, ok := strings.CutPrefix(s.Image, "ghcr.io/assistlog/"); ok && s.HealthCheck != nil {
+			prog, _, _ := strings.Cut(repo, ":")
+			if tc := s.HealthCheck.Test; len(tc) < 3 || tc[0] != "CMD" || tc[1] != "/usr/local/bin/"+prog || tc[2] != "health" {
+				t.Errorf("%s: health check %q is not [CMD /usr/local/bin/%s health …] (the image's binary)", name, tc, prog)
+			}
+		}
 		for dep, d := range s.DependsOn {
 			target := p.Services[dep]
 			switch d.Condition {
