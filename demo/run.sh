@@ -80,7 +80,12 @@ rm -f "$out/bitrix24-ca.pem"
   --rate 50 > "$out/bitrix24-url" 2> "$out/bitrix24.log" &
 fpid=$!
 trap 'kill $fpid 2>/dev/null || true' EXIT
-for i in $(seq 1 100); do [ -s "$out/bitrix24-url" ] && break; sleep 0.1; done
+for i in $(seq 1 600); do
+  [ -s "$out/bitrix24-url" ] && break
+  kill -0 $fpid 2>/dev/null || { echo "the Bitrix24 stand-in exited; log:"; tail -20 "$out/bitrix24.log"; exit 1; }
+  sleep 0.1
+done
+[ -s "$out/bitrix24-url" ] || { echo "the Bitrix24 stand-in did not start within 60 s; log:"; tail -20 "$out/bitrix24.log"; exit 1; }
 export BITRIX24_WEBHOOK_URL=$(cat "$out/bitrix24-url")
 echo "   portal: $BITRIX24_WEBHOOK_URL (certificate $out/bitrix24-ca.pem)"
 
