@@ -3,6 +3,7 @@ package stacktest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -55,13 +56,8 @@ func ReadTopicFrom(t *testing.T, broker, topic string, next map[int]int64) []kaf
 	}
 	var out []kafkago.Message
 	for _, p := range parts {
-		lc, err := kafkago.DialLeader(ctx, "tcp", broker, topic, p.ID)
+		lc, first, last, err := leaderOffsets(ctx, broker, topic, p.ID)
 		if err != nil {
-			t.Fatalf("dial leader %s/%d: %v", topic, p.ID, err)
-		}
-		first, last, err := lc.ReadOffsets()
-		if err != nil {
-			lc.Close()
 			t.Fatalf("offsets %s/%d: %v", topic, p.ID, err)
 		}
 		off := max(first, next[p.ID])
@@ -96,4 +92,31 @@ func ReadTopicFrom(t *testing.T, broker, topic string, next map[int]int64) []kaf
 		lc.Close()
 	}
 	return out
+}
+
+// leaderOffsets connects to a partition's leader and reads its first and
+// last offsets, waiting out what a broker answers while it settles after a
+// restart (the outage tests restart it): a not-yet-elected leader is
+// "Not Leader For Partition", which is temporary.
+func leaderOffsets(ctx context.Context, broker, topic string, part int) (*kafkago.Conn, int64, int64, error) {
+	for {
+		lc, err := kafkago.DialLeader(ctx, "tcp", broker, topic, part)
+		if err == nil {
+			first, last, rerr := lc.ReadOffsets()
+			if rerr == nil {
+				return lc, first, last, nil
+			}
+			lc.Close()
+			err = rerr
+		}
+		var kerr kafkago.Error
+		if !errors.As(err, &kerr) || !kerr.Temporary() {
+			return nil, 0, 0, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, 0, 0, fmt.Errorf("%w (still after %v)", err, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
