@@ -12,7 +12,7 @@ help:
 	@echo "make test    bring the stack up, run every test against it, bring it down"
 	@echo "make test-long    the long fault tests (200 kill -9 restarts of the collector)"
 	@echo "make images  build the container images (no Docker daemon) into build/images: OCI layout + tarballs"
-	@echo "make up | down | status    manage the local stack (Kafka, Elasticsearch, Loki, Prometheus, Alertmanager)"
+	@echo "make up | down | status    manage the local stack (Kafka, Elasticsearch, OpenSearch, Loki, Prometheus, Alertmanager, S3)"
 
 demo:
 	bash demo/run.sh
