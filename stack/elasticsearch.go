@@ -25,46 +25,15 @@ func elasticsearchComponent() *component {
 		stopGrace:    30 * time.Second,
 		endpoint:     func(l Layout) string { return l.Endpoints().ElasticsearchURL },
 		install: func(ctx context.Context, in installer) error {
-			zip := in.layout.esZip()
-			if exists(zip) {
-				return nil
-			}
 			// The integ-test zip is the only Elasticsearch distribution on
 			// Maven Central: no bundled JDK and only a few modules (see README).
-			tmp := filepath.Join(in.layout.CacheDir, "es-download.partial")
-			_ = os.RemoveAll(tmp)
-			if err := os.MkdirAll(tmp, 0o755); err != nil {
-				return err
-			}
-			in.log("elasticsearch: downloading org.elasticsearch.distribution.integ-test-zip:elasticsearch:%s:zip from Maven Central", Versions.Elasticsearch)
-			art := "org.elasticsearch.distribution.integ-test-zip:elasticsearch:" + Versions.Elasticsearch + ":zip"
-			if err := in.maven(ctx, tmp, "install-elasticsearch.log", "dependency:copy", "-Dartifact="+art, "-DoutputDirectory="+tmp); err != nil {
-				return err
-			}
-			if err := os.Rename(filepath.Join(tmp, "elasticsearch-"+Versions.Elasticsearch+".zip"), zip); err != nil {
-				return err
-			}
-			return os.RemoveAll(tmp)
+			return in.mavenZip(ctx, "elasticsearch", "org.elasticsearch.distribution.integ-test-zip:elasticsearch:"+Versions.Elasticsearch+":zip", in.layout.esZip())
 		},
 		prepare: func(ctx context.Context, s *Stack) error {
 			dir := s.layout.componentDir("elasticsearch")
-			home := filepath.Join(dir, "home")
-			marker := filepath.Join(home, ".assistlog-version")
-			// Extracted per stack directory, not in the cache: the cache sits in
-			// root's home, which the unprivileged user cannot read.
-			if b, _ := os.ReadFile(marker); string(b) != Versions.Elasticsearch {
-				_ = os.RemoveAll(home)
-				if err := unzip(s.layout.esZip(), home); err != nil {
-					return err
-				}
-				if err := os.WriteFile(marker, []byte(Versions.Elasticsearch), 0o644); err != nil {
-					return err
-				}
-			}
-			for _, d := range []string{"data", "logs", "tmp"} {
-				if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-					return err
-				}
+			home, err := unpackHome(s.layout.esZip(), dir, Versions.Elasticsearch)
+			if err != nil {
+				return err
 			}
 			conf := fmt.Sprintf(`# Written by assistlog's stack: one node on loopback, security off.
 cluster.name: assistlog

@@ -135,6 +135,53 @@ func copyFile(src, dst string, perm os.FileMode) error {
 	return out.Close()
 }
 
+// mavenZip downloads a zip artifact (group:artifact:version:zip) from
+// Maven Central to the cache path zip, once: through a partial directory,
+// so an interrupted download is never taken for a finished one.
+func (in installer) mavenZip(ctx context.Context, name, artifact, zip string) error {
+	if exists(zip) {
+		return nil
+	}
+	tmp := filepath.Join(in.layout.CacheDir, name+"-download.partial")
+	_ = os.RemoveAll(tmp)
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return err
+	}
+	in.log("%s: downloading %s from Maven Central", name, artifact)
+	if err := in.maven(ctx, tmp, "install-"+name+".log", "dependency:copy", "-Dartifact="+artifact, "-DoutputDirectory="+tmp); err != nil {
+		return err
+	}
+	parts := strings.Split(artifact, ":") // group:artifact:version:zip
+	if err := os.Rename(filepath.Join(tmp, parts[1]+"-"+parts[2]+".zip"), zip); err != nil {
+		return err
+	}
+	return os.RemoveAll(tmp)
+}
+
+// unpackHome extracts zip into dir/home unless that already holds version,
+// and makes dir's data, logs and tmp folders. It is per stack directory,
+// not in the cache: the cache sits in root's home, which the unprivileged
+// user the servers run as cannot read.
+func unpackHome(zip, dir, version string) (home string, err error) {
+	home = filepath.Join(dir, "home")
+	marker := filepath.Join(home, ".assistlog-version")
+	if b, _ := os.ReadFile(marker); string(b) != version {
+		_ = os.RemoveAll(home)
+		if err := unzip(zip, home); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(marker, []byte(version), 0o644); err != nil {
+			return "", err
+		}
+	}
+	for _, d := range []string{"data", "logs", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return "", err
+		}
+	}
+	return home, nil
+}
+
 // unzip extracts archive into dst, dropping the archive's single top folder.
 func unzip(archive, dst string) error {
 	r, err := zip.OpenReader(archive)

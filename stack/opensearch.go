@@ -26,42 +26,13 @@ func opensearchComponent() *component {
 		stopGrace:    30 * time.Second,
 		endpoint:     func(l Layout) string { return l.Endpoints().OpenSearchURL },
 		install: func(ctx context.Context, in installer) error {
-			zip := in.layout.osZip()
-			if exists(zip) {
-				return nil
-			}
-			tmp := filepath.Join(in.layout.CacheDir, "opensearch-download.partial")
-			_ = os.RemoveAll(tmp)
-			if err := os.MkdirAll(tmp, 0o755); err != nil {
-				return err
-			}
-			art := "org.opensearch.distribution.integ-test-zip:opensearch:" + Versions.OpenSearch + ":zip"
-			in.log("opensearch: downloading %s from Maven Central", art)
-			if err := in.maven(ctx, tmp, "install-opensearch.log", "dependency:copy", "-Dartifact="+art, "-DoutputDirectory="+tmp); err != nil {
-				return err
-			}
-			if err := os.Rename(filepath.Join(tmp, "opensearch-"+Versions.OpenSearch+".zip"), zip); err != nil {
-				return err
-			}
-			return os.RemoveAll(tmp)
+			return in.mavenZip(ctx, "opensearch", "org.opensearch.distribution.integ-test-zip:opensearch:"+Versions.OpenSearch+":zip", in.layout.osZip())
 		},
 		prepare: func(ctx context.Context, s *Stack) error {
 			dir := s.layout.componentDir("opensearch")
-			home := filepath.Join(dir, "home")
-			marker := filepath.Join(home, ".assistlog-version")
-			if b, _ := os.ReadFile(marker); string(b) != Versions.OpenSearch {
-				_ = os.RemoveAll(home)
-				if err := unzip(s.layout.osZip(), home); err != nil {
-					return err
-				}
-				if err := os.WriteFile(marker, []byte(Versions.OpenSearch), 0o644); err != nil {
-					return err
-				}
-			}
-			for _, d := range []string{"data", "logs", "tmp"} {
-				if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-					return err
-				}
+			home, err := unpackHome(s.layout.osZip(), dir, Versions.OpenSearch)
+			if err != nil {
+				return err
 			}
 			conf := fmt.Sprintf(`# Written by assistlog's stack: one node on loopback (the integ-test zip has no security plugin).
 cluster.name: assistlog-os
