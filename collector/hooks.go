@@ -8,7 +8,6 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -177,22 +176,12 @@ func (h *webhook) hookHandler(w http.ResponseWriter, r *http.Request) {
 		h.metaVerify(w, r, hk)
 		return
 	}
-	select {
-	case h.inFlight <- struct{}{}:
-		defer func() { <-h.inFlight }()
-	default:
-		w.Header().Set("Retry-After", "1")
-		reply(w, http.StatusTooManyRequests, Response{Error: "too many requests in flight; retry"})
+	if !h.admit(w) {
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			reply(w, http.StatusRequestEntityTooLarge, Response{Error: fmt.Sprintf("body over %d bytes (webhook.max_body_bytes)", h.cfg.MaxBodyBytes)})
-			return
-		}
-		reply(w, http.StatusBadRequest, Response{Error: "read body: " + err.Error()})
+	defer h.release()
+	body, ok := h.readBody(w, r, "")
+	if !ok {
 		return
 	}
 	if status, msg := hk.authenticate(r, body); status != 0 {

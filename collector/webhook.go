@@ -139,23 +139,44 @@ func (h *webhook) authenticate(r *http.Request, body []byte) (tenant string, sta
 	return "", http.StatusUnauthorized, "missing credentials: send Authorization: Bearer <token>, or " + HeaderTenant + " and " + HeaderSignature
 }
 
-func (h *webhook) events(w http.ResponseWriter, r *http.Request) {
+// admit takes a slot of webhook.max_in_flight, or answers 429 and
+// returns false; the caller releases the slot with release.
+func (h *webhook) admit(w http.ResponseWriter) bool {
 	select {
 	case h.inFlight <- struct{}{}:
-		defer func() { <-h.inFlight }()
+		return true
 	default:
 		w.Header().Set("Retry-After", "1")
 		reply(w, http.StatusTooManyRequests, Response{Error: "too many requests in flight; retry"})
-		return
+		return false
 	}
+}
+
+func (h *webhook) release() { <-h.inFlight }
+
+// readBody reads a request body up to webhook.max_body_bytes, answering 413
+// (with hint) or 400 and returning false when it cannot.
+func (h *webhook) readBody(w http.ResponseWriter, r *http.Request, hint string) ([]byte, bool) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			reply(w, http.StatusRequestEntityTooLarge, Response{Error: fmt.Sprintf("body over %d bytes (webhook.max_body_bytes); split the batch", h.cfg.MaxBodyBytes)})
-			return
+			reply(w, http.StatusRequestEntityTooLarge, Response{Error: fmt.Sprintf("body over %d bytes (webhook.max_body_bytes)%s", h.cfg.MaxBodyBytes, hint)})
+			return nil, false
 		}
 		reply(w, http.StatusBadRequest, Response{Error: "read body: " + err.Error()})
+		return nil, false
+	}
+	return body, true
+}
+
+func (h *webhook) events(w http.ResponseWriter, r *http.Request) {
+	if !h.admit(w) {
+		return
+	}
+	defer h.release()
+	body, ok := h.readBody(w, r, "; split the batch")
+	if !ok {
 		return
 	}
 	tenant, status, msg := h.authenticate(r, body)
