@@ -257,20 +257,9 @@ func writeReviewSummary(w io.Writer, format, by string, weekT, intentT output.Ta
 		}
 		return weekT.Write(w, format)
 	case "json":
-		obj := func(t output.Table) []map[string]string {
-			out := make([]map[string]string, 0, len(t.Rows))
-			for _, row := range t.Rows {
-				m := map[string]string{}
-				for i, c := range t.Columns {
-					m[c] = row[i]
-				}
-				out = append(out, m)
-			}
-			return out
-		}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"by_week": obj(weekT), "by_intent": obj(intentT)})
+		return enc.Encode(map[string]any{"by_week": weekT.Records(), "by_intent": intentT.Records()})
 	}
 	h1, h2 := "Причины по неделям\n\n", "\nПо интентам\n\n"
 	if format == "md" {

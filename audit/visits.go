@@ -334,20 +334,9 @@ func writeVisits(w io.Writer, r visitsReport, format string, list bool, ws []Win
 	case "csv":
 		return r.Summary.Write(w, format)
 	case "json":
-		obj := func(t output.Table) []map[string]string {
-			out := make([]map[string]string, 0, len(t.Rows))
-			for _, row := range t.Rows {
-				m := map[string]string{}
-				for i, c := range t.Columns {
-					m[c] = row[i]
-				}
-				out = append(out, m)
-			}
-			return out
-		}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"period": label, "summary": obj(r.Summary), "chase": obj(r.Chase)})
+		return enc.Encode(map[string]any{"period": label, "summary": r.Summary.Records(), "chase": r.Chase.Records()})
 	}
 	h1, h2 := "Визиты за %s (по времени записи, в поясе каждого клиента)\n\n", "\nНе отмечены — выяснить, пришёл ли клиент (%d)\n\n"
 	if format == "md" {

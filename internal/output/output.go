@@ -74,8 +74,9 @@ func (t *Table) CSV(w io.Writer, bom bool) error {
 	return cw.Error()
 }
 
-// JSON writes an array of objects keyed by column.
-func (t *Table) JSON(w io.Writer) error {
+// Records is the rows as objects keyed by column, for JSON output that
+// embeds a table in a larger document.
+func (t *Table) Records() []map[string]string {
 	out := make([]map[string]string, 0, len(t.Rows))
 	for _, r := range t.Rows {
 		m := make(map[string]string, len(t.Columns))
@@ -86,9 +87,14 @@ func (t *Table) JSON(w io.Writer) error {
 		}
 		out = append(out, m)
 	}
+	return out
+}
+
+// JSON writes an array of objects keyed by column.
+func (t *Table) JSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return enc.Encode(t.Records())
 }
 
 // Text writes aligned columns for a terminal.
