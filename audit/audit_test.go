@@ -19,6 +19,7 @@ import (
 	"github.com/assistlog/assistlog/internal/event"
 	"github.com/assistlog/assistlog/internal/pipelinetest"
 	"github.com/assistlog/assistlog/internal/stacktest"
+	"github.com/assistlog/assistlog/stack"
 )
 
 // shipped generates events from n dialogues and ships them with the real
@@ -39,8 +40,19 @@ func shipped(t *testing.T, n int) ([]event.Event, *demo.Truth, []stacktest.Searc
 	run := fmt.Sprintf("audit%d", time.Now().UnixNano()%1e9)
 	topic, dlq, alias := "test-"+run, "test-dlq-"+run, "test-"+run
 	stacktest.CreateTopics(t, ep.KafkaBrokers, map[string]int{topic: 3, dlq: 1})
-	w := &kafkago.Writer{Addr: kafkago.TCP(ep.KafkaBrokers), Topic: topic, Balancer: &kafkago.Hash{}, RequiredAcks: kafkago.RequireAll}
-	var msgs []kafkago.Message
+	produce(t, ep.KafkaBrokers, topic, evs)
+	startMirroredShipper(t, ep, t.TempDir(), topic, dlq, run, alias, "")
+	waitStored(t, stores, alias, len(evs))
+	return evs, truth, stores, alias
+}
+
+// produce writes evs to topic keyed by conversation, acknowledged by every
+// in-sync replica.
+func produce(t *testing.T, brokers, topic string, evs []event.Event) {
+	t.Helper()
+	w := &kafkago.Writer{Addr: kafkago.TCP(brokers), Topic: topic, Balancer: &kafkago.Hash{}, RequiredAcks: kafkago.RequireAll}
+	defer w.Close()
+	msgs := make([]kafkago.Message, 0, len(evs))
 	for i := range evs {
 		b, _ := evs[i].Marshal()
 		msgs = append(msgs, kafkago.Message{Key: evs[i].Key(), Value: b})
@@ -48,10 +60,16 @@ func shipped(t *testing.T, n int) ([]event.Event, *demo.Truth, []stacktest.Searc
 	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
 		t.Fatal(err)
 	}
-	w.Close()
-	pipelinetest.StartShipper(t, ep, pipelinetest.Shipper{Dir: t.TempDir(), Topic: topic, DLQ: dlq, Group: run, Alias: alias,
+}
+
+// startMirroredShipper runs the real shipper from topic into alias on
+// Elasticsearch with OpenSearch as its mirror (plus extraYAML), and drops
+// both stores' indices at cleanup.
+func startMirroredShipper(t *testing.T, ep stack.Endpoints, dir, topic, dlq, run, alias, extraYAML string) {
+	t.Helper()
+	pipelinetest.StartShipper(t, ep, pipelinetest.Shipper{Dir: dir, Topic: topic, DLQ: dlq, Group: run, Alias: alias,
 		Labels:    "{app: assistlog-test, deployment: " + run + "}",
-		ExtraYAML: fmt.Sprintf("mirrors:\n  - urls: [%q]\n    store: opensearch\n", ep.OpenSearchURL)})
+		ExtraYAML: extraYAML + fmt.Sprintf("mirrors:\n  - urls: [%q]\n    store: opensearch\n", ep.OpenSearchURL)})
 	pipelinetest.DropIndicesAtCleanup(t, ep, alias)
 	t.Cleanup(func() {
 		req, _ := http.NewRequest(http.MethodDelete, ep.OpenSearchURL+"/"+alias+"-*", nil)
@@ -59,16 +77,20 @@ func shipped(t *testing.T, n int) ([]event.Event, *demo.Truth, []stacktest.Searc
 			resp.Body.Close()
 		}
 	})
+}
+
+// waitStored waits until every store holds want documents in alias.
+func waitStored(t *testing.T, stores []stacktest.SearchStore, alias string, want int) {
+	t.Helper()
 	for _, st := range stores {
 		stacktest.Eventually(t, 3*time.Minute, "events in "+st.Name, func() error {
 			http.Post(st.URL+"/"+alias+"/_refresh", "application/json", nil)
-			if n := count(t, st.URL, alias, "*"); n != len(evs) {
-				return fmt.Errorf("%d of %d", n, len(evs))
+			if n := count(t, st.URL, alias, "*"); n != want {
+				return fmt.Errorf("%d of %d", n, want)
 			}
 			return nil
 		})
 	}
-	return evs, truth, stores, alias
 }
 
 // onStores runs a test's checks once per store, as a subtest named after

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -15,13 +14,10 @@ import (
 	"testing"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
-
 	"github.com/assistlog/assistlog/demo"
 	"github.com/assistlog/assistlog/internal/bitrix24/bitrix24test"
 	"github.com/assistlog/assistlog/internal/event"
 	"github.com/assistlog/assistlog/internal/period"
-	"github.com/assistlog/assistlog/internal/pipelinetest"
 	"github.com/assistlog/assistlog/internal/stacktest"
 	"github.com/assistlog/assistlog/internal/tenants"
 )
@@ -72,27 +68,9 @@ func shippedWithCRM(t *testing.T, n int, drain, limit float64) ([]event.Event, [
   source_id: WEB
   conversation_url: "http://kibana.example/app/discover#/?session={session_id}"
 `, fake.WebhookURL(), ca, drain*0.8, int(limit/2), links, run)
-	w := &kafkago.Writer{Addr: kafkago.TCP(ep.KafkaBrokers), Topic: topic, Balancer: &kafkago.Hash{}, RequiredAcks: kafkago.RequireAll}
-	var msgs []kafkago.Message
-	for i := range evs {
-		b, _ := evs[i].Marshal()
-		msgs = append(msgs, kafkago.Message{Key: evs[i].Key(), Value: b})
-	}
-	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
+	produce(t, ep.KafkaBrokers, topic, evs)
 	stores := stacktest.SearchStores(t)
-	pipelinetest.StartShipper(t, ep, pipelinetest.Shipper{Dir: dir, Topic: topic, DLQ: dlq, Group: run, Alias: alias,
-		Labels:    "{app: assistlog-test, deployment: " + run + "}",
-		ExtraYAML: section + fmt.Sprintf("mirrors:\n  - urls: [%q]\n    store: opensearch\n", ep.OpenSearchURL)})
-	pipelinetest.DropIndicesAtCleanup(t, ep, alias)
-	t.Cleanup(func() {
-		req, _ := http.NewRequest(http.MethodDelete, ep.OpenSearchURL+"/"+alias+"-*", nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	})
+	startMirroredShipper(t, ep, dir, topic, dlq, run, alias, section)
 	withLead := map[string]bool{}
 	for _, e := range evs {
 		if e.Type == event.LeadCreated {

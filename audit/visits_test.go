@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
-
 	"github.com/assistlog/assistlog/demo"
 	"github.com/assistlog/assistlog/internal/event"
 	"github.com/assistlog/assistlog/internal/period"
@@ -54,16 +52,7 @@ func shipEvents(t *testing.T, evs, crm []event.Event) (stores []stacktest.Search
 	topic, dlq := "test-"+run, "test-dlq-"+run
 	alias = "test-" + run
 	stacktest.CreateTopics(t, ep.KafkaBrokers, map[string]int{topic: 3, dlq: 1})
-	w := &kafkago.Writer{Addr: kafkago.TCP(ep.KafkaBrokers), Topic: topic, Balancer: &kafkago.Hash{}, RequiredAcks: kafkago.RequireAll}
-	var msgs []kafkago.Message
-	for i := range evs {
-		b, _ := evs[i].Marshal()
-		msgs = append(msgs, kafkago.Message{Key: evs[i].Key(), Value: b})
-	}
-	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
+	produce(t, ep.KafkaBrokers, topic, evs)
 
 	// The CRM's events, per tenant, through the webhook.
 	byTenant := map[string][]event.Event{}
@@ -103,25 +92,8 @@ func shipEvents(t *testing.T, evs, crm []event.Event) (stores []stacktest.Search
 		}
 	}
 
-	pipelinetest.StartShipper(t, ep, pipelinetest.Shipper{Dir: t.TempDir(), Topic: topic, DLQ: dlq, Group: run, Alias: alias,
-		Labels:    "{app: assistlog-test, deployment: " + run + "}",
-		ExtraYAML: fmt.Sprintf("mirrors:\n  - urls: [%q]\n    store: opensearch\n", ep.OpenSearchURL)})
-	pipelinetest.DropIndicesAtCleanup(t, ep, alias)
-	t.Cleanup(func() {
-		req, _ := http.NewRequest(http.MethodDelete, ep.OpenSearchURL+"/"+alias+"-*", nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	})
-	for _, st := range stores {
-		stacktest.Eventually(t, 3*time.Minute, "events in "+st.Name, func() error {
-			http.Post(st.URL+"/"+alias+"/_refresh", "application/json", nil)
-			if n := count(t, st.URL, alias, "*"); n != len(evs)+len(crm) {
-				return fmt.Errorf("%d of %d", n, len(evs)+len(crm))
-			}
-			return nil
-		})
-	}
+	startMirroredShipper(t, ep, t.TempDir(), topic, dlq, run, alias, "")
+	waitStored(t, stores, alias, len(evs)+len(crm))
 	return stores, alias
 }
 
