@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
 	"gopkg.in/yaml.v3"
 
 	"github.com/assistlog/assistlog/dashboards"
@@ -33,19 +31,12 @@ func shipMore(t *testing.T, alias, run string, evs []event.Event) {
 	more := run + "more"
 	topic, dlq := "test-"+more, "test-dlq-"+more
 	stacktest.CreateTopics(t, ep.KafkaBrokers, map[string]int{topic: 1, dlq: 1})
-	w := &kafkago.Writer{Addr: kafkago.TCP(ep.KafkaBrokers), Topic: topic, RequiredAcks: kafkago.RequireAll}
-	var msgs []kafkago.Message
 	for i := range evs {
 		if err := evs[i].Validate(); err != nil {
 			t.Fatalf("crafted %s: %v", evs[i].EventID, err)
 		}
-		b, _ := evs[i].Marshal()
-		msgs = append(msgs, kafkago.Message{Key: evs[i].Key(), Value: b})
 	}
-	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
+	produce(t, ep.KafkaBrokers, topic, evs)
 	pipelinetest.StartShipper(t, ep, pipelinetest.Shipper{Dir: t.TempDir(), Topic: topic, DLQ: dlq, Group: more, Alias: alias,
 		Labels: "{app: assistlog-test, deployment: " + run + "}"})
 }
