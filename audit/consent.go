@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -379,10 +378,7 @@ func (r *consentReport) table() *output.Table {
 func (r *consentReport) write(w io.Writer, format string) error {
 	switch format {
 	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.SetEscapeHTML(false)
-		return enc.Encode(r)
+		return output.WriteJSON(w, r)
 	case "csv":
 		return r.table().Write(w, format)
 	}

@@ -636,10 +636,7 @@ func (c *Conversation) leads() [][2]string {
 func (c *Conversation) write(w io.Writer, format string) error {
 	switch format {
 	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.SetEscapeHTML(false)
-		return enc.Encode(c)
+		return output.WriteJSON(w, c)
 	case "html":
 		return c.html(w)
 	case "md":

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -230,9 +229,7 @@ func writeKPIJSON(w io.Writer, label, tenant string, req kpi.Request, total kpi.
 		gs = append(gs, obj(g))
 	}
 	out := map[string]any{"period": label, "tenant": tenant, "channel": req.Channel, "by": req.By, "groups": gs, "total": obj(total)}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return output.WriteJSON(w, out)
 }
 
 // ruNumber formats v with digits decimals the Russian way: 1 234,5.

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/assistlog/assistlog/dashboards"
+	"github.com/assistlog/assistlog/internal/output"
 )
 
 const queryUsage = `audit query — the auditors' saved searches over assistant events.
@@ -132,9 +133,7 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	switch *format {
 	case "json":
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return output.WriteJSON(stdout, res)
 	case "csv":
 		err = writeCSV(stdout, search.Columns, res)
 	case "table":

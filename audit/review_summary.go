@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -257,9 +256,7 @@ func writeReviewSummary(w io.Writer, format, by string, weekT, intentT output.Ta
 		}
 		return weekT.Write(w, format)
 	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"by_week": weekT.Records(), "by_intent": intentT.Records()})
+		return output.WriteJSON(w, map[string]any{"by_week": weekT.Records(), "by_intent": intentT.Records()})
 	}
 	h1, h2 := "Причины по неделям\n\n", "\nПо интентам\n\n"
 	if format == "md" {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -334,9 +333,7 @@ func writeVisits(w io.Writer, r visitsReport, format string, list bool, ws []Win
 	case "csv":
 		return r.Summary.Write(w, format)
 	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"period": label, "summary": r.Summary.Records(), "chase": r.Chase.Records()})
+		return output.WriteJSON(w, map[string]any{"period": label, "summary": r.Summary.Records(), "chase": r.Chase.Records()})
 	}
 	h1, h2 := "Визиты за %s (по времени записи, в поясе каждого клиента)\n\n", "\nНе отмечены — выяснить, пришёл ли клиент (%d)\n\n"
 	if format == "md" {

@@ -91,10 +91,15 @@ func (t *Table) Records() []map[string]string {
 }
 
 // JSON writes an array of objects keyed by column.
-func (t *Table) JSON(w io.Writer) error {
+func (t *Table) JSON(w io.Writer) error { return WriteJSON(w, t.Records()) }
+
+// WriteJSON writes v as indented JSON for people and programs alike:
+// text with <, > or & stays readable (no HTML escaping).
+func WriteJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(t.Records())
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
 }
 
 // Text writes aligned columns for a terminal.
