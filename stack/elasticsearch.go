@@ -53,25 +53,7 @@ action.destructive_requires_name: false
 			if err := writeFileAtomic(filepath.Join(home, "config", "elasticsearch.yml"), []byte(conf), 0o644); err != nil {
 				return err
 			}
-			if os.Geteuid() == 0 {
-				if err := ensureESUser(ctx); err != nil {
-					return err
-				}
-				u, err := user.Lookup(esUser)
-				if err != nil {
-					return err
-				}
-				uid, _ := strconv.Atoi(u.Uid)
-				gid, _ := strconv.Atoi(u.Gid)
-				if err := chownTree(dir, uid, gid); err != nil {
-					return fmt.Errorf("chown %s to %s: %w", dir, esUser, err)
-				}
-				// Every directory above must be traversable by that user.
-				if err := checkTraversable(dir); err != nil {
-					return fmt.Errorf("elasticsearch runs as %s and %w; set %s to a directory outside a private home", esUser, err, EnvDir)
-				}
-			}
-			return nil
+			return handToESUser(ctx, "elasticsearch", dir)
 		},
 		command: func(s *Stack) (*exec.Cmd, error) {
 			dir := s.layout.componentDir("elasticsearch")
@@ -85,16 +67,7 @@ action.destructive_requires_name: false
 				"ES_TMPDIR="+filepath.Join(dir, "tmp"),
 				"HOME="+dir,
 			)
-			if os.Geteuid() == 0 {
-				u, err := user.Lookup(esUser)
-				if err != nil {
-					return nil, err
-				}
-				uid, _ := strconv.Atoi(u.Uid)
-				gid, _ := strconv.Atoi(u.Gid)
-				cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
-			}
-			return cmd, nil
+			return cmd, runAsESUser(cmd)
 		},
 		ready: func(ctx context.Context, s *Stack) error {
 			// GET / lives in the rest-root module, which the integ-test zip
@@ -102,6 +75,54 @@ action.destructive_requires_name: false
 			return httpReady(ctx, s.layout.Endpoints().ElasticsearchURL+"/_cluster/health?wait_for_status=yellow&timeout=1s")
 		},
 	}
+}
+
+// handToESUser gives dir, as root, to the unprivileged user the search
+// servers run as (they refuse to run as root) and checks that the user can
+// reach it.
+func handToESUser(ctx context.Context, server, dir string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	uid, gid, err := runAsES(ctx)
+	if err != nil {
+		return err
+	}
+	if err := chownTree(dir, uid, gid); err != nil {
+		return fmt.Errorf("chown %s to %s: %w", dir, esUser, err)
+	}
+	// Every directory above must be traversable by that user.
+	if err := checkTraversable(dir); err != nil {
+		return fmt.Errorf("%s runs as %s and %w; set %s to a directory outside a private home", server, esUser, err, EnvDir)
+	}
+	return nil
+}
+
+// runAsESUser makes cmd run as that user when the stack runs as root.
+func runAsESUser(cmd *exec.Cmd) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	uid, gid, err := runAsES(context.Background())
+	if err != nil {
+		return err
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	return nil
+}
+
+// runAsES makes sure the unprivileged user exists and returns its ids.
+func runAsES(ctx context.Context) (uid, gid int, err error) {
+	if err := ensureESUser(ctx); err != nil {
+		return 0, 0, err
+	}
+	u, err := user.Lookup(esUser)
+	if err != nil {
+		return 0, 0, err
+	}
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	return uid, gid, nil
 }
 
 func ensureESUser(ctx context.Context) error {

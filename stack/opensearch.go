@@ -5,10 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
-	"syscall"
 	"time"
 )
 
@@ -49,19 +46,7 @@ action.destructive_requires_name: false
 			if err := writeFileAtomic(filepath.Join(home, "config", "opensearch.yml"), []byte(conf), 0o644); err != nil {
 				return err
 			}
-			if os.Geteuid() == 0 {
-				uid, gid, err := runAsES(ctx)
-				if err != nil {
-					return err
-				}
-				if err := chownTree(dir, uid, gid); err != nil {
-					return fmt.Errorf("chown %s to %s: %w", dir, esUser, err)
-				}
-				if err := checkTraversable(dir); err != nil {
-					return fmt.Errorf("opensearch runs as %s and %w; set %s to a directory outside a private home", esUser, err, EnvDir)
-				}
-			}
-			return nil
+			return handToESUser(ctx, "opensearch", dir)
 		},
 		command: func(s *Stack) (*exec.Cmd, error) {
 			dir := s.layout.componentDir("opensearch")
@@ -75,33 +60,12 @@ action.destructive_requires_name: false
 				"OPENSEARCH_TMPDIR="+filepath.Join(dir, "tmp"),
 				"HOME="+dir,
 			)
-			if os.Geteuid() == 0 {
-				uid, gid, err := runAsES(context.Background())
-				if err != nil {
-					return nil, err
-				}
-				cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
-			}
-			return cmd, nil
+			return cmd, runAsESUser(cmd)
 		},
 		ready: func(ctx context.Context, s *Stack) error {
 			return httpReady(ctx, s.layout.Endpoints().OpenSearchURL+"/_cluster/health?wait_for_status=yellow&timeout=1s")
 		},
 	}
-}
-
-// runAsES makes sure the unprivileged user exists and returns its ids.
-func runAsES(ctx context.Context) (uid, gid int, err error) {
-	if err := ensureESUser(ctx); err != nil {
-		return 0, 0, err
-	}
-	u, err := user.Lookup(esUser)
-	if err != nil {
-		return 0, 0, err
-	}
-	uid, _ = strconv.Atoi(u.Uid)
-	gid, _ = strconv.Atoi(u.Gid)
-	return uid, gid, nil
 }
 
 func (l Layout) osZip() string {
