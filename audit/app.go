@@ -175,6 +175,20 @@ func (c *common) load(needTenants bool) (*env, error) {
 	return e, nil
 }
 
+// loadWindows is load(true) and windows: what every command over a period
+// starts with.
+func (c *common) loadWindows(now time.Time) (*env, []Window, error) {
+	e, err := c.load(true)
+	if err != nil {
+		return nil, nil, err
+	}
+	ws, err := c.windows(e, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return e, ws, nil
+}
+
 // Window is one tenant's period.
 type Window struct {
 	Tenant tenants.Tenant

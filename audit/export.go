@@ -146,11 +146,7 @@ func (a *app) exportEvents(ctx context.Context, args []string) error {
 		}
 		types = append(types, t)
 	}
-	e, err := c.load(true)
-	if err != nil {
-		return err
-	}
-	ws, err := c.windows(e, a.now())
+	e, ws, err := c.loadWindows(a.now())
 	if err != nil {
 		return err
 	}

@@ -65,11 +65,7 @@ func runKPI(ctx context.Context, a *app, args []string) error {
 	if err := kpi.CheckBy(*by); err != nil {
 		return err
 	}
-	e, err := c.load(true)
-	if err != nil {
-		return err
-	}
-	ws, err := c.windows(e, a.now())
+	e, ws, err := c.loadWindows(a.now())
 	if err != nil {
 		return err
 	}

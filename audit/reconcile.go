@@ -165,11 +165,7 @@ func runReconcile(ctx context.Context, a *app, args []string) error {
 	if *slack < 0 {
 		return errors.New("--slack: must not be negative")
 	}
-	e, err := c.load(true)
-	if err != nil {
-		return err
-	}
-	ws, err := c.windows(e, a.now())
+	e, ws, err := c.loadWindows(a.now())
 	if err != nil {
 		return err
 	}

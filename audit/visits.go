@@ -92,11 +92,7 @@ func runVisits(ctx context.Context, a *app, args []string) error {
 	if *by != "tenant" && *by != "channel" {
 		return fmt.Errorf("--by: tenant or channel, not %q", *by)
 	}
-	e, err := c.load(true)
-	if err != nil {
-		return err
-	}
-	ws, err := c.windows(e, a.now())
+	e, ws, err := c.loadWindows(a.now())
 	if err != nil {
 		return err
 	}
