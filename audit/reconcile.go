@@ -169,22 +169,10 @@ func runReconcile(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := e.cfg.CRMError(); err != nil {
-		return err
-	}
-	if err := e.cfg.CRM.Bitrix24.Validate(); err != nil {
-		return errors.Join(config.Prefixed("crm.bitrix24.", err)...)
-	}
-	masker, err := pii.New(e.cfg.PII.HashSecret)
-	if err != nil {
-		return fmt.Errorf("pii.hash_secret: the shipper's phone-hash key is needed to match CRM phones: %w", err)
-	}
-	client, err := bitrix24.New(e.cfg.CRM.Bitrix24, nil, prometheus.NewRegistry())
+	r, err := newReconciler(e, ws, c.tenant, *slack, a.stderr)
 	if err != nil {
 		return err
 	}
-	r := reconciler{e: e, ws: ws, client: client, masker: masker, slack: *slack, sourceID: e.cfg.CRM.SourceID,
-		tenant: c.tenant, progress: a.stderr}
 	rep, err := r.run(ctx)
 	if err != nil {
 		return err
@@ -218,6 +206,28 @@ type reconciler struct {
 	sourceID string
 	tenant   string // --tenant, or "" for all
 	progress io.Writer
+}
+
+// newReconciler checks the CRM and phone-key settings and builds a
+// reconciliation of the windows (tenant "" is all) that reports progress
+// to progress.
+func newReconciler(e *env, ws []Window, tenant string, slack time.Duration, progress io.Writer) (*reconciler, error) {
+	if err := e.cfg.CRMError(); err != nil {
+		return nil, err
+	}
+	if err := e.cfg.CRM.Bitrix24.Validate(); err != nil {
+		return nil, errors.Join(config.Prefixed("crm.bitrix24.", err)...)
+	}
+	masker, err := pii.New(e.cfg.PII.HashSecret)
+	if err != nil {
+		return nil, fmt.Errorf("pii.hash_secret: the shipper's phone-hash key is needed to match CRM phones: %w", err)
+	}
+	client, err := bitrix24.New(e.cfg.CRM.Bitrix24, nil, prometheus.NewRegistry())
+	if err != nil {
+		return nil, err
+	}
+	return &reconciler{e: e, ws: ws, client: client, masker: masker, slack: slack, sourceID: e.cfg.CRM.SourceID,
+		tenant: tenant, progress: progress}, nil
 }
 
 func (r *reconciler) run(ctx context.Context) (*reconcileReport, error) {

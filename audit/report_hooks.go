@@ -2,17 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"sort"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/assistlog/assistlog/internal/bitrix24"
-	"github.com/assistlog/assistlog/internal/config"
 	"github.com/assistlog/assistlog/internal/period"
-	"github.com/assistlog/assistlog/internal/pii"
 )
 
 // wiredReportHooks connects the report to reconcile and review: the same
@@ -25,26 +18,16 @@ func wiredReportHooks() reportHooks {
 // reportReconcile runs the reconciliation over the report's windows; a
 // config without a portal means the CRM is not configured.
 func reportReconcile(ctx context.Context, e *env, ws []Window) (*reconcileSummary, error) {
-	b := e.cfg.CRM.Bitrix24
 	if err := e.cfg.CRMError(); err != nil {
 		return nil, err
 	}
-	if b.WebhookURL == "" && b.OAuthURL == "" {
+	if b := e.cfg.CRM.Bitrix24; b.WebhookURL == "" && b.OAuthURL == "" {
 		return nil, nil
 	}
-	if err := b.Validate(); err != nil {
-		return nil, errors.Join(config.Prefixed("crm.bitrix24.", err)...)
-	}
-	masker, err := pii.New(e.cfg.PII.HashSecret)
-	if err != nil {
-		return nil, fmt.Errorf("pii.hash_secret: %w", err)
-	}
-	client, err := bitrix24.New(b, nil, prometheus.NewRegistry())
+	r, err := newReconciler(e, ws, onlyTenant(ws), defaultReconcileSlack, io.Discard)
 	if err != nil {
 		return nil, err
 	}
-	r := reconciler{e: e, ws: ws, client: client, masker: masker, slack: defaultReconcileSlack,
-		sourceID: e.cfg.CRM.SourceID, tenant: onlyTenant(ws), progress: io.Discard}
 	rep, err := r.run(ctx)
 	if err != nil {
 		return nil, err
