@@ -388,7 +388,7 @@ func (e *Event) validatePayload(c *checker) {
 		}
 		s, isStr := v.(string)
 		if !isStr {
-			c.add("payload."+k.name, "must be a string, got %s", jsonTypeOf(v))
+			c.add("payload."+k.name, "must be a string, got %s", JSONType(v))
 			continue
 		}
 		c.length("payload."+k.name, s, k.min, k.max)
@@ -422,7 +422,7 @@ func validateAttachments(c *checker, v any) {
 	}
 	items, ok := v.([]any)
 	if !ok {
-		c.add(field, "must be an array, got %s", jsonTypeOf(v))
+		c.add(field, "must be an array, got %s", JSONType(v))
 		return
 	}
 	switch {
@@ -435,7 +435,7 @@ func validateAttachments(c *checker, v any) {
 		f := fmt.Sprintf("%s[%d]", field, i)
 		m, ok := it.(map[string]any)
 		if !ok {
-			c.add(f, "must be an object, got %s", jsonTypeOf(it))
+			c.add(f, "must be an object, got %s", JSONType(it))
 			continue
 		}
 		keys := make([]string, 0, len(m))
@@ -455,7 +455,7 @@ func validateAttachments(c *checker, v any) {
 			}
 			s, isStr := v.(string)
 			if !isStr {
-				c.add(f+"."+k, "must be a string, got %s", jsonTypeOf(v))
+				c.add(f+"."+k, "must be a string, got %s", JSONType(v))
 				return "", false
 			}
 			return s, true
@@ -499,7 +499,7 @@ func jsonValue(v any) string {
 	if s, ok := v.(string); ok {
 		return fmt.Sprintf("%q", s)
 	}
-	return jsonTypeOf(v)
+	return JSONType(v)
 }
 
 // validateByType enforces what each event type needs (docs/events.md).
@@ -533,7 +533,9 @@ func (e *Event) validateByType(c *checker) {
 	}
 }
 
-func jsonTypeOf(v any) string {
+// JSONType says what a decoded JSON value is, for error messages ("a
+// string", "an object", "null").
+func JSONType(v any) string {
 	switch v.(type) {
 	case string:
 		return "a string"

@@ -584,7 +584,7 @@ func (m *Mapping) timestamp(out map[string]any) error {
 			return err
 		}
 	default:
-		return fmt.Errorf("must be a string or a number, got %s", jsonType(v))
+		return fmt.Errorf("must be a string or a number, got %s", event.JSONType(v))
 	}
 	if m.loc != nil {
 		t = t.In(m.loc)
@@ -660,20 +660,3 @@ func (m *Mapping) crmID(out map[string]any) error {
 	return nil
 }
 
-func jsonType(v any) string {
-	switch v.(type) {
-	case string:
-		return "a string"
-	case json.Number, float64:
-		return "a number"
-	case bool:
-		return "a boolean"
-	case []any:
-		return "an array"
-	case map[string]any:
-		return "an object"
-	case nil:
-		return "null"
-	}
-	return fmt.Sprintf("%T", v)
-}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/assistlog/assistlog/internal/event"
 )
 
 // A path addresses a value inside decoded JSON: object keys separated by
@@ -130,7 +132,7 @@ func (p path) set(root map[string]any, val any) error {
 			continue
 		}
 		if m, ok = next.(map[string]any); !ok {
-			return fmt.Errorf("%s is %s, not an object", p[:i+1], jsonType(next))
+			return fmt.Errorf("%s is %s, not an object", p[:i+1], event.JSONType(next))
 		}
 	}
 	m[p[len(p)-1].key] = val
