@@ -659,4 +659,3 @@ func (m *Mapping) crmID(out map[string]any) error {
 	}
 	return nil
 }
-
