@@ -17,7 +17,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/assistlog/assistlog/internal/errpolicy"
@@ -211,15 +210,10 @@ func waitForKafka(ctx context.Context, brokers []string, log *slog.Logger) error
 }
 
 func opsMux(reg *prometheus.Registry, producer *kafka.Producer) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	return program.OpsMux(reg, func(*http.Request) error {
 		if !producer.Healthy() {
-			http.Error(w, "kafka: last produce failed", http.StatusServiceUnavailable)
-			return
+			return errors.New("kafka: last produce failed")
 		}
-		fmt.Fprintln(w, "ready")
+		return nil
 	})
-	return mux
 }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/assistlog/assistlog/internal/archive"
@@ -147,16 +146,7 @@ func serveArchive(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer ln.Close()
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := store.Ping(r.Context()); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
+	mux := program.OpsMux(reg, func(r *http.Request) error { return store.Ping(r.Context()) })
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	log.Info("archiver started", "topic", cfg.Kafka.Topic, "group", cfg.Archive.GroupID,
 		"endpoint", cfg.Archive.S3.Endpoint, "bucket", cfg.Archive.S3.Bucket, "prefix", cfg.Archive.S3.Prefix, "http", cfg.Archive.Listen)

@@ -15,7 +15,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/assistlog/assistlog/internal/crm"
 	"github.com/assistlog/assistlog/internal/elastic"
@@ -138,15 +137,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer ln.Close()
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	mux := program.OpsMux(reg, func(r *http.Request) error {
 		if err := es.Ping(r.Context()); err != nil {
-			http.Error(w, "elasticsearch: "+err.Error(), http.StatusServiceUnavailable)
-			return
+			return fmt.Errorf("elasticsearch: %w", err)
 		}
-		fmt.Fprintln(w, "ready")
+		return nil
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	log.Info("shipper started", "topic", cfg.Kafka.Topic, "group", cfg.Kafka.GroupID,
