@@ -78,77 +78,7 @@ func lokiComponent() *component {
 				return err
 			}
 			p := s.layout.Ports
-			conf := fmt.Sprintf(`# Written by assistlog's stack: single binary, filesystem storage, tsdb v13.
-auth_enabled: false   # one Loki tenant ("fake"); assistlog's tenants are a label
-server:
-  http_listen_address: 127.0.0.1
-  http_listen_port: %[1]d
-  grpc_listen_address: 127.0.0.1
-  grpc_listen_port: %[2]d
-  log_level: warn
-common:
-  instance_addr: 127.0.0.1
-  path_prefix: %[3]s
-  storage:
-    filesystem:
-      chunks_directory: %[3]s/chunks
-      rules_directory: %[4]s
-  replication_factor: 1
-  ring:
-    kvstore:
-      store: inmemory
-schema_config:
-  configs:
-    - from: 2024-01-01
-      store: tsdb
-      object_store: filesystem
-      schema: v13
-      index: {prefix: index_, period: 24h}
-compactor:
-  working_directory: %[3]s/compactor
-  retention_enabled: true
-  delete_request_store: filesystem
-distributor:
-  # Small enough that a test can exceed it with a few large entries (Loki
-  # then answers 413 and the client splits the push); a shipper batch of
-  # ordinary events is far below it.
-  max_recv_msg_size: 4194304
-limits_config:
-  retention_period: 744h
-  # Tests count lines per event_id over a whole run (one series each) to
-  # prove nothing is stored twice; the default 500 would refuse that.
-  max_query_series: 100000
-  allow_structured_metadata: true
-ingester:
-  # Flush quickly so queries over fresh data hit chunks a restart keeps.
-  chunk_idle_period: 1m
-  # Loki refuses an entry older than the newest of its stream by more than
-  # max_chunk_age/2 ("entry too far behind"). Events of one stream arrive
-  # interleaved from several Kafka partitions, and a backfill (the demo
-  # loads a week) spans days, so the window is widened to 7 days.
-  max_chunk_age: 336h
-  wal:
-    dir: %[3]s/wal
-ruler:
-  alertmanager_url: http://127.0.0.1:%[5]d
-  enable_api: true
-  enable_alertmanager_v2: true
-  storage:
-    type: local
-    local:
-      directory: %[4]s
-  rule_path: %[3]s/rules-temp
-  ring:
-    kvstore:
-      store: inmemory
-  # Short intervals so rule files and alerts show up within seconds in tests.
-  poll_interval: 10s
-  evaluation_interval: 10s
-  for_grace_period: 0s
-  resend_delay: 5s
-analytics:
-  reporting_enabled: false
-`, p.Loki, p.LokiGRPC, dir, rules, p.Alertmanager)
+			conf := lokiConfig(lokiOptions{HTTPPort: p.Loki, GRPCPort: p.LokiGRPC, Dir: dir, RulesDir: rules, AlertmanagerPort: p.Alertmanager})
 			return writeFileAtomic(filepath.Join(dir, "loki.yaml"), []byte(conf), 0o644)
 		},
 		command: func(s *Stack) (*exec.Cmd, error) {

@@ -221,7 +221,21 @@ func PromInstant(base, expr string) ([]Sample, error) {
 // count, a sum) and returns it; 0 when the answer is empty.
 func LokiScalar(t testing.TB, base, q string) int {
 	t.Helper()
-	resp, err := http.Get(base + "/loki/api/v1/query?" + url.Values{"query": {q}}.Encode())
+	return LokiScalarAs(t, base, "", q)
+}
+
+// LokiScalarAs is LokiScalar as one Loki tenant (X-Scope-OrgID; empty
+// sends none, as to the stack's single-tenant Loki).
+func LokiScalarAs(t testing.TB, base, org, q string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, base+"/loki/api/v1/query?"+url.Values{"query": {q}}.Encode(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if org != "" {
+		req.Header.Set("X-Scope-OrgID", org)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
