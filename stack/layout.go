@@ -48,6 +48,8 @@ type Ports struct {
 	OnCallWebhook int
 	// OpenSearch runs beside Elasticsearch as the second store (issue 16).
 	OpenSearch, OSTransport int
+	// ESSecure is the secured Elasticsearch node (HTTPS, users, roles).
+	ESSecure, ESSecureTransport int
 }
 
 // DefaultPorts are the ports the stack uses unless told otherwise.
@@ -60,6 +62,7 @@ var DefaultPorts = Ports{
 	Collector:    19101, Shipper: 19102, Archiver: 19103,
 	OnCallWebhook: 19099,
 	OpenSearch:    19201, OSTransport: 19301,
+	ESSecure: 19210, ESSecureTransport: 19310,
 }
 
 // Layout says where things are.
@@ -125,6 +128,8 @@ type Endpoints struct {
 	// S3 is the S3-compatible server holding the archive (stack/s3.go).
 	S3            S3Endpoints
 	OpenSearchURL string
+	// ESSecure is the secured Elasticsearch node (stack/elasticsearch_secure.go).
+	ESSecure ESSecureEndpoints
 }
 
 // Endpoints derives the client addresses from the layout.
@@ -143,6 +148,7 @@ func (l Layout) Endpoints() Endpoints {
 		PrometheusRulesDir: filepath.Join(l.Dir, "prometheus", "rules"),
 		S3:                 l.S3(),
 		OpenSearchURL:      "http://127.0.0.1:" + strconv.Itoa(l.Ports.OpenSearch),
+		ESSecure:           l.ESSecure(),
 	}
 }
 
@@ -161,7 +167,7 @@ func (e Endpoints) Env() [][2]string {
 		{"ASSISTLOG_PROMTOOL", e.Promtool},
 		{"ASSISTLOG_AMTOOL", e.Amtool},
 		{"ASSISTLOG_OPENSEARCH_URL", e.OpenSearchURL},
-	}, e.S3.env()...)
+	}, append(e.S3.env(), e.ESSecure.env()...)...)
 }
 
 // EndpointsFromEnv reads what Env wrote, falling back to the default layout
@@ -192,6 +198,7 @@ func EndpointsFromEnv() (Endpoints, error) {
 		}
 	}
 	e.S3.fromEnv()
+	e.ESSecure.fromEnv()
 	return e, nil
 }
 

@@ -53,6 +53,7 @@ func New(l Layout, out io.Writer) *Stack {
 			alertmanagerComponent(),
 			opensearchComponent(),
 			s3Component(),
+			esSecureComponent(),
 		},
 	}
 }

@@ -4,6 +4,7 @@
 package pipelinetest
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"os"
@@ -75,6 +76,10 @@ type Shipper struct {
 	Labels            string // the loki.labels flow mapping, e.g. {app: assistlog, deployment: x}
 	Listen            string
 	ExtraYAML         string // appended: crm:, batch settings ...
+	// ESURL replaces the stack's Elasticsearch and ESExtra is added inside
+	// elasticsearch: (e.g. username, password, ca_file, tenants_file for
+	// the secured node).
+	ESURL, ESExtra string
 }
 
 // ShipperConfig writes the shipper's configuration and returns its path.
@@ -97,14 +102,14 @@ func ShipperConfig(t testing.TB, ep stack.Endpoints, s *Shipper) string {
 elasticsearch:
   urls: [%q]
   alias: %s
-loki:
+%sloki:
   url: %s
   labels: %s
 pii:
   hash_secret: pipelinetest-secret-0123456789
 http:
   listen: %s
-%s`, ep.KafkaBrokers, s.Topic, s.DLQ, s.Group, ep.ElasticsearchURL, s.Alias, ep.LokiURL, s.Labels, s.Listen, s.ExtraYAML)
+%s`, ep.KafkaBrokers, s.Topic, s.DLQ, s.Group, cmp.Or(s.ESURL, ep.ElasticsearchURL), s.Alias, s.ESExtra, ep.LokiURL, s.Labels, s.Listen, s.ExtraYAML)
 	path := filepath.Join(s.Dir, s.Name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -37,6 +37,9 @@ const (
 	// S3 is the S3-compatible server (versitygw) holding the archive.
 	S3         = "s3"
 	OpenSearch = "opensearch"
+	// ElasticsearchSecure is the secured node: HTTPS, users and roles
+	// (stack/elasticsearch_secure.go); Endpoints.ESSecure has its settings.
+	ElasticsearchSecure = stack.ESSecureName
 )
 
 // SearchStore is one of the stores events are written to and read from.
@@ -100,6 +103,8 @@ func probe(component string, ep stack.Endpoints) error {
 		return get(ep.AlertmanagerURL + "/-/ready")
 	case S3:
 		return get(ep.S3.URL + "/health")
+	case ElasticsearchSecure:
+		return ep.ESSecure.Ready(context.Background())
 	}
 	return nil
 }

@@ -27,7 +27,8 @@ Usage:
   stack env                    shell exports of every endpoint, for tests and tools
   stack install [component...] only download and build into the cache
 
-Components: kafka, elasticsearch, loki, prometheus, alertmanager, opensearch, s3 (all when none named).
+Components: kafka, elasticsearch, loki, prometheus, alertmanager, opensearch, s3, elasticsearch-secure
+(all when none named).
 
 Environment:
   ASSISTLOG_CACHE      downloads and builds (default ~/.cache/assistlog); keep it between runs
