@@ -49,6 +49,7 @@ func commands() []command {
 		{"export", "events as CSV (Excel, Google Sheets, Looker Studio) or JSON, masked", runExport},
 		{"version", "print the version, commit and Go version", runVersion},
 		{"check", "validate an audit configuration (--config) and exit", runCheck},
+		{"access", "the Elasticsearch roles: shipper writes, ops read all, each tenant's auditors read that tenant only", runAccess},
 	}
 }
 

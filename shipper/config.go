@@ -113,6 +113,9 @@ func LoadConfig(path string) (Config, error) {
 		if m.FlushBytes == 0 {
 			m.FlushBytes = cfg.Elasticsearch.FlushBytes
 		}
+		if m.TenantsFile == "" {
+			m.TenantsFile = cfg.Elasticsearch.TenantsFile
+		}
 		errs = append(errs, config.Expand(fmt.Sprintf("mirrors[%d].password", i), &m.Password),
 			config.Expand(fmt.Sprintf("mirrors[%d].api_key", i), &m.APIKey))
 	}

@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,7 +38,9 @@ import (
 	"github.com/elastic/go-elasticsearch/v8/esutil"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/assistlog/assistlog/internal/access"
 	"github.com/assistlog/assistlog/internal/errpolicy"
+	"github.com/assistlog/assistlog/internal/tenants"
 )
 
 // Destination names Elasticsearch in the error policy's metrics (an
@@ -78,6 +81,10 @@ type Config struct {
 	Store string `yaml:"store"`
 	// FlushBytes bounds one bulk request.
 	FlushBytes int `yaml:"flush_bytes"`
+	// TenantsFile, when set, gives every monthly index one filtered alias
+	// per tenant, <alias>-tenant-<name>, which that tenant's auditors read
+	// through (docs/access.md). Only the writer's Setup uses it.
+	TenantsFile string `yaml:"tenants_file"`
 }
 
 // DefaultConfig points at the local stack.
@@ -100,6 +107,11 @@ func (c Config) Validate() error {
 	if c.CAFile != "" {
 		if _, err := os.Stat(c.CAFile); err != nil {
 			errs = append(errs, fmt.Errorf("ca_file: %w", err))
+		}
+	}
+	if c.TenantsFile != "" {
+		if _, err := tenants.Load(c.TenantsFile); err != nil {
+			errs = append(errs, fmt.Errorf("tenants_file: %w", err))
 		}
 	}
 	if c.FlushBytes < 1024 {
@@ -142,6 +154,8 @@ type Writer struct {
 	pol *errpolicy.Policy
 	log *slog.Logger
 	m   writerMetrics
+	// tenants get a filtered alias each (Config.TenantsFile).
+	tenants []string
 }
 
 type writerMetrics struct {
@@ -174,6 +188,13 @@ func New(cfg Config, pol *errpolicy.Policy, log *slog.Logger, reg prometheus.Reg
 			return nil, fmt.Errorf("register elasticsearch metrics: %w", err)
 		}
 	}
+	if cfg.TenantsFile != "" {
+		ts, err := tenants.Load(cfg.TenantsFile)
+		if err != nil {
+			return nil, fmt.Errorf("elasticsearch tenants_file: %w", err)
+		}
+		w.tenants = ts.Names()
+	}
 	pol.Declare(cfg.Destination())
 	return w, nil
 }
@@ -188,15 +209,20 @@ func (w *Writer) Destination() string { return w.cfg.Destination() }
 func (w *Writer) Alias() string { return w.cfg.Alias }
 
 // Setup installs (or updates) the index template for <alias>-* with the
-// alias. Indices created later pick it up; existing ones keep their
-// mappings.
+// alias and, with a tenants file, each tenant's filtered alias, and adds
+// those to the indices that exist already. Indices created later pick the
+// template up; existing ones keep their mappings.
 func (w *Writer) Setup(ctx context.Context) error {
 	var t map[string]any
 	if err := json.Unmarshal(Template, &t); err != nil {
 		return fmt.Errorf("index template: %w", err)
 	}
 	t["index_patterns"] = []string{w.cfg.Alias + "-*"}
-	t["template"].(map[string]any)["aliases"] = map[string]any{w.cfg.Alias: map[string]any{}}
+	aliases := map[string]any{w.cfg.Alias: map[string]any{}}
+	for _, name := range w.tenants {
+		aliases[access.TenantAlias(w.cfg.Alias, name)] = map[string]any{"filter": access.TenantFilter(name)}
+	}
+	t["template"].(map[string]any)["aliases"] = aliases
 	body, _ := json.Marshal(t)
 	res, err := w.es.Indices.PutIndexTemplate(w.cfg.Alias, bytes.NewReader(body), w.es.Indices.PutIndexTemplate.WithContext(ctx))
 	if err != nil {
@@ -207,7 +233,59 @@ func (w *Writer) Setup(ctx context.Context) error {
 		b, _ := io.ReadAll(res.Body)
 		return fmt.Errorf("put index template %s: %s: %s", w.cfg.Alias, res.Status(), b)
 	}
+	return w.tenantAliases(ctx)
+}
+
+// tenantAliases adds every tenant's filtered alias to the indices already
+// behind the alias (those made before the tenants file was set, or before
+// a tenant was added). Adding an alias that is there is a no-op.
+func (w *Writer) tenantAliases(ctx context.Context) error {
+	if len(w.tenants) == 0 {
+		return nil
+	}
+	res, err := w.es.Indices.GetAlias(w.es.Indices.GetAlias.WithName(w.cfg.Alias), w.es.Indices.GetAlias.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("list the indices of %s: %w", w.cfg.Alias, err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode == http.StatusNotFound {
+		return nil // no index yet: the template gives the first one its aliases
+	}
+	raw, _ := io.ReadAll(res.Body)
+	if res.IsError() {
+		return fmt.Errorf("list the indices of %s: %s: %s", w.cfg.Alias, res.Status(), raw)
+	}
+	var indices map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &indices); err != nil {
+		return fmt.Errorf("list the indices of %s: %w", w.cfg.Alias, err)
+	}
+	var actions []any
+	for _, index := range sortedNames(indices) {
+		for _, name := range w.tenants {
+			actions = append(actions, map[string]any{"add": map[string]any{"index": index,
+				"alias": access.TenantAlias(w.cfg.Alias, name), "filter": access.TenantFilter(name)}})
+		}
+	}
+	body, _ := json.Marshal(map[string]any{"actions": actions})
+	ur, err := w.es.Indices.UpdateAliases(bytes.NewReader(body), w.es.Indices.UpdateAliases.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("add tenant aliases to %d indices of %s: %w", len(indices), w.cfg.Alias, err)
+	}
+	defer ur.Body.Close()
+	if ur.IsError() {
+		b, _ := io.ReadAll(ur.Body)
+		return fmt.Errorf("add tenant aliases to %d indices of %s: %s: %s", len(indices), w.cfg.Alias, ur.Status(), b)
+	}
 	return nil
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Ping checks that the cluster answers (GET / is absent from the integ-test

@@ -25,6 +25,9 @@ import (
 // ErrNotFound is a 404 from the server: no such index or alias.
 var ErrNotFound = errors.New("no such index or alias")
 
+// ErrForbidden is a 403: the user may not do this here.
+var ErrForbidden = errors.New("forbidden")
+
 // PageSize is how many hits one search_after page holds.
 const PageSize = 2000
 
@@ -105,7 +108,9 @@ func (r *Reader) Do(ctx context.Context, method, path string, body, out any) err
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
 		return fmt.Errorf("%s %s: %w: %s", method, path, ErrNotFound, short(raw))
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+	case resp.StatusCode == http.StatusForbidden:
+		return fmt.Errorf("%s %s: HTTP %d, credentials refused (elasticsearch.username/password or api_key): %w: %s", method, path, resp.StatusCode, ErrForbidden, short(raw))
+	case resp.StatusCode == http.StatusUnauthorized:
 		return fmt.Errorf("%s %s: HTTP %d, credentials refused (elasticsearch.username/password or api_key): %s", method, path, resp.StatusCode, short(raw))
 	case resp.StatusCode >= 300:
 		return fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, short(raw))
@@ -162,9 +167,17 @@ func (r *Reader) Each(ctx context.Context, s Search, fn func(Hit) error) error {
 	api := elastic.PointInTime(store)
 	var opened map[string]any
 	if err := r.Do(ctx, http.MethodPost, index+"/"+api.OpenPath+"?keep_alive=2m", nil, &opened); err != nil {
+		if errors.Is(err, ErrForbidden) {
+			// A reader whose privileges are on a filtered alias only (a
+			// tenant's auditor, docs/access.md) may not search through a
+			// point in time: Elasticsearch authorises that search against
+			// the concrete indices. It pages with search_after alone, on
+			// event_id (the _id) as the unique tiebreaker.
+			return r.page(ctx, index, s, nil, map[string]any{"event_id": "asc"}, fn)
+		}
 		return fmt.Errorf("open point in time on %s: %w", index, err)
 	}
-	var pit struct{ ID string }
+	pit := &pointInTime{}
 	pit.ID, _ = opened[api.IDField].(string)
 	if pit.ID == "" {
 		return fmt.Errorf("open point in time on %s: no %q in the answer", index, api.IDField)
@@ -176,19 +189,32 @@ func (r *Reader) Each(ctx context.Context, s Search, fn func(Hit) error) error {
 		defer cancel()
 		_ = r.Do(cctx, http.MethodDelete, api.ClosePath, api.CloseBody(pit.ID), nil)
 	}()
+	return r.page(ctx, index, s, pit, api.Tiebreaker, fn)
+}
+
+type pointInTime struct{ ID string }
+
+// page runs the search_after loop, through pit when there is one.
+func (r *Reader) page(ctx context.Context, index string, s Search, pit *pointInTime, tiebreaker map[string]any, fn func(Hit) error) error {
 	sort := s.Sort
 	if sort == nil {
 		sort = []any{map[string]any{"@timestamp": "asc"}, map[string]any{"event_id": "asc"}}
 	}
-	sort = append(append([]any(nil), sort...), api.Tiebreaker)
+	sort = append(append([]any(nil), sort...), tiebreaker)
 	query := s.Query
 	if query == nil {
 		query = map[string]any{"match_all": map[string]any{}}
 	}
+	path := index + "/_search"
+	if pit != nil {
+		path = "_search"
+	}
 	var after []any
 	for {
-		body := map[string]any{"size": PageSize, "query": query, "sort": sort,
-			"pit": map[string]any{"id": pit.ID, "keep_alive": "2m"}, "track_total_hits": false}
+		body := map[string]any{"size": PageSize, "query": query, "sort": sort, "track_total_hits": false}
+		if pit != nil {
+			body["pit"] = map[string]any{"id": pit.ID, "keep_alive": "2m"}
+		}
 		if s.Source != nil {
 			body["_source"] = s.Source
 		}
@@ -201,10 +227,10 @@ func (r *Reader) Each(ctx context.Context, s Search, fn func(Hit) error) error {
 				Hits []Hit `json:"hits"`
 			} `json:"hits"`
 		}
-		if err := r.Do(ctx, http.MethodPost, "_search", body, &res); err != nil {
+		if err := r.Do(ctx, http.MethodPost, path, body, &res); err != nil {
 			return fmt.Errorf("search %s: %w", index, err)
 		}
-		if res.PitID != "" {
+		if pit != nil && res.PitID != "" {
 			pit.ID = res.PitID
 		}
 		for _, h := range res.Hits.Hits {
