@@ -88,7 +88,9 @@ func TestTenantAuditorReadsOnlyItsTenant(t *testing.T) {
 		t.Helper()
 		return stacktest.ESSecureDo(t, sec, user, password, method, path, body)
 	}
-	admin := func(method, path, body string) (int, string) { return as(sec.AdminUser, sec.AdminPassword, method, path, body) }
+	admin := func(method, path, body string) (int, string) {
+		return as(sec.AdminUser, sec.AdminPassword, method, path, body)
+	}
 	auditorA := func(method, path, body string) (int, string) {
 		return as(stack.ESSecureAuditor(a), sec.AuditorPassword, method, path, body)
 	}
