@@ -157,6 +157,10 @@ func TestTenantAuditorReadsOnlyItsTenant(t *testing.T) {
 	checkRows(t, parseCSV(t, out, cols), evs, zs)
 	sameRow(t, "ops' KPIs of B", auditKPI(t, "--config", cfgOps, "--from", from, "--to", to, "--tenant", b).Total, truthRow(byTenant[b]))
 
+	if code, body := as(sec.OpsUser, sec.OpsPassword, http.MethodGet, "/"+alias+"-"+byTenant[b][0].Time().UTC().Format("2006.01")+"/_doc/"+byTenant[b][0].EventID, ""); code != http.StatusOK {
+		t.Errorf("ops get a document by id: HTTP %d %.300s", code, body)
+	}
+
 	// The ways round, as auditor A.
 	idA, idB := byTenant[a][0].EventID, byTenant[b][0].EventID
 	index := alias + "-" + byTenant[b][0].Time().UTC().Format("2006.01")
