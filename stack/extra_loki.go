@@ -23,8 +23,8 @@ type ExtraLoki struct {
 	// RulesDir is the ruler's local rules directory (<RulesDir>/<tenant>/*.yaml).
 	RulesDir string
 	dir      string
-	proc          process
-	pid           int
+	proc     process
+	pid      int
 }
 
 // ExtraLokiConfig names the instance and what differs from the stack's.
