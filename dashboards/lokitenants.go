@@ -143,22 +143,23 @@ func joinOrgIDs(ids []string) string {
 const LokiRulesFile = "assistlog-content.yaml"
 
 // PlaceLokiRules writes rules once per Loki tenant into a ruler's local
-// rules directory, <dir>/<org id>/assistlog-content.yaml: with auth on,
+// rules directory, <dir>/<org id>/<name> (LokiRulesFile for the content
+// rules): with auth on,
 // the ruler evaluates each tenant's rules over that tenant's data only.
 // The content rules select {app="assistlog"} and sum by tenant, so the
 // same file serves every tenant (the rule sets of other tenants' own
 // thresholds match nothing there).
-func PlaceLokiRules(rules []byte, orgIDs []string, dir string) ([]string, error) {
+func PlaceLokiRules(rules []byte, name string, orgIDs []string, dir string) ([]string, error) {
 	var written []string
 	for _, org := range orgIDs {
 		d := filepath.Join(dir, org)
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return written, fmt.Errorf("rules for loki tenant %s: %w", org, err)
 		}
-		path := filepath.Join(d, LokiRulesFile)
+		path := filepath.Join(d, name)
 		// Written beside the tenants' directories (the ruler reads only
 		// those) and renamed into place: it never reads half a file.
-		tmp := filepath.Join(dir, "."+org+".tmp")
+		tmp := filepath.Join(dir, "."+org+"-"+name+".tmp")
 		if err := os.WriteFile(tmp, rules, 0o644); err != nil {
 			return written, fmt.Errorf("rules for loki tenant %s: %w", org, err)
 		}

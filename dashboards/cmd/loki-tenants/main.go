@@ -131,7 +131,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	written, err := dashboards.PlaceLokiRules(rules, orgIDs, *rulesDir)
+	written, err := dashboards.PlaceLokiRules(rules, dashboards.LokiRulesFile, orgIDs, *rulesDir)
 	if err != nil {
 		return err
 	}
