@@ -488,7 +488,11 @@ func (c *Client) Stored(ctx context.Context, entries []Entry, key string) (map[s
 		for i, id := range g.ids {
 			quoted[i] = regexp.QuoteMeta(id)
 		}
-		q := fmt.Sprintf("%s | %s=~`%s`", labelString(g.labels), key, strings.Join(quoted, "|"))
+		// line_format drops the lines from the answer (the key comes back
+		// among the stream's labels): up to storedBatch lines of up to
+		// max_line_size would exceed the 4 MiB gRPC message limit between
+		// Loki's querier and its ingesters, a 500 no retry can pass.
+		q := fmt.Sprintf("%s | %s=~`%s` | line_format \"\"", labelString(g.labels), key, strings.Join(quoted, "|"))
 		end := g.end.Add(time.Millisecond) // the range's end is exclusive
 		for from := g.start; from.Before(end); from = from.Add(c.storedWindow) {
 			to := from.Add(c.storedWindow)
