@@ -368,3 +368,26 @@ func probeAlerts(t *testing.T, base, org string) map[string]int {
 	}
 	return out
 }
+
+// TestLokiTenancyConfig: the loki: tenancy fields are checked at load,
+// naming the field.
+func TestLokiTenancyConfig(t *testing.T) {
+	for in, want := range map[string]string{
+		"loki: {tenancy: per_business}\n":             `loki.tenancy: must be single or per_tenant, got "per_business"`,
+		"loki: {tenancy: per_tenant, tenant_id: x}\n": "loki.tenant_id: must be empty with tenancy per_tenant",
+		"loki: {tenants_file: t.yaml}\n":              "loki.tenants_file: used only with tenancy per_tenant",
+	} {
+		path := filepath.Join(t.TempDir(), "shipper.yaml")
+		if err := os.WriteFile(path, []byte("pii: {hash_secret: a-secret-of-sixteen+}\n"+in), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadConfig(path); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: got %v, want %q", in, err, want)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "shipper.yaml")
+	os.WriteFile(path, []byte("pii: {hash_secret: a-secret-of-sixteen+}\nloki: {tenancy: per_tenant, tenants_file: ../demo/tenants.yaml}\n"), 0o644)
+	if cfg, err := LoadConfig(path); err != nil || cfg.Loki.Tenancy != "per_tenant" {
+		t.Errorf("per_tenant config: %+v, %v", cfg.Loki.Config, err)
+	}
+}
