@@ -24,8 +24,8 @@ import (
 	"github.com/assistlog/assistlog/stack"
 )
 
-// isolationLoki answers a Loki API request sent as org ("": no
-// X-Scope-OrgID): the status and the body.
+// isolationGet sends a Loki API request as org ("": no
+// X-Scope-OrgID) and returns the status and the body.
 func isolationGet(t *testing.T, base, org, path string, q url.Values) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, base+path+"?"+q.Encode(), nil)
