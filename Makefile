@@ -5,13 +5,14 @@ GO ?= go
 STACK := $(GO) run ./stack/cmd/stack
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: demo test test-long up down status check help images
+.PHONY: demo test test-long up down status check help images loki-tenants
 
 help:
 	@echo "make demo    bring the real stack up and run assistlog on demo conversations"
 	@echo "make test    bring the stack up, run every test against it, bring it down"
 	@echo "make test-long    the long fault tests (200 kill -9 restarts of the collector)"
 	@echo "make images  build the container images (no Docker daemon) into build/images: OCI layout + tarballs"
+	@echo "make loki-tenants    Grafana data sources + Loki ruler rules per tenant (TENANTS=, LOKI_URL=, OUT=; docs/loki-tenants.md)"
 	@echo "make up | down | status    manage the local stack (Kafka, Elasticsearch, OpenSearch, Loki, Prometheus, Alertmanager, S3)"
 
 demo:
@@ -34,6 +35,15 @@ test-long:
 # (an OCI image layout) and build/images/NAME.tar (docker/podman load).
 images:
 	$(GO) run ./internal/images/cmd/images --out build/images
+
+# For a Loki with one tenant per business (docs/loki-tenants.md): Grafana data
+# sources per tenant and the content rules in each tenant's ruler directory.
+TENANTS ?= demo/tenants.yaml
+LOKI_URL ?= http://127.0.0.1:13100
+OUT ?= build/loki-tenants
+loki-tenants:
+	$(GO) run ./dashboards/cmd/loki-tenants --tenants $(TENANTS) --loki-url $(LOKI_URL) \
+		--datasources $(OUT)/grafana/assistlog-tenants.yaml --rules-dir $(OUT)/loki-rules
 
 check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -20,9 +20,11 @@ type ExtraLoki struct {
 	URL string
 	// RuntimeConfig is the runtime-config file it re-reads (SetRuntimeConfig).
 	RuntimeConfig string
-	dir           string
-	proc          process
-	pid           int
+	// RulesDir is the ruler's local rules directory (<RulesDir>/<tenant>/*.yaml).
+	RulesDir string
+	dir      string
+	proc     process
+	pid      int
 }
 
 // ExtraLokiConfig names the instance and what differs from the stack's.
@@ -78,7 +80,7 @@ func StartLoki(ctx context.Context, cfg ExtraLokiConfig) (*ExtraLoki, error) {
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	s := &ExtraLoki{URL: fmt.Sprintf("http://127.0.0.1:%d", cfg.HTTPPort), RuntimeConfig: runtime, dir: dir, proc: newProcess(l, name)}
+	s := &ExtraLoki{URL: fmt.Sprintf("http://127.0.0.1:%d", cfg.HTTPPort), RuntimeConfig: runtime, RulesDir: rules, dir: dir, proc: newProcess(l, name)}
 	cmd := exec.Command(bin, "-config.file="+path)
 	cmd.Dir = dir
 	if s.pid, err = s.proc.start(cmd); err != nil {

@@ -36,6 +36,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/assistlog/assistlog/internal/errpolicy"
+	"github.com/assistlog/assistlog/internal/tenants"
 )
 
 // Destination names Loki in the error policy's metrics.
@@ -45,8 +46,19 @@ const Destination = "loki"
 // to the server's if it was configured otherwise.
 type Config struct {
 	URL string `yaml:"url"`
-	// TenantID is sent as X-Scope-OrgID when Loki runs with auth enabled.
+	// TenantID is sent as X-Scope-OrgID when Loki runs with auth enabled
+	// and every entry goes to one Loki tenant (tenancy single).
 	TenantID string `yaml:"tenant_id"`
+	// Tenancy is single (default: every entry under TenantID, or no
+	// header) or per_tenant: each entry under its own business's Loki
+	// tenant, the entry's "tenant" label (mapped through TenantsFile when
+	// set), so a reader holding one business's org id reads only it.
+	Tenancy string `yaml:"tenancy"`
+	// TenantsFile (per_tenant only; optional) is the tenants file: a
+	// tenant's Loki org id is its loki_tenant (default its name), and an
+	// entry of a tenant missing from the file is rejected (dead-lettered
+	// by the shipper) rather than pushed under a guessed org id.
+	TenantsFile string `yaml:"tenants_file"`
 	// Username and Password (basic auth) or BearerToken, for the proxy that
 	// guards a Loki reachable from other hosts (Loki has no auth of its own).
 	Username    string        `yaml:"username"`
@@ -72,6 +84,23 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.BearerToken != "" && c.Username != "" {
 		errs = append(errs, errors.New("bearer_token, username: set one way to authenticate, not both"))
+	}
+	switch c.Tenancy {
+	case "", TenancySingle:
+		if c.TenantsFile != "" {
+			errs = append(errs, errors.New("tenants_file: used only with tenancy per_tenant"))
+		}
+	case TenancyPerTenant:
+		if c.TenantID != "" {
+			errs = append(errs, errors.New("tenant_id: must be empty with tenancy per_tenant (each entry names its own)"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("tenancy: must be %s or %s, got %q", TenancySingle, TenancyPerTenant, c.Tenancy))
+	}
+	if c.TenantID != "" {
+		if err := ValidOrgID(c.TenantID); err != nil {
+			errs = append(errs, fmt.Errorf("tenant_id: %w", err))
+		}
 	}
 	if !strings.HasPrefix(c.URL, "http://") && !strings.HasPrefix(c.URL, "https://") {
 		errs = append(errs, fmt.Errorf("url: must be http(s)://host:port, got %q", c.URL))
@@ -100,7 +129,10 @@ type Rejection struct {
 
 // Client pushes to one Loki.
 type Client struct {
-	cfg  Config
+	cfg Config
+	// orgs maps a tenant to its Loki org id (per_tenant with a tenants
+	// file); nil: the tenant is its own org id.
+	orgs map[string]string
 	pol  *errpolicy.Policy
 	http *http.Client
 	log  *slog.Logger
@@ -123,9 +155,19 @@ func New(cfg Config, pol *errpolicy.Policy, log *slog.Logger, reg prometheus.Reg
 	if pol == nil || log == nil || reg == nil {
 		return nil, errors.New("loki: an error policy, a logger and a metrics registry are required")
 	}
-	c := &Client{cfg: cfg, pol: pol, storedWindow: defaultStoredWindow, http: &http.Client{Timeout: cfg.Timeout}, log: log, now: time.Now, m: clientMetrics{
+	var orgs map[string]string
+	if cfg.TenantsFile != "" {
+		set, err := tenants.Load(cfg.TenantsFile)
+		if err != nil {
+			return nil, fmt.Errorf("loki config: tenants_file: %w", err)
+		}
+		if orgs, err = OrgIDs(set); err != nil {
+			return nil, fmt.Errorf("loki config: tenants_file %s: %w", cfg.TenantsFile, err)
+		}
+	}
+	c := &Client{cfg: cfg, orgs: orgs, pol: pol, storedWindow: defaultStoredWindow, http: &http.Client{Timeout: cfg.Timeout}, log: log, now: time.Now, m: clientMetrics{
 		entries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "assistlog_loki_entries_total",
-			Help: "Entries by outcome (pushed, rejected, retried)."}, []string{"outcome"}),
+			Help: "Entries by outcome (pushed, rejected, retried) and the Loki tenant they were sent as."}, []string{"outcome", "loki_tenant"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "assistlog_loki_push_seconds",
 			Help: "Time to get a batch acknowledged, retries included.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
 	}}
@@ -141,34 +183,66 @@ func New(cfg Config, pol *errpolicy.Policy, log *slog.Logger, reg prometheus.Reg
 // Push sends entries and returns once Loki acknowledged every one it will
 // accept; the others come back as rejections. Other failures follow the
 // error policy until ctx ends, then ctx's error is returned and nothing
-// should be taken as stored.
+// should be taken as stored. With tenancy per_tenant a batch mixing
+// businesses goes as one request per Loki tenant (X-Scope-OrgID names
+// one), each under the same policy.
 func (c *Client) Push(ctx context.Context, entries []Entry) ([]Rejection, error) {
 	start := c.now()
-	var ok []Entry
 	var rejected []Rejection
+	byOrg := map[string][]Entry{}
+	var orgs []string
 	for _, e := range entries {
-		if reason := c.precheck(e, start); reason != "" {
+		org, err := c.orgOf(e)
+		reason := c.precheck(e, start)
+		if err != nil {
+			reason = err.Error()
+		}
+		if reason != "" {
 			rejected = append(rejected, Rejection{Entry: e, Reason: reason})
+			c.m.entries.WithLabelValues("rejected", org).Inc()
 			continue
 		}
-		ok = append(ok, e)
+		if _, seen := byOrg[org]; !seen {
+			orgs = append(orgs, org)
+		}
+		byOrg[org] = append(byOrg[org], e)
 	}
-	if len(ok) > 0 {
-		r, err := c.pushVerdicts(ctx, ok)
+	for _, org := range orgs {
+		r, err := c.pushVerdicts(ctx, org, byOrg[org])
 		if err != nil {
 			return rejected, err
 		}
 		rejected = append(rejected, r...)
+		c.m.entries.WithLabelValues("pushed", org).Add(float64(len(byOrg[org]) - len(r)))
+		c.m.entries.WithLabelValues("rejected", org).Add(float64(len(r)))
 	}
-	c.m.entries.WithLabelValues("pushed").Add(float64(len(entries) - len(rejected)))
-	c.m.entries.WithLabelValues("rejected").Add(float64(len(rejected)))
 	c.m.latency.Observe(c.now().Sub(start).Seconds())
 	return rejected, nil
 }
 
-// pushVerdicts pushes entries until each is stored or refused for good.
-func (c *Client) pushVerdicts(ctx context.Context, entries []Entry) ([]Rejection, error) {
-	status, msg, err := c.pushRetrying(ctx, entries)
+// orgOf is the Loki tenant an entry is sent as ("": no header).
+func (c *Client) orgOf(e Entry) (string, error) {
+	if c.cfg.Tenancy != TenancyPerTenant {
+		return c.cfg.TenantID, nil
+	}
+	tenant := e.Labels["tenant"]
+	if c.orgs != nil {
+		org, ok := c.orgs[tenant]
+		if !ok {
+			return "", fmt.Errorf("tenant %q is not in the tenants file (%s): no Loki tenant to send it as", tenant, c.cfg.TenantsFile)
+		}
+		return org, nil
+	}
+	if err := ValidOrgID(tenant); err != nil {
+		return "", fmt.Errorf("tenant label %q as a Loki tenant: %w", tenant, err)
+	}
+	return tenant, nil
+}
+
+// pushVerdicts pushes entries, as Loki tenant org, until each is stored or
+// refused for good.
+func (c *Client) pushVerdicts(ctx context.Context, org string, entries []Entry) ([]Rejection, error) {
+	status, msg, err := c.pushRetrying(ctx, org, entries)
 	if err != nil {
 		return nil, err
 	}
@@ -180,22 +254,22 @@ func (c *Client) pushVerdicts(ctx context.Context, entries []Entry) ([]Rejection
 	case status == http.StatusRequestEntityTooLarge:
 		// The request as a whole is over Loki's size limit: halves until
 		// each part fits, so one huge entry cannot hold up the others.
-		c.log.Warn("loki refused a push as too large; splitting it", "entries", len(entries), "reason", msg)
+		c.log.Warn("loki refused a push as too large; splitting it", "entries", len(entries), "loki_tenant", org, "reason", msg)
 		mid := len(entries) / 2
-		first, err := c.pushVerdicts(ctx, entries[:mid])
+		first, err := c.pushVerdicts(ctx, org, entries[:mid])
 		if err != nil {
 			return nil, err
 		}
-		second, err := c.pushVerdicts(ctx, entries[mid:])
+		second, err := c.pushVerdicts(ctx, org, entries[mid:])
 		return append(first, second...), err
 	}
 	// Loki stored the valid entries and refused some: find them one by
 	// one. Re-sending a stored entry is harmless (same stream, timestamp
 	// and line are deduplicated).
-	c.log.Warn("loki refused part of a batch; checking entries one by one", "entries", len(entries), "reason", msg)
+	c.log.Warn("loki refused part of a batch; checking entries one by one", "entries", len(entries), "loki_tenant", org, "reason", msg)
 	var rejected []Rejection
 	for _, e := range entries {
-		r, err := c.pushVerdicts(ctx, []Entry{e})
+		r, err := c.pushVerdicts(ctx, org, []Entry{e})
 		if err != nil {
 			return rejected, err
 		}
@@ -223,14 +297,14 @@ func (c *Client) precheck(e Entry, now time.Time) string {
 // refused) or 413 (the request is too large). 401/403/404 say every push
 // will fail the same way (credentials, tenant, a wrong URL): the stream
 // pauses. Everything else is retried with backoff.
-func (c *Client) pushRetrying(ctx context.Context, entries []Entry) (int, string, error) {
+func (c *Client) pushRetrying(ctx context.Context, org string, entries []Entry) (int, string, error) {
 	body, err := encode(entries)
 	if err != nil {
 		return 0, "", err
 	}
 	att := c.pol.Start(Destination)
 	for {
-		status, msg, err := c.pushOnce(ctx, body)
+		status, msg, err := c.pushOnce(ctx, org, body)
 		if err == nil {
 			switch status {
 			case http.StatusNoContent, http.StatusOK, http.StatusBadRequest, http.StatusRequestEntityTooLarge:
@@ -252,23 +326,23 @@ func (c *Client) pushRetrying(ctx context.Context, entries []Entry) (int, string
 			}
 		}
 		if ctx.Err() != nil {
-			return 0, "", fmt.Errorf("loki push of %d entries: %w (last error: %v)", len(entries), ctx.Err(), err)
+			return 0, "", fmt.Errorf("loki push of %d entries as tenant %q: %w (last error: %v)", len(entries), org, ctx.Err(), err)
 		}
-		c.m.entries.WithLabelValues("retried").Add(float64(len(entries)))
-		if werr := att.Wait(ctx, fmt.Errorf("push of %d entries: %w", len(entries), err)); werr != nil {
+		c.m.entries.WithLabelValues("retried", org).Add(float64(len(entries)))
+		if werr := att.Wait(ctx, fmt.Errorf("push of %d entries as tenant %q: %w", len(entries), org, err)); werr != nil {
 			return 0, "", fmt.Errorf("loki: %w", werr)
 		}
 	}
 }
 
-func (c *Client) pushOnce(ctx context.Context, body []byte) (int, string, error) {
+func (c *Client) pushOnce(ctx context.Context, org string, body []byte) (int, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(c.cfg.URL, "/")+"/loki/api/v1/push", bytes.NewReader(body))
 	if err != nil {
 		return 0, "", err
 	}
 	req.Header.Set("Content-Type", "application/x-protobuf")
 	req.Header.Set("Content-Encoding", "snappy")
-	c.authorize(req)
+	c.authorize(req, org)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return 0, "", err
@@ -284,10 +358,10 @@ func tooLargeForGRPC(msg string) bool {
 	return strings.Contains(msg, "ResourceExhausted") && strings.Contains(msg, "larger than max")
 }
 
-// authorize adds the tenant and the credentials to a request.
-func (c *Client) authorize(req *http.Request) {
-	if c.cfg.TenantID != "" {
-		req.Header.Set("X-Scope-OrgID", c.cfg.TenantID)
+// authorize adds the Loki tenant and the credentials to a request.
+func (c *Client) authorize(req *http.Request, org string) {
+	if org != "" {
+		req.Header.Set("X-Scope-OrgID", org)
 	}
 	switch {
 	case c.cfg.BearerToken != "":
@@ -374,6 +448,7 @@ const storedBatch = 500
 // the store, which holds exactly the flushed chunks that need it.
 func (c *Client) Stored(ctx context.Context, entries []Entry, key string) (map[string]bool, error) {
 	type group struct {
+		org        string            // the Loki tenant asked
 		labels     map[string]string // shared by every entry of the group
 		ids        []string
 		start, end time.Time
@@ -383,13 +458,14 @@ func (c *Client) Stored(ctx context.Context, entries []Entry, key string) (map[s
 	now := c.now()
 	for _, e := range entries {
 		id := e.Metadata[key]
-		if id == "" || c.precheck(e, now) != "" {
+		org, err := c.orgOf(e)
+		if id == "" || err != nil || c.precheck(e, now) != "" {
 			continue // Push refuses it without asking Loki, stored or not
 		}
 		tenant := e.Labels["tenant"]
 		g := current[tenant]
 		if g == nil || len(g.ids) == storedBatch {
-			g = &group{labels: maps.Clone(e.Labels), start: e.Time, end: e.Time}
+			g = &group{org: org, labels: maps.Clone(e.Labels), start: e.Time, end: e.Time}
 			current[tenant] = g
 			groups = append(groups, g)
 		}
@@ -412,7 +488,11 @@ func (c *Client) Stored(ctx context.Context, entries []Entry, key string) (map[s
 		for i, id := range g.ids {
 			quoted[i] = regexp.QuoteMeta(id)
 		}
-		q := fmt.Sprintf("%s | %s=~`%s`", labelString(g.labels), key, strings.Join(quoted, "|"))
+		// line_format drops the lines from the answer (the key comes back
+		// among the stream's labels): up to storedBatch lines of up to
+		// max_line_size would exceed the 4 MiB gRPC message limit between
+		// Loki's querier and its ingesters, a 500 no retry can pass.
+		q := fmt.Sprintf("%s | %s=~`%s` | line_format \"\"", labelString(g.labels), key, strings.Join(quoted, "|"))
 		end := g.end.Add(time.Millisecond) // the range's end is exclusive
 		for from := g.start; from.Before(end); from = from.Add(c.storedWindow) {
 			to := from.Add(c.storedWindow)
@@ -424,7 +504,7 @@ func (c *Client) Stored(ctx context.Context, entries []Entry, key string) (map[s
 			var ids []string
 			err := c.pol.Do(ctx, Destination, func(ctx context.Context) error {
 				var err error
-				ids, err = c.queryKey(ctx, form, key)
+				ids, err = c.queryKey(ctx, g.org, form, key)
 				return err
 			})
 			if errpolicy.Classify(err) == errpolicy.DeadLetter {
@@ -449,14 +529,14 @@ const defaultStoredWindow = 7 * 24 * time.Hour
 
 // queryKey runs one query_range and returns the key's value of each stream
 // in the answer (structured metadata comes back among a stream's labels).
-func (c *Client) queryKey(ctx context.Context, form url.Values, key string) ([]string, error) {
+func (c *Client) queryKey(ctx context.Context, org string, form url.Values, key string) ([]string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(c.cfg.URL, "/")+"/loki/api/v1/query_range",
 		strings.NewReader(form.Encode()))
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	c.authorize(req)
+	c.authorize(req, org)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, err

@@ -375,3 +375,45 @@ func TestStored(t *testing.T) {
 		}
 	}
 }
+
+// TestStoredLargeEntries: the replay lookup of entries whose lines
+// together exceed Loki's 4 MiB gRPC limit (20 of 240 KiB, flushed) answers
+// which are stored. Before, the query returned the lines themselves: Loki
+// answered 500 ResourceExhausted, retried until the context ended, and a
+// shipper replaying such a batch after a crash stalled.
+func TestStoredLargeEntries(t *testing.T) {
+	c, base := newClient(t)
+	run := fmt.Sprintf("r%d", time.Now().UnixNano())
+	rnd := rand.New(rand.NewPCG(5, 6))
+	now := time.Now()
+	var entries []Entry
+	for i := 0; i < 20; i++ {
+		raw := make([]byte, 180<<10)
+		for j := range raw {
+			raw[j] = byte(rnd.IntN(256))
+		}
+		id := fmt.Sprintf("%s-e%d", run, i)
+		entries = append(entries, Entry{Labels: map[string]string{"app": "assistlog-test", "tenant": run}, Time: now.Add(time.Duration(i-20) * time.Second),
+			Line: base64.StdEncoding.EncodeToString(raw), Metadata: map[string]string{"event_id": id}})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if rej, err := c.Push(ctx, entries); err != nil || len(rej) > 0 {
+		t.Fatalf("push: %v %v", rej, err)
+	}
+	resp, err := http.Post(base+"/flush", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	time.Sleep(3 * time.Second)
+	got, err := c.Stored(ctx, entries, "event_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !got[e.Metadata["event_id"]] {
+			t.Errorf("%s: not reported stored", e.Metadata["event_id"])
+		}
+	}
+}

@@ -24,6 +24,9 @@ type Tenant struct {
 	Name string `yaml:"name"`
 	// Title is how owners' reports name the business (default: Name).
 	Title string `yaml:"title"`
+	// LokiTenant is the business's Loki org id (X-Scope-OrgID) when Loki
+	// runs one tenant per business (default: Name); see docs/loki-tenants.md.
+	LokiTenant string `yaml:"loki_tenant"`
 	// TZ is an IANA zone, e.g. Asia/Yekaterinburg for Ufa (UTC+5).
 	TZ string `yaml:"tz"`
 
