@@ -241,11 +241,12 @@ func (r *Receipt) writeMarkdown(w io.Writer) error {
 		return err
 	}
 	if r.Loki.RequestID != "" {
-		fmt.Fprintf(w, "\nLoki: запрос на удаление `%s`, статус `%s`, выборка `%s` с %s.\n", r.Loki.RequestID, r.Loki.Status,
+		// The query holds backticks: a double-backtick code span keeps them.
+		fmt.Fprintf(w, "\nLoki: запрос на удаление `%s`, статус `%s`, выборка `` %s `` с %s.\n", r.Loki.RequestID, r.Loki.Status,
 			r.Loki.Query, r.Loki.Start.Format(time.RFC3339))
 	}
 	if len(r.Archive.Rewritten)+len(r.Archive.Deleted) > 0 {
-		fmt.Fprintf(w, "\nАрхив: перезаписаны без этих строк %s; удалены целиком %s.\n", codeList(r.Archive.Rewritten), codeList(r.Archive.Deleted))
+		fmt.Fprintf(w, "\nАрхив: перезаписаны без этих строк: %s; удалены целиком: %s.\n", codeList(r.Archive.Rewritten), codeList(r.Archive.Deleted))
 	}
 	fmt.Fprintf(w, "\n## Bitrix24\n\nCRM не изменялась: это собственный учёт компании. Лиды с диалогами этого человека: %s. "+
 		"Удалить или обезличить их в CRM решает компания.\n", codeList(r.Bitrix24.CRMIDs))

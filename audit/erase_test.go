@@ -373,6 +373,9 @@ func (e *eraseEnv) erase(t *testing.T, args ...string) (*Receipt, string, error)
 	if merr != nil || !strings.Contains(string(md), rec.RequestID) {
 		t.Errorf("markdown receipt: %v", merr)
 	}
+	if !rec.DryRun {
+		t.Logf("receipt.md:\n%s", md)
+	}
 	for _, out := range []string{stdout, string(md), stderr} {
 		for _, raw := range []string{e.phone, digitsOf(e.phone)} {
 			if strings.Contains(out, raw) {
@@ -618,6 +621,40 @@ func TestEraseByPhone(t *testing.T) {
 	// Again: nothing left to find is its own answer.
 	if _, _, err := e.erase(t, "--phone", e.phone); exitCode(err) != exitNothingFound {
 		t.Errorf("second erasure: %v (exit %d); want exit %d, nothing found", err, exitCode(err), exitNothingFound)
+	}
+
+	// A conversation given by id, in another tenant, without a number.
+	var pick []string
+	for k := range e.othersBySession {
+		if !strings.HasPrefix(k, e.tenant+"/") {
+			pick = append(pick, k)
+		}
+	}
+	sort.Strings(pick)
+	tenant2, session2, _ := strings.Cut(pick[0], "/")
+	out, stderr, err := runAudit(t, "erase", "--config", e.config, "--tenant", tenant2, "--session", session2, "--operator", "test-dpo")
+	t.Logf("audit erase --tenant %s --session %s\n%s%s", tenant2, session2, out, stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "not touched") {
+		t.Errorf("the summary does not say Bitrix24 was not touched:\n%s", out)
+	}
+	rest := map[string]int{}
+	for k, n := range e.othersBySession {
+		if k != pick[0] {
+			rest[k] = n
+		}
+	}
+	for _, st := range stores {
+		if got := storeBySession(t, st.URL, e.alias); !equalCounts(got, rest) {
+			t.Errorf("%s after erasing %s: got %v\nwant %v", st.Name, pick[0], got, rest)
+		}
+	}
+	for _, r := range e.archiveRows(t) {
+		if r.SessionID == session2 {
+			t.Errorf("archive still holds %s of %s", r.EventID, session2)
+		}
 	}
 }
 
