@@ -115,6 +115,10 @@ func (er *eraser) deleteAll(ctx context.Context, st *searchStore, index string, 
 		if err == nil {
 			err = flush()
 		}
+		if errors.Is(err, esread.ErrNotFound) && se.Rounds == 1 {
+			se.Note = "no such index or alias"
+			return nil // a store that never got the alias holds nothing
+		}
 		if err != nil {
 			return err
 		}
