@@ -46,6 +46,7 @@ func commands() []command {
 		{"report", "the weekly owner report: HTML with charts, or text for Telegram", func(ctx context.Context, a *app, args []string) error {
 			return runReport(ctx, a, args, wiredReportHooks())
 		}},
+		{"erase", "erase one person's data on request (by phone or session) everywhere, with a receipt; --dry-run counts", runErase},
 		{"export", "events as CSV (Excel, Google Sheets, Looker Studio) or JSON, masked", runExport},
 		{"version", "print the version, commit and Go version", runVersion},
 		{"check", "validate an audit configuration (--config) and exit", runCheck},

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/assistlog/assistlog/internal/archive"
 	"github.com/assistlog/assistlog/internal/bitrix24"
 	"github.com/assistlog/assistlog/internal/config"
 	"github.com/assistlog/assistlog/internal/elastic"
@@ -34,6 +35,13 @@ type Config struct {
 	PII struct {
 		HashSecret string `yaml:"hash_secret"`
 	} `yaml:"pii"`
+	// Mirrors, Loki, Kafka and Archive are the other places a person's
+	// data lives; `audit erase` removes it from each one configured
+	// (erase_config.go).
+	Mirrors []elastic.Config   `yaml:"mirrors"`
+	Loki    EraseLokiConfig    `yaml:"loki"`
+	Kafka   EraseKafkaConfig   `yaml:"kafka"`
+	Archive EraseArchiveConfig `yaml:"archive"`
 
 	// crmErr is why the crm or pii secrets could not be expanded.
 	crmErr error
@@ -60,6 +68,9 @@ func DefaultConfig() Config {
 		ReviewsIndex:    "assistant-reviews",
 		ConversationURL: "http://127.0.0.1:5601/app/discover#/?_a=(query:(language:lucene,query:'tenant:\"{tenant}\" AND session_id:\"{session_id}\"'))",
 		CRM:             CRMConfig{Bitrix24: bitrix24.DefaultConfig(), SourceID: "WEB"},
+		Loki:            defaultEraseLoki(),
+		Kafka:           defaultEraseKafka(),
+		Archive:         EraseArchiveConfig{S3: archive.DefaultStoreConfig()},
 	}
 }
 

@@ -85,11 +85,21 @@ func (r *Reader) Do(ctx context.Context, method, path string, body, out any) err
 		}
 		rd = bytes.NewReader(b)
 	}
+	return r.send(ctx, method, path, "application/json", rd, out)
+}
+
+// Bulk posts an NDJSON body to path (e.g. "_bulk?refresh=true") and
+// decodes the answer into out, with the reader's credentials.
+func (r *Reader) Bulk(ctx context.Context, path string, ndjson []byte, out any) error {
+	return r.send(ctx, http.MethodPost, path, "application/x-ndjson", bytes.NewReader(ndjson), out)
+}
+
+func (r *Reader) send(ctx context.Context, method, path, contentType string, rd io.Reader, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(r.cfg.URLs[0], "/")+"/"+strings.TrimPrefix(path, "/"), rd)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", contentType)
 	switch {
 	case r.cfg.APIKey != "":
 		req.Header.Set("Authorization", "ApiKey "+r.cfg.APIKey)
