@@ -245,9 +245,12 @@ var (
 	reEventID = regexp.MustCompile(`^[A-Za-z0-9._:-]+$`)
 	reTenant  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 	rePhone   = regexp.MustCompile(`^\+[1-9][0-9]{7,14}$`)
-	reCRMID   = regexp.MustCompile(`^[0-9]{1,20}$`)
-	reRFC3339 = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$`)
-	typeSet   = func() map[Type]bool {
+	reSealed  = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,32}:[A-Za-z0-9_-]{16,}$`)
+	// reMaskedField is a field path as pii_masked lists it.
+	reMaskedField = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$`)
+	reCRMID       = regexp.MustCompile(`^[0-9]{1,20}$`)
+	reRFC3339     = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$`)
+	typeSet       = func() map[Type]bool {
 		m := map[Type]bool{}
 		for _, t := range Types {
 			m[t] = true
@@ -319,6 +322,18 @@ func (e *Event) Validate() error {
 	c.str("session_id", e.SessionID, true, 1, 128, nil, "")
 	c.str("user_id", e.UserID, false, 1, 128, nil, "")
 	c.str("user_phone", e.UserPhone, false, 1, 16, rePhone, "an E.164 number such as +79161234567")
+	c.str("user_phone_sealed", e.UserPhoneSealed, false, 1, 256, reSealed, "<key id>:<base64url>, as the collector seals a number")
+	if e.UserPhone != "" && e.UserPhoneSealed != "" {
+		c.add("user_phone_sealed", "replaces user_phone; an event carries one or the other")
+	}
+	if len(e.PIIMasked) > 64 {
+		c.add("pii_masked", "must list at most 64 fields, got %d", len(e.PIIMasked))
+	}
+	for i, f := range e.PIIMasked {
+		if !reMaskedField.MatchString(f) {
+			c.add(fmt.Sprintf("pii_masked[%d]", i), "must be a field path such as payload.text, got %q", f)
+		}
+	}
 	if e.Type == "" {
 		c.add("event_type", "is required")
 	} else if !typeSet[e.Type] {
@@ -519,7 +534,7 @@ func (e *Event) validateByType(c *checker) {
 		c.add("latency_ms", "is required for %s", e.Type)
 	case e.Type == ScenarioTransition && e.Scenario == nil:
 		c.add("scenario", "is required for %s", e.Type)
-	case e.Type == LeadCreated && e.UserPhone == "":
+	case e.Type == LeadCreated && e.UserPhone == "" && e.UserPhoneSealed == "":
 		c.add("user_phone", "is required for %s: a lead is created when contact details are given", e.Type)
 	case e.Type.IsAppointment() && !has("appointment_id"):
 		c.add("payload.appointment_id", "is required for %s", e.Type)

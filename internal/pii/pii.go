@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"regexp"
 	"sort"
 	"strings"
@@ -20,6 +21,7 @@ import (
 // Masker masks and hashes. It is safe for concurrent use.
 type Masker struct {
 	secret []byte
+	ring   *Ring // nil: Protect and Reveal are not available
 }
 
 // New returns a masker; the secret keys the phone hash and must be kept
@@ -30,6 +32,23 @@ func New(secret string) (*Masker, error) {
 	}
 	return &Masker{secret: []byte(secret)}, nil
 }
+
+// NewWithKeys is New with a key ring, for the edge step (Protect) and its
+// reverse (Reveal).
+func NewWithKeys(secret string, ring *Ring) (*Masker, error) {
+	m, err := New(secret)
+	if err != nil {
+		return nil, err
+	}
+	if ring == nil {
+		return nil, errors.New("pii: a key ring is required")
+	}
+	m.ring = ring
+	return m, nil
+}
+
+// Ring is the masker's key ring (nil without one).
+func (m *Masker) Ring() *Ring { return m.ring }
 
 // phoneRe finds phone-like runs: an optional +, then 10 to 15 digits that
 // may be separated by spaces, dashes, dots or parentheses.
@@ -157,16 +176,142 @@ func (m *Masker) Apply(e *event.Event) Masked {
 		c.UserPhone = MaskPhone(c.UserPhone)
 		fields = append(fields, "user_phone")
 	}
-	if s, kinds := MaskText(c.UserID); len(kinds) > 0 {
-		c.UserID = s
-		fields = append(fields, "user_id")
-	}
+	m.maskIDs(&c, &fields)
 	if c.Payload != nil {
 		c.Payload = maskValue("payload", c.Payload, &fields).(map[string]any)
 	}
-	sort.Strings(fields)
-	out.Fields = fields
+	// What the edge masked before (Protect) is listed too; the sealed
+	// number never reaches a sink.
+	fields = append(fields, c.PIIMasked...)
+	c.PIIMasked, c.UserPhoneSealed = nil, ""
+	out.Fields = uniqueSorted(fields)
 	return out
+}
+
+func uniqueSorted(fields []string) []string {
+	sort.Strings(fields)
+	out := fields[:0]
+	for i, f := range fields {
+		if i == 0 || f != fields[i-1] {
+			out = append(out, f)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// maskIDs replaces phone numbers inside session_id and user_id (WhatsApp
+// builds both from the customer's number, "whatsapp:79161234567") by the
+// number's token, and masks e-mails in user_id. The token is keyed and
+// derived from the normalized number, so the same customer keeps the same
+// ids in every format and conversations still group; it has no digits, so
+// masking again finds nothing.
+func (m *Masker) maskIDs(c *event.Event, fields *[]string) {
+	if s, ok := m.tokenizePhones(c.SessionID); ok {
+		c.SessionID = s
+		*fields = append(*fields, "session_id")
+	}
+	s, changed := m.tokenizePhones(c.UserID)
+	if masked, kinds := MaskText(s); len(kinds) > 0 {
+		s, changed = masked, true
+	}
+	if changed {
+		c.UserID = s
+		*fields = append(*fields, "user_id")
+	}
+}
+
+// tokenizePhones replaces each phone-like run of s by PhoneToken.
+func (m *Masker) tokenizePhones(s string) (string, bool) {
+	if s == "" || !phoneRe.MatchString(s) {
+		return s, false
+	}
+	changed := false
+	out := phoneRe.ReplaceAllStringFunc(s, func(run string) string {
+		if Normalize(run) == "" {
+			return run
+		}
+		changed = true
+		return m.PhoneToken(run)
+	})
+	return out, changed
+}
+
+// PhoneToken is the id form of a number: "ph-" and 24 letters a–p (the
+// first 96 bits of HashPhone), so an id that was a number stays one stable,
+// digit-free id per customer.
+func (m *Masker) PhoneToken(phone string) string {
+	h := m.HashPhone(phone)
+	if h == "" {
+		return phone
+	}
+	b := []byte(h[:24])
+	for i, c := range b {
+		if c <= '9' {
+			b[i] = 'a' + (c - '0')
+		} else {
+			b[i] = 'k' + (c - 'a')
+		}
+	}
+	return "ph-" + string(b)
+}
+
+// Purposes bound to sealed values.
+const (
+	PurposeUserPhone  = "assistlog/event/user_phone"
+	PurposeCRMPhone   = "assistlog/crm-links/phone"
+	PurposeDeadLetter = "assistlog/deadletter/raw"
+)
+
+// Protect is the edge step (the collector, and dlq replay): it returns a
+// copy of e fit for the events topic. user_phone is replaced by
+// user_phone_sealed (AES-GCM with the ring's current key: only a program
+// holding the key, the shipper, reads it for the CRM lookup and the hash),
+// numbers in ids become tokens, numbers and e-mails in the payload are
+// masked, and pii_masked lists what was masked. An event protected already
+// comes back the same. It needs NewWithKeys.
+func (m *Masker) Protect(e *event.Event) *event.Event {
+	c := *e
+	var fields []string
+	if c.UserPhone != "" {
+		c.UserPhoneSealed = m.ring.SealString(PurposeUserPhone, c.UserPhone)
+		c.UserPhone = ""
+	}
+	m.maskIDs(&c, &fields)
+	if c.Payload != nil {
+		c.Payload = maskValue("payload", c.Payload, &fields).(map[string]any)
+	}
+	c.PIIMasked = uniqueSorted(append(fields, c.PIIMasked...))
+	if c.UserPhoneSealed != "" || len(c.PIIMasked) > 0 {
+		minor := event.SchemaMinor
+		if c.SchemaMinor == nil || *c.SchemaMinor < minor {
+			c.SchemaMinor = &minor // its fields are minor 2's
+		}
+	}
+	return &c
+}
+
+// Reveal is the shipper's first step: a copy of e with user_phone opened
+// from user_phone_sealed (for the CRM lookup and the keyed hash; Apply
+// masks it again before any sink) and phone numbers in ids tokenized as
+// Protect does, so an event written before the edge step existed gets the
+// same ids as one written after. The error names the key a sealed number
+// needs when this masker lacks it.
+func (m *Masker) Reveal(e *event.Event) (*event.Event, error) {
+	c := *e
+	if c.UserPhoneSealed != "" {
+		phone, err := m.ring.OpenString(PurposeUserPhone, c.UserPhoneSealed)
+		if err != nil {
+			return nil, fmt.Errorf("event %s: user_phone_sealed: %w", e.EventID, err)
+		}
+		c.UserPhone, c.UserPhoneSealed = phone, ""
+	}
+	var fields []string
+	m.maskIDs(&c, &fields)
+	c.PIIMasked = uniqueSorted(append(fields, c.PIIMasked...))
+	return &c, nil
 }
 
 // references are payload fields that name a media object rather than say
