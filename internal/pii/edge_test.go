@@ -79,7 +79,7 @@ func TestProtectThenReveal(t *testing.T) {
 	raw := &event.Event{EventID: "x", Tenant: "salon-aurora", Channel: "whatsapp", SessionID: "whatsapp:79161234567",
 		UserID: "79161234567", UserPhone: "+79161234567", Type: event.LeadCreated, Level: "info", SchemaVersion: 1,
 		Timestamp: "2026-11-20T10:15:00+03:00",
-		Payload: map[string]any{"text": "call 8 (916) 123-45-67 or anna.petrova@mail.ru", "n": 5.0}}
+		Payload:   map[string]any{"text": "call 8 (916) 123-45-67 or anna.petrova@mail.ru", "n": 5.0}}
 	edge := m.Protect(raw)
 	b, _ := edge.Marshal()
 	for _, s := range []string{"79161234567", "9161234567", "123-45", "anna.petrova"} {
@@ -169,5 +169,13 @@ func TestPhoneIDsAreStableTokens(t *testing.T) {
 	}
 	if got := m.Apply(&event.Event{SessionID: "sgd-36_00024", UserID: "tg:5012345"}).Event; got.SessionID != "sgd-36_00024" || got.UserID != "tg:5012345" {
 		t.Errorf("ids without a number changed: %q %q", got.SessionID, got.UserID)
+	}
+	// A Telegram chat id of 10 digits is not a number to hide; on WhatsApp
+	// the same digits are.
+	if got := m.Apply(&event.Event{Channel: "telegram", SessionID: "telegram:5120334871"}).Event; got.SessionID != "telegram:5120334871" {
+		t.Errorf("telegram chat id changed: %q", got.SessionID)
+	}
+	if got := m.Apply(&event.Event{Channel: "whatsapp", SessionID: "whatsapp:4915112345678"}).Event; !strings.HasPrefix(got.SessionID, "whatsapp:ph-") {
+		t.Errorf("a WhatsApp number (German) kept: %q", got.SessionID)
 	}
 }

@@ -202,18 +202,22 @@ func uniqueSorted(fields []string) []string {
 	return out
 }
 
-// maskIDs replaces phone numbers inside session_id and user_id (WhatsApp
-// builds both from the customer's number, "whatsapp:79161234567") by the
-// number's token, and masks e-mails in user_id. The token is keyed and
-// derived from the normalized number, so the same customer keeps the same
-// ids in every format and conversations still group; it has no digits, so
-// masking again finds nothing.
+// maskIDs replaces phone numbers inside session_id and user_id by the
+// number's token (WhatsApp builds both from the customer's number,
+// "whatsapp:79161234567") and masks e-mails and other numbers left in
+// user_id. The token is keyed and derived from the normalized number, so
+// the same customer keeps the same ids in every format and conversations
+// still group; it has no digits, so masking again finds nothing.
 func (m *Masker) maskIDs(c *event.Event, fields *[]string) {
-	if s, ok := m.tokenizePhones(c.SessionID); ok {
+	// On WhatsApp and the phone channel an id's digits are the number; on
+	// the others (Telegram's chat ids, Instagram's page-scoped ids) only
+	// what is written as a number is: with "+", or 11 digits from 7 or 8.
+	every := c.Channel == "whatsapp" || c.Channel == "phone"
+	if s, ok := m.tokenizePhones(c.SessionID, every); ok {
 		c.SessionID = s
 		*fields = append(*fields, "session_id")
 	}
-	s, changed := m.tokenizePhones(c.UserID)
+	s, changed := m.tokenizePhones(c.UserID, every)
 	if masked, kinds := MaskText(s); len(kinds) > 0 {
 		s, changed = masked, true
 	}
@@ -223,14 +227,16 @@ func (m *Masker) maskIDs(c *event.Event, fields *[]string) {
 	}
 }
 
-// tokenizePhones replaces each phone-like run of s by PhoneToken.
-func (m *Masker) tokenizePhones(s string) (string, bool) {
+// tokenizePhones replaces phone-like runs of s by PhoneToken: every run
+// when every is set, otherwise only those written as a phone number.
+func (m *Masker) tokenizePhones(s string, every bool) (string, bool) {
 	if s == "" || !phoneRe.MatchString(s) {
 		return s, false
 	}
 	changed := false
 	out := phoneRe.ReplaceAllStringFunc(s, func(run string) string {
-		if Normalize(run) == "" {
+		d := Digits(run)
+		if Normalize(run) == "" || !every && !strings.HasPrefix(run, "+") && !(len(d) == 11 && (d[0] == '7' || d[0] == '8')) {
 			return run
 		}
 		changed = true
