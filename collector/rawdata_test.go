@@ -81,7 +81,9 @@ func TestNoRawPersonalData(t *testing.T) {
 	phones := []string{"+79161112233", "+79172223344", "+79174561234", "+79163334455", "+79165556677", "+79167778899"}
 	emails := []string{"anna.petrova@mail.ru", "ivan@example.com", "olga@mail.ru", "pavel.s@yandex.ru"}
 	now := time.Now().UTC().Add(-10 * time.Minute)
-	ts := func(i int) string { return now.Add(time.Duration(i) * time.Second).Format("2006-01-02T15:04:05.000Z07:00") }
+	ts := func(i int) string {
+		return now.Add(time.Duration(i) * time.Second).Format("2006-01-02T15:04:05.000Z07:00")
+	}
 	v1 := func(i int, session, typ, extra string) string {
 		return fmt.Sprintf(`{"timestamp":%q,"tenant":"salon-aurora","channel":%q,"session_id":%q,"event_type":%q,"level":"info","schema_version":1%s}`,
 			ts(i), strings.SplitN(session, ":", 2)[0], session, typ, extra) + "\n"
