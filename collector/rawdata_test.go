@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -249,6 +250,9 @@ func TestNoRawPersonalData(t *testing.T) {
 			t.Fatalf("findPhone misses %q", form)
 		}
 	}
+	if findEncodedPhone("wamid.HBgLNzkxNzQ1NjEyMzQVAgASGBQzRUIwQjQxQzk1RkE3MDM2QkQ0MAA=", "+79174561234") == "" {
+		t.Fatal("findEncodedPhone misses the number in a WhatsApp message id")
+	}
 	if !strings.Contains(haystacks["kafka "+e.topic], `"user_phone_sealed":"k1:`) || !strings.Contains(haystacks["kafka "+e.topic], `"user_phone_sealed":"k2:`) {
 		t.Error("the events topic holds no sealed number of each key")
 	}
@@ -259,6 +263,9 @@ func TestNoRawPersonalData(t *testing.T) {
 		for _, p := range phones {
 			if found := findPhone(hay, p); found != "" {
 				t.Errorf("%s holds the number %s as %q", where, p, found)
+			}
+			if found := findEncodedPhone(hay, p); found != "" {
+				t.Errorf("%s holds the number %s base64-encoded in %q", where, p, found)
 			}
 		}
 		for _, m := range emails {
@@ -306,6 +313,31 @@ func lokiRange(t *testing.T, base, deployment string) string {
 
 // digitRuns are digits with the separators people write numbers with.
 var digitRuns = regexp.MustCompile(`\d[\d\s\-().]*\d`)
+
+// base64Runs are what could be base64 (WhatsApp's message ids, "wamid.…",
+// are base64 of a record that holds the customer's number).
+var base64Runs = regexp.MustCompile(`[A-Za-z0-9+/_-]{16,}=*`)
+
+// findEncodedPhone returns a base64 run of hay that decodes (at any
+// alignment, standard or URL alphabet) to bytes holding the number's ten
+// national digits, or "".
+func findEncodedPhone(hay, phone string) string {
+	national := pii.Digits(phone)
+	national = national[len(national)-10:]
+	for _, run := range base64Runs.FindAllString(hay, -1) {
+		run = strings.TrimRight(run, "=")
+		for shift := 0; shift < 4 && shift < len(run); shift++ {
+			s := run[shift:]
+			s = s[:len(s)/4*4]
+			for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+				if b, err := enc.DecodeString(s); err == nil && strings.Contains(string(b), national) {
+					return run
+				}
+			}
+		}
+	}
+	return ""
+}
 
 // findPhone returns how hay writes the number phone (+7…, 8…, digits only,
 // with separators), or "": any run of digits holding its ten national

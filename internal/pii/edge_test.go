@@ -179,3 +179,24 @@ func TestPhoneIDsAreStableTokens(t *testing.T) {
 		t.Errorf("a WhatsApp number (German) kept: %q", got.SessionID)
 	}
 }
+
+// TestWhatsAppMessageIDs: a wamid is base64 of a record holding the
+// customer's number; it becomes a keyed token, the same for the same id
+// (a failed-delivery status still names the message), masked again
+// unchanged.
+func TestWhatsAppMessageIDs(t *testing.T) {
+	m, _ := New("secret-one-0123456789")
+	id := "wamid.HBgLNzkxNzQ1NjEyMzQVAgASGBQzRUIwQjQxQzk1RkE3MDM2QkQ0MAA="
+	a := m.Apply(&event.Event{Payload: map[string]any{"message_id": id}})
+	b := m.Apply(&event.Event{Payload: map[string]any{"message_id": id, "delivery_status": "failed"}})
+	got := a.Event.Payload["message_id"].(string)
+	if !strings.HasPrefix(got, "wamid-h-") || strings.Contains(got, "Nzkx") || got != b.Event.Payload["message_id"] {
+		t.Errorf("message ids %q, %q", got, b.Event.Payload["message_id"])
+	}
+	if strings.Join(a.Fields, ",") != "payload.message_id" {
+		t.Errorf("fields %v", a.Fields)
+	}
+	if again := m.Apply(a.Event); again.Event.Payload["message_id"] != got {
+		t.Errorf("masked twice: %v", again.Event.Payload["message_id"])
+	}
+}

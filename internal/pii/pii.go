@@ -178,7 +178,7 @@ func (m *Masker) Apply(e *event.Event) Masked {
 	}
 	m.maskIDs(&c, &fields)
 	if c.Payload != nil {
-		c.Payload = maskValue("payload", c.Payload, &fields).(map[string]any)
+		c.Payload = m.maskValue("payload", c.Payload, &fields).(map[string]any)
 	}
 	// What the edge masked before (Protect) is listed too; the sealed
 	// number never reaches a sink.
@@ -253,15 +253,7 @@ func (m *Masker) PhoneToken(phone string) string {
 	if h == "" {
 		return phone
 	}
-	b := []byte(h[:24])
-	for i, c := range b {
-		if c <= '9' {
-			b[i] = 'a' + (c - '0')
-		} else {
-			b[i] = 'k' + (c - 'a')
-		}
-	}
-	return "ph-" + string(b)
+	return "ph-" + letters(h[:24])
 }
 
 // Purposes bound to sealed values.
@@ -287,7 +279,7 @@ func (m *Masker) Protect(e *event.Event) *event.Event {
 	}
 	m.maskIDs(&c, &fields)
 	if c.Payload != nil {
-		c.Payload = maskValue("payload", c.Payload, &fields).(map[string]any)
+		c.Payload = m.maskValue("payload", c.Payload, &fields).(map[string]any)
 	}
 	c.PIIMasked = uniqueSorted(append(fields, c.PIIMasked...))
 	if c.UserPhoneSealed != "" || len(c.PIIMasked) > 0 {
@@ -329,29 +321,61 @@ var references = map[string]bool{
 	"payload.attachments.kind": true, "payload.attachments.mime_type": true,
 }
 
+// wamidRe finds WhatsApp message ids: "wamid." and base64 of a record
+// that holds the customer's number (wamid.HBgLNzkxNzQ1NjEyMzQV… is
+// 79174561234), so a reader could decode the number from one.
+var wamidRe = regexp.MustCompile(`wamid\.[A-Za-z0-9+/_=-]{8,}`)
+
+// wamidToken is a message id's keyed, stable stand-in: a status still
+// finds the message it is about, and no number can be decoded from it.
+func (m *Masker) wamidToken(id string) string {
+	mac := hmac.New(sha256.New, m.secret)
+	mac.Write([]byte(id))
+	return "wamid-h-" + letters(hex.EncodeToString(mac.Sum(nil))[:24])
+}
+
+// letters spells hex digits as a–p, so a token holds no digit run.
+func letters(h string) string {
+	b := []byte(h)
+	for i, c := range b {
+		if c <= '9' {
+			b[i] = 'a' + (c - '0')
+		} else {
+			b[i] = 'k' + (c - 'a')
+		}
+	}
+	return string(b)
+}
+
 // maskValue walks payload values, masking every string but references;
 // maps and slices are copied so the original event is untouched.
-func maskValue(path string, v any, fields *[]string) any {
+func (m *Masker) maskValue(path string, v any, fields *[]string) any {
 	switch x := v.(type) {
 	case string:
 		if references[path] {
 			return x
 		}
+		changed := false
+		if wamidRe.MatchString(x) {
+			x, changed = wamidRe.ReplaceAllStringFunc(x, m.wamidToken), true
+		}
 		if s, kinds := MaskText(x); len(kinds) > 0 {
+			x, changed = s, true
+		}
+		if changed {
 			*fields = append(*fields, path)
-			return s
 		}
 		return x
 	case map[string]any:
 		c := make(map[string]any, len(x))
 		for k, val := range x {
-			c[k] = maskValue(path+"."+k, val, fields)
+			c[k] = m.maskValue(path+"."+k, val, fields)
 		}
 		return c
 	case []any:
 		c := make([]any, len(x))
 		for i, val := range x {
-			c[i] = maskValue(path, val, fields)
+			c[i] = m.maskValue(path, val, fields)
 		}
 		return c
 	}
