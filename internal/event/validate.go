@@ -246,11 +246,10 @@ var (
 	reTenant  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 	rePhone   = regexp.MustCompile(`^\+[1-9][0-9]{7,14}$`)
 	reSealed  = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,32}:[A-Za-z0-9_-]{16,}$`)
-	// reMaskedField is a field path as pii_masked lists it.
-	reMaskedField = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$`)
-	reCRMID       = regexp.MustCompile(`^[0-9]{1,20}$`)
-	reRFC3339     = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$`)
-	typeSet       = func() map[Type]bool {
+
+	reCRMID   = regexp.MustCompile(`^[0-9]{1,20}$`)
+	reRFC3339 = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$`)
+	typeSet   = func() map[Type]bool {
 		m := map[Type]bool{}
 		for _, t := range Types {
 			m[t] = true
@@ -302,6 +301,13 @@ func (c *checker) str(field, v string, required bool, min, max int, re *regexp.R
 	}
 }
 
+// Limits of pii_masked: the paths of a payload's keys, which may be any
+// strings.
+const (
+	MaxMaskedFields = 1024
+	MaxMaskedPath   = 512
+)
+
 // Validate checks every rule of schema v1 and returns all broken ones.
 func (e *Event) Validate() error {
 	var c checker
@@ -326,13 +332,11 @@ func (e *Event) Validate() error {
 	if e.UserPhone != "" && e.UserPhoneSealed != "" {
 		c.add("user_phone_sealed", "replaces user_phone; an event carries one or the other")
 	}
-	if len(e.PIIMasked) > 64 {
-		c.add("pii_masked", "must list at most 64 fields, got %d", len(e.PIIMasked))
+	if len(e.PIIMasked) > MaxMaskedFields {
+		c.add("pii_masked", "must list at most %d fields, got %d", MaxMaskedFields, len(e.PIIMasked))
 	}
 	for i, f := range e.PIIMasked {
-		if !reMaskedField.MatchString(f) {
-			c.add(fmt.Sprintf("pii_masked[%d]", i), "must be a field path such as payload.text, got %q", f)
-		}
+		c.length(fmt.Sprintf("pii_masked[%d]", i), f, 1, MaxMaskedPath)
 	}
 	if e.Type == "" {
 		c.add("event_type", "is required")

@@ -171,8 +171,8 @@ func validationCases() []validationCase {
 			delete(m, "user_phone")
 			m["user_phone_sealed"] = "+79161234567"
 		}), kind: KindSchema, want: `user_phone_sealed: must be <key id>:<base64url>, as the collector seals a number, got "+79161234567"`, schemaAgrees: true},
-		{name: "pii_masked not a field path", line: with(func(m map[string]any) { m["pii_masked"] = []string{"Payload Text"} }), kind: KindSchema,
-			want: `pii_masked[0]: must be a field path such as payload.text, got "Payload Text"`, schemaAgrees: true},
+		{name: "pii_masked with an empty path", line: with(func(m map[string]any) { m["pii_masked"] = []string{"payload.Customer Note!", ""} }), kind: KindSchema,
+			want: `pii_masked[1]: must not be empty`, schemaAgrees: true},
 		{name: "schema_minor out of range", line: with(func(m map[string]any) { m["schema_minor"] = -1 }), kind: KindSchema,
 			want: "schema_minor: must be between 0 and 1000, got -1", schemaAgrees: true},
 

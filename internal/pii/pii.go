@@ -214,7 +214,7 @@ func (m *Masker) maskIDs(c *event.Event, fields *[]string) {
 	// what is written as a number is: with "+", or 11 digits from 7 or 8.
 	every := c.Channel == "whatsapp" || c.Channel == "phone"
 	if s, ok := m.tokenizePhones(c.SessionID, every); ok {
-		c.SessionID = s
+		c.SessionID = m.fit(c.SessionID, s)
 		*fields = append(*fields, "session_id")
 	}
 	s, changed := m.tokenizePhones(c.UserID, every)
@@ -222,9 +222,25 @@ func (m *Masker) maskIDs(c *event.Event, fields *[]string) {
 		s, changed = masked, true
 	}
 	if changed {
-		c.UserID = s
+		c.UserID = m.fit(c.UserID, s)
 		*fields = append(*fields, "user_id")
 	}
+}
+
+// maxID is schema v1's limit of session_id and user_id.
+const maxID = 128
+
+// fit keeps a tokenized id within maxID: a token is longer than the
+// number it replaces, so an id near the limit becomes one keyed token of
+// the whole original id (stable too, though not shared with the number's
+// other spellings).
+func (m *Masker) fit(original, tokenized string) string {
+	if len(tokenized) <= maxID {
+		return tokenized
+	}
+	mac := hmac.New(sha256.New, m.secret)
+	mac.Write([]byte("id\x00" + original))
+	return "id-" + letters(hex.EncodeToString(mac.Sum(nil))[:24])
 }
 
 // tokenizePhones replaces phone-like runs of s by PhoneToken: every run
@@ -282,6 +298,19 @@ func (m *Masker) Protect(e *event.Event) *event.Event {
 		c.Payload = m.maskValue("payload", c.Payload, &fields).(map[string]any)
 	}
 	c.PIIMasked = uniqueSorted(append(fields, c.PIIMasked...))
+	// pii_masked says what was masked; it is informational, so a path past
+	// the schema's limits (a payload key can be any string) is left out
+	// rather than make the event invalid.
+	kept := c.PIIMasked[:0]
+	for _, f := range c.PIIMasked {
+		if len(f) <= event.MaxMaskedPath && len(kept) < event.MaxMaskedFields {
+			kept = append(kept, f)
+		}
+	}
+	c.PIIMasked = kept
+	if len(kept) == 0 {
+		c.PIIMasked = nil
+	}
 	if c.UserPhoneSealed != "" || len(c.PIIMasked) > 0 {
 		minor := event.SchemaMinor
 		if c.SchemaMinor == nil || *c.SchemaMinor < minor {
