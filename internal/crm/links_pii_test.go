@@ -76,6 +76,19 @@ func TestLinksKeepNoNumber(t *testing.T) {
 			t.Errorf("the answer of %s (kept by compaction): %v", l.Key(), v)
 		}
 	}
+	// A store without the key reads a pending record's number as missing
+	// and says which key it needs (the worker stops on it rather than
+	// answering no_lead).
+	v, err := r.store.encode(sealed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyless, _ := pii.New("links-test-secret-0123456789")
+	noKey := NewStore(r.store.brokers, r.store.topic, r.store.out, r.store.log)
+	noKey.Protect(keyless)
+	if _, err := noKey.decode(v); err == nil || !strings.Contains(err.Error(), `key "k1"`) {
+		t.Errorf("decode without the key: %v", err)
+	}
 	// A restarted store reads the answers back.
 	again := NewStore(r.store.brokers, r.store.topic, r.store.out, r.store.log)
 	again.Protect(m)
