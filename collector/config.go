@@ -14,6 +14,7 @@ import (
 
 	"github.com/assistlog/assistlog/internal/kafka"
 	"github.com/assistlog/assistlog/internal/mapping"
+	"github.com/assistlog/assistlog/internal/pii"
 	"github.com/assistlog/assistlog/internal/tail"
 )
 
@@ -24,8 +25,12 @@ type Config struct {
 	Files     FilesConfig     `yaml:"files"`
 	Positions PositionsConfig `yaml:"positions"`
 	Webhook   WebhookConfig   `yaml:"webhook"`
-	HTTP      program.HTTP    `yaml:"http"`
-	Log       program.Log     `yaml:"log"`
+	// PII is the edge step: with it, no phone number or e-mail reaches
+	// Kafka raw (events masked and their number sealed, dead letters
+	// sealed). Without it events go to Kafka as received.
+	PII  PIIConfig    `yaml:"pii"`
+	HTTP program.HTTP `yaml:"http"`
+	Log  program.Log  `yaml:"log"`
 	// Retry is the one error policy's waits (Kafka).
 	Retry errpolicy.Config `yaml:"retry"`
 	// ShutdownTimeout bounds how long SIGTERM waits for in-flight batches
@@ -81,6 +86,30 @@ type WebhookConfig struct {
 	Hooks []HookConfig `yaml:"hooks"`
 }
 
+// PIIConfig is the edge step's secrets, the same as the shipper's pii
+// section: the phone-hash secret (ids that are numbers become the same
+// tokens the shipper makes) and the AES-256-GCM keys (numbers sealed for
+// the shipper's CRM lookup, dead letters sealed for `dlq replay`).
+type PIIConfig struct {
+	HashSecret     string `yaml:"hash_secret"`
+	pii.KeysConfig `yaml:",inline"`
+}
+
+// enabled reports whether the edge step is configured.
+func (c PIIConfig) enabled() bool { return c.HashSecret != "" || !c.KeysConfig.IsZero() }
+
+// masker builds the edge step (nil when it is off).
+func (c PIIConfig) masker() (*pii.Masker, error) {
+	if !c.enabled() {
+		return nil, nil
+	}
+	ring, err := pii.NewRing(c.KeysConfig)
+	if err != nil {
+		return nil, err
+	}
+	return pii.NewWithKeys(c.HashSecret, ring)
+}
+
 // TenantConfig holds one tenant's credentials. Values may be written as
 // ${ENV_VAR} so secrets stay out of the file.
 type TenantConfig struct {
@@ -129,6 +158,10 @@ func LoadConfig(path string) (Config, error) {
 
 func (c *Config) expandSecrets() error {
 	var errs []error
+	errs = append(errs, config.Expand("pii.hash_secret", &c.PII.HashSecret))
+	for i := range c.PII.Keys {
+		errs = append(errs, config.Expand(fmt.Sprintf("pii.keys[%d].key", i), &c.PII.Keys[i].Key))
+	}
 	for i := range c.Webhook.Tenants {
 		t := &c.Webhook.Tenants[i]
 		for j := range t.Tokens {
@@ -246,6 +279,15 @@ func (c Config) Validate() error {
 				add("webhook.tenants[%d].hmac_secret: must be at least 16 characters", i)
 			}
 		}
+	}
+	if c.PII.enabled() {
+		if len(c.PII.HashSecret) < 16 {
+			add("pii.hash_secret: is required with pii.keys, at least 16 characters, the shipper's pii.hash_secret (write it as ${ENV_VAR})")
+		}
+		if len(c.PII.Keys) == 0 {
+			add("pii.keys: at least one key is required with pii.hash_secret (a secret of at least 32 characters as ${ENV_VAR})")
+		}
+		errs = append(errs, config.Prefixed("pii.", c.PII.KeysConfig.Validate())...)
 	}
 	if c.HTTP.Listen == "" {
 		add("http.listen: is required (metrics and health)")

@@ -13,6 +13,8 @@ func TestExampleConfigLoads(t *testing.T) {
 	t.Setenv("AURORA_TELEGRAM_SECRET", "tg-secret-0123456789")
 	t.Setenv("META_APP_SECRET", "meta-app-secret-0123456789")
 	t.Setenv("META_VERIFY_TOKEN", "meta-verify-token-0123")
+	t.Setenv("ASSISTLOG_PII_SECRET", "a-secret-of-sixteen+")
+	t.Setenv("ASSISTLOG_PII_KEY_2026", "0123456789abcdef0123456789abcdef0123456789abcdef")
 	cfg, err := LoadConfig("collector.example.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -22,6 +24,12 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 	if cfg.Kafka.Topic != "assistant.events" || cfg.Files.MaxLineBytes != 262144 {
 		t.Errorf("unexpected values: %+v", cfg)
+	}
+	if cfg.PII.CurrentKey != "k2026" || len(cfg.PII.Keys) != 1 || cfg.PII.Keys[0].Key != "0123456789abcdef0123456789abcdef0123456789abcdef" {
+		t.Errorf("pii keys not loaded: %+v", cfg.PII)
+	}
+	if m, err := cfg.PII.masker(); err != nil || m == nil {
+		t.Errorf("the example's edge step does not build: %v", err)
 	}
 	if len(cfg.Files.Mappings) != 2 || len(cfg.Webhook.Hooks) != 4 || cfg.Webhook.Hooks[2].AppSecret != "meta-app-secret-0123456789" {
 		t.Errorf("mappings and hooks not loaded: %+v %+v", cfg.Files.Mappings, cfg.Webhook.Hooks)
@@ -61,6 +69,12 @@ func TestBadConfigs(t *testing.T) {
 			`webhook.hooks[1].kind: must be json, telegram, whatsapp or instagram, got "viber"`,
 			`webhook.hooks[2].app_secret: must be at least 16 characters`,
 			`webhook.hooks[2].mapping.values.channel.WA: maps to "whatsap"`,
+		},
+		"pii.bad.yaml": {
+			"pii.hash_secret: is required with pii.keys, at least 16 characters",
+			`pii.keys[0].id: must be 1-32 letters, digits, '.', '_' or '-', got "k 1"`,
+			"pii.keys[0].key: must be at least 32 characters",
+			`pii.current_key: "k3" is not one of keys[].id`,
 		},
 		"missing-env.bad.yaml": {"webhook.tenants[0].tokens[0]: environment variable ASSISTLOG_TEST_UNSET_TOKEN is not set"},
 	}

@@ -18,7 +18,7 @@ import (
 // TestShipperAcceptsNeighbourMinors is docs/schema-evolution.md's rolling
 // upgrade check: the shipper of this version stores events as the previous
 // collector wrote them (no seq, no schema_minor) and as a collector of the
-// next minor would (schema_minor 2 with a field this version does not
+// next minor would (schema_minor 3 with a field this version does not
 // know), while an unknown field without a newer minor is still refused.
 func TestShipperAcceptsNeighbourMinors(t *testing.T) {
 	ep := stacktest.Require(t, stacktest.Kafka, stacktest.Elasticsearch, stacktest.Loki)
@@ -30,11 +30,11 @@ func TestShipperAcceptsNeighbourMinors(t *testing.T) {
 			`","event_type":"message.received","level":"info","payload":{"text":"Здравствуйте"},"schema_version":1` + extra + `}`
 	}
 	sent := map[string]string{
-		run + "-prev":  line(run+"-prev", ""),                                           // the previous collector: no seq
-		run + "-cur":   line(run+"-cur", `,"seq":2,"schema_minor":1`),                   // this version
-		run + "-next":  line(run+"-next", `,"seq":3,"schema_minor":2,"sentiment":"ok"`), // the next minor
-		run + "-typo":  line(run+"-typo", `,"sesion_id":"x"`),                           // a typo, not a minor
-		run + "-typo1": line(run+"-typo1", `,"schema_minor":1,"sentiment":"ok"`),        // unknown to its own minor
+		run + "-prev":  line(run+"-prev", ""),                                                       // the previous collector: no seq
+		run + "-cur":   line(run+"-cur", `,"seq":2,"schema_minor":2,"pii_masked":["payload.text"]`), // this version
+		run + "-next":  line(run+"-next", `,"seq":3,"schema_minor":3,"sentiment":"ok"`),             // the next minor
+		run + "-typo":  line(run+"-typo", `,"sesion_id":"x"`),                                       // a typo, not a minor
+		run + "-typo1": line(run+"-typo1", `,"schema_minor":2,"sentiment":"ok"`),                    // unknown to its own minor
 	}
 	w := &kafkago.Writer{Addr: kafkago.TCP(ep.KafkaBrokers), Topic: topic, RequiredAcks: kafkago.RequireAll}
 	var msgs []kafkago.Message
@@ -84,7 +84,7 @@ func TestShipperAcceptsNeighbourMinors(t *testing.T) {
 	if len(stored) != 3 {
 		t.Errorf("stored %d events, want 3: %v", len(stored), stored)
 	}
-	if next := stored[run+"-next"]; next != nil && (next["seq"] != 3.0 || next["schema_minor"] != 2.0) {
+	if next := stored[run+"-next"]; next != nil && (next["seq"] != 3.0 || next["schema_minor"] != 3.0) {
 		t.Errorf("next-minor event stored as %v", next)
 	}
 	dead := map[string]string{}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/assistlog/assistlog/internal/deadletter"
 	"github.com/assistlog/assistlog/internal/event"
+	"github.com/assistlog/assistlog/internal/pii"
 	"github.com/assistlog/assistlog/internal/pipelinetest"
 	"github.com/assistlog/assistlog/internal/proctest"
 	"github.com/assistlog/assistlog/internal/stacktest"
@@ -370,11 +371,15 @@ func TestIngestEndToEnd(t *testing.T) {
 	if len(docs) != 4 {
 		t.Fatalf("%d events stored, want 4: %+v", len(docs), docs)
 	}
+	// A WhatsApp conversation's id is the customer's number: stored as the
+	// number's keyed token (the shipper's pii.hash_secret), the same for
+	// every event of that customer.
+	masker, _ := pii.New("pipelinetest-secret-0123456789")
 	want := map[string]struct{ tenant, channel, ts, typ string }{
-		"sess_" + run:          {"salon-aurora", "whatsapp", "2025-01-01T14:34:56+05:00", "appointment.confirmed"},
-		"dlg-" + run:           {"clinic-nova", "telegram", "2026-11-27T14:05:09+05:00", "message.received"},
-		"telegram:5120334871":  {"salon-aurora", "telegram", "2025-11-27T13:00:00+05:00", "message.received"},
-		"whatsapp:79174561234": {"salon-aurora", "whatsapp", "2025-11-27T14:00:00+05:00", "message.received"},
+		"sess_" + run:         {"salon-aurora", "whatsapp", "2025-01-01T14:34:56+05:00", "appointment.confirmed"},
+		"dlg-" + run:          {"clinic-nova", "telegram", "2026-11-27T14:05:09+05:00", "message.received"},
+		"telegram:5120334871": {"salon-aurora", "telegram", "2025-11-27T13:00:00+05:00", "message.received"},
+		"whatsapp:" + masker.PhoneToken("79174561234"): {"salon-aurora", "whatsapp", "2025-11-27T14:00:00+05:00", "message.received"},
 	}
 	for _, d := range docs {
 		w, ok := want[d.Session]

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/assistlog/assistlog/internal/deadletter"
 	"github.com/assistlog/assistlog/internal/errpolicy"
 	"github.com/assistlog/assistlog/internal/kafka"
 	"github.com/assistlog/assistlog/internal/positions"
@@ -78,10 +79,22 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer producer.Close()
-	pl, err := newPipeline(cfg.Kafka.Topic, cfg.Kafka.DeadLetterTopic, producer, reg)
+	protect, err := cfg.PII.masker()
+	if err != nil {
+		return fmt.Errorf("pii: %w", err)
+	}
+	var out sender = producer
+	if protect != nil {
+		// Every dead letter is sealed on its way out, whichever source wrote it.
+		out = deadletter.SealingSender{Out: producer, Topic: cfg.Kafka.DeadLetterTopic, Ring: protect.Ring()}
+	} else {
+		log.Warn("pii is not configured: events and dead letters go to Kafka with phone numbers and e-mails as received")
+	}
+	pl, err := newPipeline(cfg.Kafka.Topic, cfg.Kafka.DeadLetterTopic, out, reg)
 	if err != nil {
 		return err
 	}
+	pl.protect = protect
 	if pl.files, err = cfg.fileMappings(); err != nil {
 		return err
 	}

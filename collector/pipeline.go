@@ -15,6 +15,7 @@ import (
 	"github.com/assistlog/assistlog/internal/event"
 	"github.com/assistlog/assistlog/internal/kafka"
 	"github.com/assistlog/assistlog/internal/mapping"
+	"github.com/assistlog/assistlog/internal/pii"
 	"github.com/assistlog/assistlog/internal/tail"
 )
 
@@ -38,6 +39,9 @@ type pipeline struct {
 	m               pipelineMetrics
 	// files maps file paths to their mapping (files.mappings).
 	files []compiledFileMapping
+	// protect is the edge step (pii:): every event is masked and its
+	// number sealed before it is produced; nil: events go as received.
+	protect *pii.Masker
 }
 
 type pipelineMetrics struct {
@@ -146,7 +150,15 @@ func (p *pipeline) decodeMapped(raw []byte, defaultID string, rec deadletter.Rec
 	return decoded{event: e, msg: p.eventMessage(e, value, rec)}
 }
 
+// eventMessage is the events-topic message of a valid event: through the
+// edge step when configured (every source ends here: files, the webhook,
+// the channel hooks), so no raw number or e-mail is written to Kafka.
 func (p *pipeline) eventMessage(e *event.Event, value []byte, rec deadletter.Record) kafkago.Message {
+	if p.protect != nil {
+		e = p.protect.Protect(e)
+		// An event that was parsed re-encodes: Marshal cannot fail on it.
+		value, _ = e.Marshal()
+	}
 	return kafkago.Message{Topic: p.topic, Key: e.Key(), Value: value, Headers: []kafkago.Header{
 		{Key: HeaderSource, Value: []byte(rec.Source)},
 		{Key: HeaderOffset, Value: []byte(strconv.FormatInt(rec.Offset, 10))},

@@ -169,7 +169,7 @@ func newArchiveWriter(cfg Config, pol *errpolicy.Policy, log *slog.Logger) (*arc
 	if err != nil {
 		return nil, nil, fmt.Errorf("archive.s3: %w", err)
 	}
-	masker, err := pii.New(cfg.PII.HashSecret)
+	masker, err := cfg.PII.masker()
 	if err != nil {
 		return nil, nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/assistlog/assistlog/internal/errpolicy"
 	"github.com/assistlog/assistlog/internal/kafka"
 	"github.com/assistlog/assistlog/internal/loki"
+	"github.com/assistlog/assistlog/internal/pii"
 	"github.com/assistlog/assistlog/internal/program"
 	"github.com/assistlog/assistlog/internal/webhooksink"
 )
@@ -64,12 +65,28 @@ type LokiConfig struct {
 	Labels map[string]string `yaml:"labels"`
 }
 
-// PIIConfig keys the phone hash.
+// PIIConfig keys the phone hash and seals what Kafka keeps.
 type PIIConfig struct {
 	// HashSecret keys HMAC-SHA256 of phone numbers (at least 16
 	// characters). Write it as ${ENV_VAR}; changing it breaks searches by
 	// number over older events.
 	HashSecret string `yaml:"hash_secret"`
+	// KeysConfig (keys, current_key; optional) is the AES-256-GCM ring the
+	// collector shares: it opens numbers the collector sealed and seals
+	// dead letters and pending CRM links.
+	pii.KeysConfig `yaml:",inline"`
+}
+
+// masker is the masking step, with the key ring when keys are configured.
+func (c PIIConfig) masker() (*pii.Masker, error) {
+	if c.KeysConfig.IsZero() {
+		return pii.New(c.HashSecret)
+	}
+	ring, err := pii.NewRing(c.KeysConfig)
+	if err != nil {
+		return nil, fmt.Errorf("pii: %w", err)
+	}
+	return pii.NewWithKeys(c.HashSecret, ring)
 }
 
 // DefaultConfig is what an empty file means (but pii.hash_secret, which
@@ -104,6 +121,9 @@ func LoadConfig(path string) (Config, error) {
 	}{{"pii.hash_secret", &cfg.PII.HashSecret}, {"elasticsearch.password", &cfg.Elasticsearch.Password},
 		{"elasticsearch.api_key", &cfg.Elasticsearch.APIKey}} {
 		errs = append(errs, config.Expand(s.field, s.v))
+	}
+	for i := range cfg.PII.Keys {
+		errs = append(errs, config.Expand(fmt.Sprintf("pii.keys[%d].key", i), &cfg.PII.Keys[i].Key))
 	}
 	for i := range cfg.Mirrors {
 		m := &cfg.Mirrors[i]
@@ -172,6 +192,7 @@ func (c Config) Validate() error {
 	if len(c.PII.HashSecret) < 16 {
 		add("pii.hash_secret: is required, at least 16 characters (write it as ${ENV_VAR})")
 	}
+	errs = append(errs, config.Prefixed("pii.", c.PII.KeysConfig.Validate())...)
 	if c.HTTP.Listen == "" {
 		add("http.listen: is required")
 	}

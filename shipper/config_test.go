@@ -9,10 +9,14 @@ import (
 
 func TestExampleConfigLoads(t *testing.T) {
 	t.Setenv("ASSISTLOG_PII_SECRET", "a-secret-of-sixteen+")
+	t.Setenv("ASSISTLOG_PII_KEY_2026", "0123456789abcdef0123456789abcdef0123456789abcdef")
 	t.Setenv("BITRIX24_WEBHOOK_URL", "https://yourco.bitrix24.ru/rest/1/abc123/")
 	cfg, err := LoadConfig("shipper.example.yaml")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if m, err := cfg.PII.masker(); err != nil || m.Ring() == nil || cfg.PII.CurrentKey != "k2026" {
+		t.Errorf("pii keys: %+v, %v", cfg.PII.KeysConfig, err)
 	}
 	if cfg.PII.HashSecret != "a-secret-of-sixteen+" || cfg.Elasticsearch.Alias != "assistant-events" || cfg.Loki.Labels["app"] != "assistlog" {
 		t.Errorf("unexpected values: %+v", cfg)
@@ -21,6 +25,7 @@ func TestExampleConfigLoads(t *testing.T) {
 
 func TestExampleArchiveConfigLoads(t *testing.T) {
 	t.Setenv("ASSISTLOG_PII_SECRET", "a-secret-of-sixteen+")
+	t.Setenv("ASSISTLOG_PII_KEY_2026", "0123456789abcdef0123456789abcdef0123456789abcdef")
 	t.Setenv("ASSISTLOG_S3_ACCESS_KEY", "AKIAEXAMPLE")
 	t.Setenv("ASSISTLOG_S3_SECRET_KEY", "secret-example")
 	cfg, err := LoadArchiveConfig("shipper.example.yaml")
@@ -57,6 +62,8 @@ loki:
   labels: {tenant: x}
 pii:
   hash_secret: short
+  keys: [{id: k1, key: too-short}]
+  current_key: k2
 crm:
   enabled: true
   links_topic: assistant.events
@@ -67,6 +74,7 @@ crm:
 	for _, want := range []string{"kafka.group_id: is required", `elasticsearch.alias: must be a lower-case index name, got "Assistant Events"`,
 		`loki.url: must be http(s)://host:port, got "127.0.0.1:3100"`, `loki.labels: "tenant" is set per event`,
 		"pii.hash_secret: is required, at least 16 characters", "crm.bitrix24.webhook_url: must be https",
+		"pii.keys[0].key: must be at least 32 characters", `pii.current_key: "k2" is not one of keys[].id`,
 		"crm.links_topic: must differ from kafka.topic"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)

@@ -184,6 +184,13 @@ func newCRMStage(ctx context.Context, cfg Config, out crm.Sender, es *elastic.St
 		return nil, err
 	}
 	store := crm.NewStore(cfg.Kafka.Brokers, cfg.CRM.LinksTopic, out, log)
+	masker, err := cfg.PII.masker()
+	if err != nil {
+		return nil, err
+	}
+	// Numbers on the links topic: sealed while a link is pending (with
+	// pii.keys), only the keyed hash once it is answered.
+	store.Protect(masker)
 	if err := untilOK(ctx, log, "waiting for Kafka to load the CRM links", store.Load); err != nil {
 		return nil, err
 	}

@@ -43,6 +43,11 @@ failing and not re-driven again; replay them with a new --group after the
 next fix. Replays are idempotent downstream: the event_id makes
 Elasticsearch skip what it has and Loki drop what it stored.
 
+Sealed dead letters (key_id header) are opened with pii.keys; a record
+sealed with a key the config lacks stops the run with an error naming the
+key id, before anything is produced or recorded. With pii.keys, re-driven
+events are written in the collector's edge form (masked, number sealed).
+
 Flags:
 `
 
@@ -150,6 +155,11 @@ func replay(ctx context.Context, cfg Config, f replayFilter, group string, dry b
 	if err != nil {
 		return nil, err
 	}
+	masker, err := cfg.PII.masker()
+	if err != nil {
+		return nil, err
+	}
+	ring := masker.Ring() // nil without pii.keys: sealed records cannot be opened
 	rep := &replayReport{Group: group, DryRun: dry}
 	// Events re-driven by earlier runs of this group: a dead letter of one
 	// of them appended since is that event failing again downstream.
@@ -157,21 +167,28 @@ func replay(ctx context.Context, cfg Config, f replayFilter, group string, dry b
 	now := map[string]bool{}
 	var msgs []kafkago.Message
 	for _, p := range parts {
-		err := readRange(ctx, cfg.Kafka.Brokers, topic, p.id, p.first, p.from, func(r deadletter.Record) {
+		err := readRange(ctx, cfg.Kafka.Brokers, topic, p.id, p.first, p.from, func(r deadletter.Record) error {
 			if f.match(r) {
+				if err := r.Open(ring); err != nil {
+					return err
+				}
 				if e, err := event.Parse(r.Raw); err == nil {
 					earlier[e.EventID] = true
 				}
 			}
+			return nil
 		})
 		if err != nil {
 			return rep, err
 		}
-		err = readRange(ctx, cfg.Kafka.Brokers, topic, p.id, p.from, p.through, func(r deadletter.Record) {
+		err = readRange(ctx, cfg.Kafka.Brokers, topic, p.id, p.from, p.through, func(r deadletter.Record) error {
 			rep.Read++
 			if !f.match(r) {
 				rep.Skipped++
-				return
+				return nil
+			}
+			if err := r.Open(ring); err != nil {
+				return err
 			}
 			e, err := event.Parse(r.Raw)
 			switch {
@@ -193,8 +210,18 @@ func replay(ctx context.Context, cfg Config, f replayFilter, group string, dry b
 				if listing {
 					fmt.Fprintf(list, "replay         %s  %s  (was %s: %.120s)\n", e.EventID, e.Type, r.Reason, r.Error)
 				}
-				msgs = append(msgs, kafkago.Message{Topic: cfg.Kafka.Topic, Key: e.Key(), Value: r.Raw})
+				value := r.Raw
+				if ring != nil {
+					// Back on the events topic in the collector's edge
+					// form: the opened bytes may hold the raw number.
+					e = masker.Protect(e)
+					if value, err = e.Marshal(); err != nil {
+						return fmt.Errorf("re-encode %s: %w", e.EventID, err)
+					}
+				}
+				msgs = append(msgs, kafkago.Message{Topic: cfg.Kafka.Topic, Key: e.Key(), Value: value})
 			}
+			return nil
 		})
 		if err != nil {
 			return rep, err
@@ -259,8 +286,9 @@ func dlqRanges(ctx context.Context, client *kafkago.Client, topic, group string)
 	return out, nil
 }
 
-// readRange hands each record of topic/partition in [from, through) to f.
-func readRange(ctx context.Context, brokers []string, topic string, partition int, from, through int64, f func(deadletter.Record)) error {
+// readRange hands each record of topic/partition in [from, through) to f,
+// stopping at f's first error.
+func readRange(ctx context.Context, brokers []string, topic string, partition int, from, through int64, f func(deadletter.Record) error) error {
 	if from >= through {
 		return nil
 	}
@@ -278,7 +306,9 @@ func readRange(ctx context.Context, brokers []string, topic string, partition in
 		if m.Offset >= through {
 			return nil
 		}
-		f(deadletter.FromMessage(m))
+		if err := f(deadletter.FromMessage(m)); err != nil {
+			return fmt.Errorf("%s/%d at %d: %w", topic, partition, m.Offset, err)
+		}
 		off = m.Offset + 1
 	}
 	return nil

@@ -17,11 +17,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/assistlog/assistlog/internal/crm"
+	"github.com/assistlog/assistlog/internal/deadletter"
 	"github.com/assistlog/assistlog/internal/elastic"
 	"github.com/assistlog/assistlog/internal/errpolicy"
 	"github.com/assistlog/assistlog/internal/kafka"
 	"github.com/assistlog/assistlog/internal/loki"
-	"github.com/assistlog/assistlog/internal/pii"
 	"github.com/assistlog/assistlog/internal/program"
 	"github.com/assistlog/assistlog/internal/webhooksink"
 )
@@ -99,7 +99,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer dlq.Close()
-	masker, err := pii.New(cfg.PII.HashSecret)
+	masker, err := cfg.PII.masker()
 	if err != nil {
 		return err
 	}
@@ -111,7 +111,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	p := &pipeline{es: es, loki: lk, dlq: dlq, dlqTopic: cfg.Kafka.DeadLetterTopic, masker: masker,
+	// Dead letters are sealed on their way out (pii.keys): their raw bytes
+	// are the events as they came, which may hold numbers.
+	p := &pipeline{es: es, loki: lk, dlq: deadletter.SealingSender{Out: dlq, Topic: cfg.Kafka.DeadLetterTopic, Ring: masker.Ring()}, dlqTopic: cfg.Kafka.DeadLetterTopic, masker: masker,
 		lokiLabels: cfg.Loki.Labels, log: log, m: m}
 	if cfg.Webhook.Enabled {
 		hook, err := webhooksink.New(cfg.Webhook, pol, log, reg)

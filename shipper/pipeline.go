@@ -25,6 +25,9 @@ const (
 	ReasonElasticsearch = "elasticsearch_rejected"
 	ReasonLoki          = "loki_rejected"
 	ReasonWebhook       = "webhook_rejected"
+	// ReasonPIIKey: the event's number was sealed with a key this shipper
+	// lacks (the error names it); replay after adding the key to pii.keys.
+	ReasonPIIKey = "pii_key"
 )
 
 // Sinks the pipeline writes to; the real ones in production and tests.
@@ -182,6 +185,13 @@ func (p *pipeline) ship(ctx context.Context, msgs []kafkago.Message) error {
 			// The collector validates; this guards against other producers.
 			dead = append(dead, p.deadLetter(msg, ReasonDecode, err.Error(), deadletter.TenantOf(msg.Value)))
 			reasons[ReasonDecode]++
+			continue
+		}
+		// The collector's sealed number is opened for the CRM and the
+		// hash (and ids that are numbers become tokens, as at the edge).
+		if e, err = p.masker.Reveal(e); err != nil {
+			dead = append(dead, p.deadLetter(msg, ReasonPIIKey, err.Error(), deadletter.TenantOf(msg.Value)))
+			reasons[ReasonPIIKey]++
 			continue
 		}
 		it := &item{msg: msg, raw: e, ownCRMID: e.CRMID != ""}

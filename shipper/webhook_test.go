@@ -350,6 +350,7 @@ func slicesJoin(bs [][]byte) []byte {
 // and every bad field is named.
 func TestConfigWebhook(t *testing.T) {
 	t.Setenv("ASSISTLOG_PII_SECRET", "a-secret-of-sixteen+")
+	t.Setenv("ASSISTLOG_PII_KEY_2026", "0123456789abcdef0123456789abcdef0123456789abcdef")
 	t.Setenv("ASSISTLOG_WEBHOOK_URL", "https://script.google.com/macros/s/abc/exec")
 	t.Setenv("ASSISTLOG_WEBHOOK_SECRET", "webhook-secret-0123456789")
 	b, err := os.ReadFile("shipper.example.yaml")

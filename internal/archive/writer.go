@@ -81,6 +81,11 @@ func (w *Writer) Write(ctx context.Context, topic string, recs []Record) (Result
 			g = &group{key: dir + "/" + ObjectName(topic, rec.Partition, rec.Offset)}
 			groups[gk] = g
 		}
+		// The same step as the shipper: a number the collector sealed is
+		// opened for its hash, then everything is masked.
+		if e, err = w.masker.Reveal(e); err != nil {
+			return res, fmt.Errorf("archive %s/%d at %d: %w", topic, rec.Partition, rec.Offset, err)
+		}
 		row, err := NewRow(w.masker.Apply(e), rec.Partition, rec.Offset)
 		if err != nil {
 			return res, err

@@ -17,6 +17,7 @@ import (
 	"github.com/assistlog/assistlog/internal/bitrix24/bitrix24test"
 	"github.com/assistlog/assistlog/internal/errpolicy"
 	"github.com/assistlog/assistlog/internal/kafka"
+	"github.com/assistlog/assistlog/internal/pii"
 	"github.com/assistlog/assistlog/internal/stacktest"
 )
 
@@ -38,7 +39,11 @@ func newRig(t *testing.T, sync bool) *rig { return newRigAuth(t, sync, false) }
 
 // newRigAuth is newRig; oauth calls the portal with an access token
 // instead of a webhook.
-func newRigAuth(t *testing.T, sync, oauth bool) *rig {
+func newRigAuth(t *testing.T, sync, oauth bool) *rig { return newRigWith(t, sync, oauth, nil) }
+
+// newRigWith is newRigAuth with a store that protects numbers with m
+// (nil: as before).
+func newRigWith(t *testing.T, sync, oauth bool, m *pii.Masker) *rig {
 	t.Helper()
 	ep := stacktest.Require(t, stacktest.Kafka)
 	topic := fmt.Sprintf("test-links-%d", time.Now().UnixNano())
@@ -71,6 +76,9 @@ func newRigAuth(t *testing.T, sync, oauth bool) *rig {
 		t.Fatal(err)
 	}
 	store := NewStore([]string{ep.KafkaBrokers}, topic, prod, log)
+	if m != nil {
+		store.Protect(m)
+	}
 	if err := store.Load(context.Background()); err != nil {
 		t.Fatal(err)
 	}

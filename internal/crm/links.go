@@ -14,6 +14,8 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/assistlog/assistlog/internal/pii"
 )
 
 // Kinds and states of a link record.
@@ -28,15 +30,27 @@ const (
 	StateFailed  = "failed"  // the CRM refused for good (Error says why)
 )
 
-// Link is one record of the links topic. It may hold a raw phone number:
-// Kafka is internal and short-lived; the sinks never see it.
+// Link is one record of the links topic. The customer's number is what
+// the CRM lookup needs (crm.duplicate.findbycomm, the new lead's PHONE), so
+// a pending record carries it, sealed when the store protects numbers
+// (Protect: phone_sealed, AES-256-GCM, opened by the worker); an answer
+// keeps only the number's keyed hash, so the compacted topic, which keeps
+// a conversation's last record for good, holds no number. Phone is the
+// number in memory; on the topic it is written only by a store that does
+// not protect numbers, and read from records written before (they load as
+// they did, and the next write of the key replaces them).
 type Link struct {
-	Kind          string    `json:"kind"`
-	State         string    `json:"state"`
-	Tenant        string    `json:"tenant"`
-	SessionID     string    `json:"session_id"`
-	Channel       string    `json:"channel,omitempty"`
-	Phone         string    `json:"phone,omitempty"`
+	Kind      string `json:"kind"`
+	State     string `json:"state"`
+	Tenant    string `json:"tenant"`
+	SessionID string `json:"session_id"`
+	Channel   string `json:"channel,omitempty"`
+	Phone     string `json:"phone,omitempty"`
+	// PhoneSealed is Phone sealed (pending records only); PhoneHash its
+	// keyed hash (pii.HashPhone), kept for as long as the record, so an
+	// erasure can find the person's conversations.
+	PhoneSealed   string    `json:"phone_sealed,omitempty"`
+	PhoneHash     string    `json:"phone_hash,omitempty"`
 	CreateLead    bool      `json:"create_lead,omitempty"`
 	CRMID         string    `json:"crm_id,omitempty"`
 	AppointmentID string    `json:"appointment_id,omitempty"`
@@ -107,6 +121,9 @@ type Store struct {
 	out     Sender
 	log     *slog.Logger
 
+	// masker protects numbers on the topic (nil: written as they are).
+	masker *pii.Masker
+
 	mu      sync.RWMutex
 	open    map[string]Link   // pending requests, by key
 	answers map[string]answer // answered conversations, by key
@@ -128,6 +145,49 @@ type answer struct {
 func NewStore(brokers []string, topic string, out Sender, log *slog.Logger) *Store {
 	return &Store{brokers: brokers, topic: topic, out: out, log: log, open: map[string]Link{}, answers: map[string]answer{},
 		answeredAt: map[string]time.Time{}, ends: map[int]int64{}}
+}
+
+// Protect makes the store keep numbers off the topic: a pending record
+// carries its number sealed with m's key ring (or, without a ring, as it
+// is) and the keyed hash, an answer only the hash. Call it before Load.
+func (s *Store) Protect(m *pii.Masker) { s.masker = m }
+
+// encode renders l for the topic.
+func (s *Store) encode(l Link) ([]byte, error) {
+	if s.masker != nil && l.Phone != "" {
+		l.PhoneHash = s.masker.HashPhone(l.Phone)
+		switch ring := s.masker.Ring(); {
+		case l.resolved():
+			l.Phone, l.PhoneSealed = "", "" // answered: the lookup needs it no more
+		case ring != nil:
+			l.Phone, l.PhoneSealed = "", ring.SealString(pii.PurposeCRMPhone, l.Phone)
+		}
+	} else if s.masker != nil {
+		l.PhoneSealed = ""
+	}
+	return json.Marshal(l)
+}
+
+// decode reads a record of the topic, opening a sealed number. A number
+// this store cannot open leaves the record without it, and the error
+// names the key.
+func (s *Store) decode(v []byte) (Link, error) {
+	var l Link
+	if err := json.Unmarshal(v, &l); err != nil {
+		return l, err
+	}
+	if l.PhoneSealed != "" {
+		var ring *pii.Ring
+		if s.masker != nil {
+			ring = s.masker.Ring()
+		}
+		phone, err := ring.OpenString(pii.PurposeCRMPhone, l.PhoneSealed)
+		if err != nil {
+			return l, fmt.Errorf("crm link %s: phone_sealed: %w", l.Key(), err)
+		}
+		l.Phone, l.PhoneSealed = phone, ""
+	}
+	return l, nil
 }
 
 // Get returns what the view knows of key: a pending record in full, or a
@@ -171,7 +231,7 @@ func (s *Store) PutAll(ctx context.Context, ls []Link) error {
 		if ls[i].Updated.IsZero() {
 			ls[i].Updated = now
 		}
-		v, err := json.Marshal(ls[i])
+		v, err := s.encode(ls[i])
 		if err != nil {
 			return err
 		}
@@ -302,10 +362,12 @@ func (s *Store) applyMessage(m kafkago.Message) {
 		s.forget(string(m.Key)) // a tombstone
 		return
 	}
-	var l Link
-	if err := json.Unmarshal(m.Value, &l); err != nil {
+	l, err := s.decode(m.Value)
+	if err != nil {
 		s.log.Warn("unreadable crm link record", "key", string(m.Key), "offset", m.Offset, "err", err)
-		return
+		if l.Kind == "" {
+			return
+		}
 	}
 	s.apply(string(m.Key), l)
 }

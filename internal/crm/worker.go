@@ -2,7 +2,6 @@ package crm
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -123,13 +122,18 @@ func (w *Worker) handle(ctx context.Context, m kafkago.Message) error {
 	if m.Value == nil {
 		return nil
 	}
-	var l Link
-	if err := json.Unmarshal(m.Value, &l); err != nil {
+	l, err := w.store.decode(m.Value)
+	switch {
+	case err != nil && l.Kind == "":
 		w.log.Warn("unreadable crm link record; skipped", "key", string(m.Key), "err", err)
 		return nil
-	}
-	if l.resolved() {
+	case l.resolved():
 		return nil // a result, written by a worker
+	case err != nil:
+		// A request whose number is sealed with a key this shipper lacks:
+		// answering it without the number would be wrong (no_lead), so the
+		// worker stops here, naming the key, until pii.keys has it.
+		return fmt.Errorf("crm worker: %w", err)
 	}
 	var step func(context.Context, Link) error
 	switch l.Kind {

@@ -13,10 +13,11 @@ import (
 const SchemaVersion = 1
 
 // SchemaMinor is the newest minor version of v1 this package knows:
-// 1.0 the first release, 1.1 added the optional seq. A minor only adds
+// 1.0 the first release, 1.1 added the optional seq, 1.2 the edge's
+// user_phone_sealed and pii_masked. A minor only adds
 // optional fields; docs/schema-evolution.md says how minors and a future
 // v2 are rolled out.
-const SchemaMinor = 1
+const SchemaMinor = 2
 
 // SchemaJSON is the JSON Schema (draft 2020-12) of an event. Validate
 // enforces the same rules; a test keeps the two in agreement.
@@ -103,8 +104,17 @@ type Event struct {
 	// Seq numbers a session's events 1, 2, 3… as the assistant wrote them
 	// (optional): with it a replay proves a gap or a repeat instead of
 	// guessing one from timestamps.
-	Seq           *int64 `json:"seq,omitempty"`
-	SchemaVersion int    `json:"schema_version"`
+	Seq *int64 `json:"seq,omitempty"`
+	// UserPhoneSealed replaces user_phone on the events topic (minor 2):
+	// the collector seals the customer's number with AES-256-GCM
+	// ("<key id>:<base64url>", internal/pii) so that only the shipper, which
+	// holds the key, reads it for the CRM lookup and the keyed hash. Never
+	// stored by a sink.
+	UserPhoneSealed string `json:"user_phone_sealed,omitempty"`
+	// PIIMasked lists the fields the collector masked at the edge (minor 2),
+	// e.g. "payload.text"; the shipper adds them to the stored pii_masked.
+	PIIMasked     []string `json:"pii_masked,omitempty"`
+	SchemaVersion int      `json:"schema_version"`
 	// SchemaMinor is the minor version the producer wrote (optional; absent
 	// reads as "1.0 or 1.1"). An event of a newer minor than SchemaMinor may
 	// carry top-level fields this version does not know.

@@ -245,6 +245,8 @@ var (
 	reEventID = regexp.MustCompile(`^[A-Za-z0-9._:-]+$`)
 	reTenant  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 	rePhone   = regexp.MustCompile(`^\+[1-9][0-9]{7,14}$`)
+	reSealed  = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,32}:[A-Za-z0-9_-]{16,}$`)
+
 	reCRMID   = regexp.MustCompile(`^[0-9]{1,20}$`)
 	reRFC3339 = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$`)
 	typeSet   = func() map[Type]bool {
@@ -299,6 +301,13 @@ func (c *checker) str(field, v string, required bool, min, max int, re *regexp.R
 	}
 }
 
+// Limits of pii_masked: the paths of a payload's keys, which may be any
+// strings.
+const (
+	MaxMaskedFields = 1024
+	MaxMaskedPath   = 512
+)
+
 // Validate checks every rule of schema v1 and returns all broken ones.
 func (e *Event) Validate() error {
 	var c checker
@@ -319,6 +328,16 @@ func (e *Event) Validate() error {
 	c.str("session_id", e.SessionID, true, 1, 128, nil, "")
 	c.str("user_id", e.UserID, false, 1, 128, nil, "")
 	c.str("user_phone", e.UserPhone, false, 1, 16, rePhone, "an E.164 number such as +79161234567")
+	c.str("user_phone_sealed", e.UserPhoneSealed, false, 1, 256, reSealed, "<key id>:<base64url>, as the collector seals a number")
+	if e.UserPhone != "" && e.UserPhoneSealed != "" {
+		c.add("user_phone_sealed", "replaces user_phone; an event carries one or the other")
+	}
+	if len(e.PIIMasked) > MaxMaskedFields {
+		c.add("pii_masked", "must list at most %d fields, got %d", MaxMaskedFields, len(e.PIIMasked))
+	}
+	for i, f := range e.PIIMasked {
+		c.length(fmt.Sprintf("pii_masked[%d]", i), f, 1, MaxMaskedPath)
+	}
 	if e.Type == "" {
 		c.add("event_type", "is required")
 	} else if !typeSet[e.Type] {
@@ -519,7 +538,7 @@ func (e *Event) validateByType(c *checker) {
 		c.add("latency_ms", "is required for %s", e.Type)
 	case e.Type == ScenarioTransition && e.Scenario == nil:
 		c.add("scenario", "is required for %s", e.Type)
-	case e.Type == LeadCreated && e.UserPhone == "":
+	case e.Type == LeadCreated && e.UserPhone == "" && e.UserPhoneSealed == "":
 		c.add("user_phone", "is required for %s: a lead is created when contact details are given", e.Type)
 	case e.Type.IsAppointment() && !has("appointment_id"):
 		c.add("payload.appointment_id", "is required for %s", e.Type)

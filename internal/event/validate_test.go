@@ -140,22 +140,39 @@ func validationCases() []validationCase {
 		{name: "valid previous minor (no seq, no schema_minor)", line: with(func(m map[string]any) {}), schemaAgrees: true},
 		{name: "valid current minor with seq", line: with(func(m map[string]any) { m["seq"] = 3; m["schema_minor"] = 1 }), schemaAgrees: true},
 		{name: "valid next minor with an additive field", line: with(func(m map[string]any) {
-			m["schema_minor"] = 2
+			m["schema_minor"] = 3
 			m["sentiment"] = "positive"
 		}), schemaAgrees: true},
 		{name: "unknown field in the current minor", line: with(func(m map[string]any) {
-			m["schema_minor"] = 1
+			m["schema_minor"] = 2
 			m["sentiment"] = "positive"
 		}), kind: KindSchema, want: "sentiment: unknown field", schemaAgrees: true},
 		{name: "next minor field not named like one", line: with(func(m map[string]any) {
-			m["schema_minor"] = 2
+			m["schema_minor"] = 3
 			m["Sentiment"] = "positive"
 		}), kind: KindSchema, want: "Sentiment: unknown field", schemaAgrees: true},
 		{name: "next minor does not loosen scenario", line: with(func(m map[string]any) {
-			m["schema_minor"] = 2
+			m["schema_minor"] = 3
 			m["event_type"] = "scenario.transition"
 			m["scenario"] = map[string]any{"to": "x", "via": "y"}
 		}), kind: KindSchema, want: "via: unknown field", schemaAgrees: true},
+		// Minor 2: the collector's edge step (internal/pii Protect).
+		{name: "valid minor 2 with a sealed number and pii_masked", line: with(func(m map[string]any) {
+			m["schema_minor"] = 2
+			m["event_type"] = "lead.created"
+			delete(m, "user_phone")
+			m["user_phone_sealed"] = "k2026:3q2-7wAbCdEfGhIjKlMnOpQrStUv"
+			m["pii_masked"] = []string{"payload.text", "session_id"}
+		}), schemaAgrees: true},
+		{name: "sealed and raw number together", line: with(func(m map[string]any) {
+			m["user_phone_sealed"] = "k2026:3q2-7wAbCdEfGhIjKlMnOpQrStUv"
+		}), kind: KindSchema, want: "user_phone_sealed: replaces user_phone; an event carries one or the other", schemaAgrees: true},
+		{name: "sealed number not sealed", line: with(func(m map[string]any) {
+			delete(m, "user_phone")
+			m["user_phone_sealed"] = "+79161234567"
+		}), kind: KindSchema, want: `user_phone_sealed: must be <key id>:<base64url>, as the collector seals a number, got "+79161234567"`, schemaAgrees: true},
+		{name: "pii_masked with an empty path", line: with(func(m map[string]any) { m["pii_masked"] = []string{"payload.Customer Note!", ""} }), kind: KindSchema,
+			want: `pii_masked[1]: must not be empty`, schemaAgrees: true},
 		{name: "schema_minor out of range", line: with(func(m map[string]any) { m["schema_minor"] = -1 }), kind: KindSchema,
 			want: "schema_minor: must be between 0 and 1000, got -1", schemaAgrees: true},
 
@@ -459,18 +476,18 @@ func TestRoundTrip(t *testing.T) {
 // minor + 1.
 func TestNextMinorFieldsAreNamed(t *testing.T) {
 	e, err := Parse(with(func(m map[string]any) {
-		m["schema_minor"] = 2
+		m["schema_minor"] = 3
 		m["sentiment"] = "positive"
 		m["channel_thread"] = "t-1"
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(e.Unknown, ",") != "channel_thread,sentiment" || *e.SchemaMinor != 2 {
+	if strings.Join(e.Unknown, ",") != "channel_thread,sentiment" || *e.SchemaMinor != 3 {
 		t.Errorf("Unknown = %v", e.Unknown)
 	}
 	b, _ := e.Marshal()
-	if strings.Contains(string(b), "sentiment") || !strings.Contains(string(b), `"schema_minor":2`) {
+	if strings.Contains(string(b), "sentiment") || !strings.Contains(string(b), `"schema_minor":3`) {
 		t.Errorf("re-encoded: %s", b)
 	}
 	if !strings.Contains(string(SchemaJSON), fmt.Sprintf(`"schema_minor": {"minimum": %d}`, SchemaMinor+1)) {

@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"regexp"
 	"sort"
 	"strings"
@@ -20,6 +21,7 @@ import (
 // Masker masks and hashes. It is safe for concurrent use.
 type Masker struct {
 	secret []byte
+	ring   *Ring // nil: Protect and Reveal are not available
 }
 
 // New returns a masker; the secret keys the phone hash and must be kept
@@ -30,6 +32,23 @@ func New(secret string) (*Masker, error) {
 	}
 	return &Masker{secret: []byte(secret)}, nil
 }
+
+// NewWithKeys is New with a key ring, for the edge step (Protect) and its
+// reverse (Reveal).
+func NewWithKeys(secret string, ring *Ring) (*Masker, error) {
+	m, err := New(secret)
+	if err != nil {
+		return nil, err
+	}
+	if ring == nil {
+		return nil, errors.New("pii: a key ring is required")
+	}
+	m.ring = ring
+	return m, nil
+}
+
+// Ring is the masker's key ring (nil without one).
+func (m *Masker) Ring() *Ring { return m.ring }
 
 // phoneRe finds phone-like runs: an optional +, then 10 to 15 digits that
 // may be separated by spaces, dashes, dots or parentheses.
@@ -157,16 +176,169 @@ func (m *Masker) Apply(e *event.Event) Masked {
 		c.UserPhone = MaskPhone(c.UserPhone)
 		fields = append(fields, "user_phone")
 	}
-	if s, kinds := MaskText(c.UserID); len(kinds) > 0 {
-		c.UserID = s
-		fields = append(fields, "user_id")
-	}
+	m.maskIDs(&c, &fields)
 	if c.Payload != nil {
-		c.Payload = maskValue("payload", c.Payload, &fields).(map[string]any)
+		c.Payload = m.maskValue("payload", c.Payload, &fields).(map[string]any)
 	}
-	sort.Strings(fields)
-	out.Fields = fields
+	// What the edge masked before (Protect) is listed too; the sealed
+	// number never reaches a sink.
+	fields = append(fields, c.PIIMasked...)
+	c.PIIMasked, c.UserPhoneSealed = nil, ""
+	out.Fields = uniqueSorted(fields)
 	return out
+}
+
+func uniqueSorted(fields []string) []string {
+	sort.Strings(fields)
+	out := fields[:0]
+	for i, f := range fields {
+		if i == 0 || f != fields[i-1] {
+			out = append(out, f)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// maskIDs replaces phone numbers inside session_id and user_id by the
+// number's token (WhatsApp builds both from the customer's number,
+// "whatsapp:79161234567") and masks e-mails and other numbers left in
+// user_id. The token is keyed and derived from the normalized number, so
+// the same customer keeps the same ids in every format and conversations
+// still group; it has no digits, so masking again finds nothing.
+func (m *Masker) maskIDs(c *event.Event, fields *[]string) {
+	// On WhatsApp and the phone channel an id's digits are the number; on
+	// the others (Telegram's chat ids, Instagram's page-scoped ids) only
+	// what is written as a number is: with "+", or 11 digits from 7 or 8.
+	every := c.Channel == "whatsapp" || c.Channel == "phone"
+	if s, ok := m.tokenizePhones(c.SessionID, every); ok {
+		c.SessionID = m.fit(c.SessionID, s)
+		*fields = append(*fields, "session_id")
+	}
+	s, changed := m.tokenizePhones(c.UserID, every)
+	if masked, kinds := MaskText(s); len(kinds) > 0 {
+		s, changed = masked, true
+	}
+	if changed {
+		c.UserID = m.fit(c.UserID, s)
+		*fields = append(*fields, "user_id")
+	}
+}
+
+// maxID is schema v1's limit of session_id and user_id.
+const maxID = 128
+
+// fit keeps a tokenized id within maxID: a token is longer than the
+// number it replaces, so an id near the limit becomes one keyed token of
+// the whole original id (stable too, though not shared with the number's
+// other spellings).
+func (m *Masker) fit(original, tokenized string) string {
+	if len(tokenized) <= maxID {
+		return tokenized
+	}
+	mac := hmac.New(sha256.New, m.secret)
+	mac.Write([]byte("id\x00" + original))
+	return "id-" + letters(hex.EncodeToString(mac.Sum(nil))[:24])
+}
+
+// tokenizePhones replaces phone-like runs of s by PhoneToken: every run
+// when every is set, otherwise only those written as a phone number.
+func (m *Masker) tokenizePhones(s string, every bool) (string, bool) {
+	if s == "" || !phoneRe.MatchString(s) {
+		return s, false
+	}
+	changed := false
+	out := phoneRe.ReplaceAllStringFunc(s, func(run string) string {
+		d := Digits(run)
+		if Normalize(run) == "" || !every && !strings.HasPrefix(run, "+") && !(len(d) == 11 && (d[0] == '7' || d[0] == '8')) {
+			return run
+		}
+		changed = true
+		return m.PhoneToken(run)
+	})
+	return out, changed
+}
+
+// PhoneToken is the id form of a number: "ph-" and 24 letters a–p (the
+// first 96 bits of HashPhone), so an id that was a number stays one stable,
+// digit-free id per customer.
+func (m *Masker) PhoneToken(phone string) string {
+	h := m.HashPhone(phone)
+	if h == "" {
+		return phone
+	}
+	return "ph-" + letters(h[:24])
+}
+
+// Purposes bound to sealed values.
+const (
+	PurposeUserPhone  = "assistlog/event/user_phone"
+	PurposeCRMPhone   = "assistlog/crm-links/phone"
+	PurposeDeadLetter = "assistlog/deadletter/raw"
+)
+
+// Protect is the edge step (the collector, and dlq replay): it returns a
+// copy of e fit for the events topic. user_phone is replaced by
+// user_phone_sealed (AES-GCM with the ring's current key: only a program
+// holding the key, the shipper, reads it for the CRM lookup and the hash),
+// numbers in ids become tokens, numbers and e-mails in the payload are
+// masked, and pii_masked lists what was masked. An event protected already
+// comes back the same. It needs NewWithKeys.
+func (m *Masker) Protect(e *event.Event) *event.Event {
+	c := *e
+	var fields []string
+	if c.UserPhone != "" {
+		c.UserPhoneSealed = m.ring.SealString(PurposeUserPhone, c.UserPhone)
+		c.UserPhone = ""
+	}
+	m.maskIDs(&c, &fields)
+	if c.Payload != nil {
+		c.Payload = m.maskValue("payload", c.Payload, &fields).(map[string]any)
+	}
+	c.PIIMasked = uniqueSorted(append(fields, c.PIIMasked...))
+	// pii_masked says what was masked; it is informational, so a path past
+	// the schema's limits (a payload key can be any string) is left out
+	// rather than make the event invalid.
+	kept := c.PIIMasked[:0]
+	for _, f := range c.PIIMasked {
+		if len(f) <= event.MaxMaskedPath && len(kept) < event.MaxMaskedFields {
+			kept = append(kept, f)
+		}
+	}
+	c.PIIMasked = kept
+	if len(kept) == 0 {
+		c.PIIMasked = nil
+	}
+	if c.UserPhoneSealed != "" || len(c.PIIMasked) > 0 {
+		minor := event.SchemaMinor
+		if c.SchemaMinor == nil || *c.SchemaMinor < minor {
+			c.SchemaMinor = &minor // its fields are minor 2's
+		}
+	}
+	return &c
+}
+
+// Reveal is the shipper's first step: a copy of e with user_phone opened
+// from user_phone_sealed (for the CRM lookup and the keyed hash; Apply
+// masks it again before any sink) and phone numbers in ids tokenized as
+// Protect does, so an event written before the edge step existed gets the
+// same ids as one written after. The error names the key a sealed number
+// needs when this masker lacks it.
+func (m *Masker) Reveal(e *event.Event) (*event.Event, error) {
+	c := *e
+	if c.UserPhoneSealed != "" {
+		phone, err := m.ring.OpenString(PurposeUserPhone, c.UserPhoneSealed)
+		if err != nil {
+			return nil, fmt.Errorf("event %s: user_phone_sealed: %w", e.EventID, err)
+		}
+		c.UserPhone, c.UserPhoneSealed = phone, ""
+	}
+	var fields []string
+	m.maskIDs(&c, &fields)
+	c.PIIMasked = uniqueSorted(append(fields, c.PIIMasked...))
+	return &c, nil
 }
 
 // references are payload fields that name a media object rather than say
@@ -178,29 +350,61 @@ var references = map[string]bool{
 	"payload.attachments.kind": true, "payload.attachments.mime_type": true,
 }
 
+// wamidRe finds WhatsApp message ids: "wamid." and base64 of a record
+// that holds the customer's number (wamid.HBgLNzkxNzQ1NjEyMzQV… is
+// 79174561234), so a reader could decode the number from one.
+var wamidRe = regexp.MustCompile(`wamid\.[A-Za-z0-9+/_=-]{8,}`)
+
+// wamidToken is a message id's keyed, stable stand-in: a status still
+// finds the message it is about, and no number can be decoded from it.
+func (m *Masker) wamidToken(id string) string {
+	mac := hmac.New(sha256.New, m.secret)
+	mac.Write([]byte(id))
+	return "wamid-h-" + letters(hex.EncodeToString(mac.Sum(nil))[:24])
+}
+
+// letters spells hex digits as a–p, so a token holds no digit run.
+func letters(h string) string {
+	b := []byte(h)
+	for i, c := range b {
+		if c <= '9' {
+			b[i] = 'a' + (c - '0')
+		} else {
+			b[i] = 'k' + (c - 'a')
+		}
+	}
+	return string(b)
+}
+
 // maskValue walks payload values, masking every string but references;
 // maps and slices are copied so the original event is untouched.
-func maskValue(path string, v any, fields *[]string) any {
+func (m *Masker) maskValue(path string, v any, fields *[]string) any {
 	switch x := v.(type) {
 	case string:
 		if references[path] {
 			return x
 		}
+		changed := false
+		if wamidRe.MatchString(x) {
+			x, changed = wamidRe.ReplaceAllStringFunc(x, m.wamidToken), true
+		}
 		if s, kinds := MaskText(x); len(kinds) > 0 {
+			x, changed = s, true
+		}
+		if changed {
 			*fields = append(*fields, path)
-			return s
 		}
 		return x
 	case map[string]any:
 		c := make(map[string]any, len(x))
 		for k, val := range x {
-			c[k] = maskValue(path+"."+k, val, fields)
+			c[k] = m.maskValue(path+"."+k, val, fields)
 		}
 		return c
 	case []any:
 		c := make([]any, len(x))
 		for i, val := range x {
-			c[i] = maskValue(path, val, fields)
+			c[i] = m.maskValue(path, val, fields)
 		}
 		return c
 	}

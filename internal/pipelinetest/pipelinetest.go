@@ -66,6 +66,10 @@ http:
 	return p
 }
 
+// HashSecret is the shipper's pii.hash_secret (a collector's edge step
+// uses the same).
+const HashSecret = "pipelinetest-secret-0123456789"
+
 // Shipper settings; Listen defaults to a free port, Labels to
 // {app: assistlog-test}.
 type Shipper struct {
@@ -80,6 +84,7 @@ type Shipper struct {
 	// elasticsearch: (e.g. username, password, ca_file, tenants_file for
 	// the secured node).
 	ESURL, ESExtra string
+	PII            string // more lines of the pii: section (each indented two spaces), e.g. keys
 }
 
 // ShipperConfig writes the shipper's configuration and returns its path.
@@ -106,10 +111,10 @@ elasticsearch:
   url: %s
   labels: %s
 pii:
-  hash_secret: pipelinetest-secret-0123456789
-http:
+  hash_secret: %s
+%shttp:
   listen: %s
-%s`, ep.KafkaBrokers, s.Topic, s.DLQ, s.Group, cmp.Or(s.ESURL, ep.ElasticsearchURL), s.Alias, s.ESExtra, ep.LokiURL, s.Labels, s.Listen, s.ExtraYAML)
+%s`, ep.KafkaBrokers, s.Topic, s.DLQ, s.Group, cmp.Or(s.ESURL, ep.ElasticsearchURL), s.Alias, s.ESExtra, ep.LokiURL, s.Labels, HashSecret, s.PII, s.Listen, s.ExtraYAML)
 	path := filepath.Join(s.Dir, s.Name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
