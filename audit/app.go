@@ -47,6 +47,7 @@ func commands() []command {
 			return runReport(ctx, a, args, wiredReportHooks())
 		}},
 		{"export", "events as CSV (Excel, Google Sheets, Looker Studio) or JSON, masked", runExport},
+		{"retention", "delete what is past each tenant's retention (apply [--dry-run]); Loki's retention rules (loki-config)", runRetention},
 		{"version", "print the version, commit and Go version", runVersion},
 		{"check", "validate an audit configuration (--config) and exit", runCheck},
 	}

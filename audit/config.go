@@ -17,6 +17,10 @@ import (
 type Config struct {
 	// Elasticsearch is read with the same settings as the shipper's.
 	Elasticsearch elastic.Config `yaml:"elasticsearch"`
+	// Mirrors are the other stores the shipper writes (its mirrors:);
+	// `audit retention apply` deletes there too. Other commands read
+	// elasticsearch only.
+	Mirrors []elastic.Config `yaml:"mirrors"`
 	// TenantsFile lists the tenants and their time zones (relative paths
 	// are read from the config file's directory).
 	TenantsFile string `yaml:"tenants_file"`
@@ -90,6 +94,18 @@ func LoadConfig(path string) (Config, error) {
 	} {
 		errs = append(errs, config.Expand(s.field, s.v))
 	}
+	for i := range cfg.Mirrors {
+		m := &cfg.Mirrors[i]
+		// As in the shipper: a mirror keeps the primary's alias unless it says.
+		if m.Alias == "" {
+			m.Alias = cfg.Elasticsearch.Alias
+		}
+		if m.FlushBytes == 0 {
+			m.FlushBytes = cfg.Elasticsearch.FlushBytes
+		}
+		errs = append(errs, config.Expand(fmt.Sprintf("mirrors[%d].password", i), &m.Password),
+			config.Expand(fmt.Sprintf("mirrors[%d].api_key", i), &m.APIKey))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return cfg, err
 	}
@@ -116,6 +132,9 @@ func LoadConfig(path string) (Config, error) {
 func (c Config) Validate() error {
 	var errs []error
 	errs = append(errs, config.Prefixed("elasticsearch.", c.Elasticsearch.Validate())...)
+	for i, m := range c.Mirrors {
+		errs = append(errs, config.Prefixed(fmt.Sprintf("mirrors[%d].", i), m.Validate())...)
+	}
 	if c.LowConfidence <= 0 || c.LowConfidence > 1 {
 		errs = append(errs, fmt.Errorf("low_confidence: must be in (0, 1], got %g", c.LowConfidence))
 	}
