@@ -30,17 +30,25 @@ func hours(d time.Duration) string { return fmt.Sprintf("%dh", int64(d/time.Hour
 
 // LokiLimits renders the lines under Loki's limits_config (two-space
 // indented): retention_period is the file's default, for streams of
-// tenants the file does not list, and one retention_stream rule per
-// tenant selects the tenant label assistlog's streams carry.
+// tenants the file does not list, and LokiStreams' rules.
 func LokiLimits(s *tenants.Set) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "  # Rendered from the tenants file by `audit retention loki-config`:\n")
 	fmt.Fprintf(&b, "  # calendar retention rounded up to whole days (never earlier than Elasticsearch).\n")
 	fmt.Fprintf(&b, "  retention_period: %s # default %s\n", hours(LokiPeriod(s.Default())), s.Default())
+	b.WriteString(LokiStreams(s))
+	return b.String()
+}
+
+// LokiStreams renders the retention_stream rules alone (for a config that
+// sets retention_period itself): one per tenant, selecting the tenant
+// label assistlog's streams carry.
+func LokiStreams(s *tenants.Set) string {
 	names := s.Names()
 	if len(names) == 0 {
-		return b.String()
+		return ""
 	}
+	var b strings.Builder
 	b.WriteString("  retention_stream:\n")
 	for _, n := range names {
 		t, _ := s.Get(n)
