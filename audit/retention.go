@@ -19,7 +19,7 @@ import (
 const retentionHelp = `audit retention — delete what is past each tenant's retention.
 
 Usage: audit retention apply [--dry-run] [--tenant NAME] [--format table|csv|json]
-       audit retention loki-config [--overrides] [--tenants-file FILE]
+       audit retention loki-config [--overrides] [--max 744h] [--tenants-file FILE]
 
 Each tenant's retention is in the tenants file (tenants_file in --config): retention: 6mo,
 12mo, 1y or 180d per tenant, and a file-level default (12 months unless set). Months are
@@ -40,8 +40,10 @@ loki-config prints Loki's limits_config retention from the same file: retention_
 (the default) and one retention_stream rule {tenant="…"} per tenant, in hours, rounded UP
 from the longest span the calendar retention can reach (Loki counts hours back from now), so
 Loki never deletes what Elasticsearch still keeps; Loki's minimum is 24h. Loki applies it in
-its compactor (compactor.retention_enabled: true). --overrides prints a runtime-config
-overrides file instead, for a Loki with auth_enabled and one Loki tenant per business.
+its compactor (compactor.retention_enabled: true). --max caps every period, for a Loki kept
+shorter than any tenant's retention (e.g. a month as the operations view): then only tenants
+with a shorter retention get a shorter period. --overrides prints a runtime-config overrides
+file instead, for a Loki with auth_enabled and one Loki tenant per business.
 
 Kafka's topic retention is fixed (docs/retention.md): the events topic keeps 7 days, the
 dead letters 30, the CRM links topic is compacted.
@@ -51,6 +53,7 @@ Examples:
   audit retention apply --tenant salon-aurora --format json
   audit retention apply --format csv > retention.csv
   audit retention loki-config > loki-retention.yaml
+  audit retention loki-config --max 744h
   audit retention loki-config --tenants-file demo/tenants.yaml --overrides
 
 Flags:
@@ -156,6 +159,7 @@ func runRetentionLoki(a *app, args []string) error {
 	configPath := fs.String("config", os.Getenv("ASSISTLOG_AUDIT_CONFIG"), "audit config file whose tenants_file is read")
 	file := fs.String("tenants-file", "", "read this tenants file instead of --config's tenants_file")
 	overrides := fs.Bool("overrides", false, "print a runtime-config overrides file (a Loki tenant per business) instead of limits_config")
+	limit := fs.Duration("max", 0, "cap every period at this (e.g. 744h: a Loki kept as a month's operations view keeps no tenant longer)")
 	fs.Usage = func() { fmt.Fprint(a.stderr, retentionHelp); fs.PrintDefaults() }
 	_, help, err := parse(fs, args)
 	if help {
@@ -177,9 +181,9 @@ func runRetentionLoki(a *app, args []string) error {
 		return err
 	}
 	if *overrides {
-		_, err = fmt.Fprint(a.stdout, retention.LokiOverrides(set))
+		_, err = fmt.Fprint(a.stdout, retention.LokiOverrides(set, *limit))
 		return err
 	}
-	_, err = fmt.Fprint(a.stdout, "limits_config:\n"+retention.LokiLimits(set))
+	_, err = fmt.Fprint(a.stdout, "limits_config:\n"+retention.LokiLimits(set, *limit))
 	return err
 }

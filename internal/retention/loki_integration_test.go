@@ -40,7 +40,7 @@ func TestLokiAppliesRenderedRetention(t *testing.T) {
 	}
 	// The stack's config sets retention_period (the default) itself; the
 	// test pushes entries days old, which Loki refuses by default.
-	limits := retention.LokiStreams(set) + "  reject_old_samples: false\n"
+	limits := retention.LokiStreams(set, 0) + "  reject_old_samples: false\n"
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	l, err := stack.StartLoki(ctx, stack.ExtraLokiConfig{Name: "retention", HTTPPort: 13121, GRPCPort: 19121,

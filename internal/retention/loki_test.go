@@ -54,8 +54,8 @@ func TestLokiLimits(t *testing.T) {
 			} `yaml:"retention_stream"`
 		} `yaml:"limits_config"`
 	}
-	if err := yaml.Unmarshal([]byte("limits_config:\n"+LokiLimits(s)), &doc); err != nil {
-		t.Fatalf("%v\n%s", err, LokiLimits(s))
+	if err := yaml.Unmarshal([]byte("limits_config:\n"+LokiLimits(s, 0)), &doc); err != nil {
+		t.Fatalf("%v\n%s", err, LokiLimits(s, 0))
 	}
 	if doc.Limits.RetentionPeriod != "8832h" {
 		t.Errorf("retention_period %s, want 8832h (12 months rounded up)", doc.Limits.RetentionPeriod)
@@ -77,10 +77,25 @@ func TestLokiLimits(t *testing.T) {
 			RetentionPeriod string `yaml:"retention_period"`
 		} `yaml:"overrides"`
 	}
-	if err := yaml.Unmarshal([]byte(LokiOverrides(s)), &ov); err != nil {
+	if err := yaml.Unmarshal([]byte(LokiOverrides(s, 0)), &ov); err != nil {
 		t.Fatal(err)
 	}
 	if ov.Overrides["a"].RetentionPeriod != "4464h" || ov.Overrides["c"].RetentionPeriod != "768h" || len(ov.Overrides) != 3 {
 		t.Errorf("overrides %+v", ov.Overrides)
+	}
+}
+
+// A limit (the Loki's own shorter period) caps every period: the rules
+// only ever shorten what Loki keeps.
+func TestLokiLimitCaps(t *testing.T) {
+	s, err := tenants.Parse([]byte("tenants:\n  - {name: a, tz: UTC, retention: 6mo}\n  - {name: c, tz: UTC, retention: 14d}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := LokiLimits(s, 744*time.Hour)
+	for _, want := range []string{"retention_period: 744h", `'{tenant="a"}'` + "\n      priority: 1\n      period: 744h", `'{tenant="c"}'` + "\n      priority: 1\n      period: 384h"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in\n%s", want, out)
+		}
 	}
 }
