@@ -48,6 +48,7 @@ func commands() []command {
 		}},
 		{"erase", "erase one person's data on request (by phone or session) everywhere, with a receipt; --dry-run counts", runErase},
 		{"export", "events as CSV (Excel, Google Sheets, Looker Studio) or JSON, masked", runExport},
+		{"retention", "delete what is past each tenant's retention (apply [--dry-run]); Loki's retention rules (loki-config)", runRetention},
 		{"version", "print the version, commit and Go version", runVersion},
 		{"check", "validate an audit configuration (--config) and exit", runCheck},
 		{"access", "the Elasticsearch roles: shipper writes, ops read all, each tenant's auditors read that tenant only", runAccess},

@@ -18,6 +18,10 @@ import (
 type Config struct {
 	// Elasticsearch is read with the same settings as the shipper's.
 	Elasticsearch elastic.Config `yaml:"elasticsearch"`
+	// Mirrors are the other stores the shipper writes (its mirrors:);
+	// `audit retention apply` and `audit erase` delete there too. Other
+	// commands read elasticsearch only.
+	Mirrors []elastic.Config `yaml:"mirrors"`
 	// TenantsFile lists the tenants and their time zones (relative paths
 	// are read from the config file's directory).
 	TenantsFile string `yaml:"tenants_file"`
@@ -35,10 +39,9 @@ type Config struct {
 	PII struct {
 		HashSecret string `yaml:"hash_secret"`
 	} `yaml:"pii"`
-	// Mirrors, Loki, Kafka and Archive are the other places a person's
-	// data lives; `audit erase` removes it from each one configured
-	// (erase_config.go).
-	Mirrors []elastic.Config   `yaml:"mirrors"`
+	// Loki, Kafka and Archive are, with the mirrors, the other places a
+	// person's data lives; `audit erase` removes it from each one
+	// configured (erase_config.go).
 	Loki    EraseLokiConfig    `yaml:"loki"`
 	Kafka   EraseKafkaConfig   `yaml:"kafka"`
 	Archive EraseArchiveConfig `yaml:"archive"`
@@ -101,6 +104,18 @@ func LoadConfig(path string) (Config, error) {
 	} {
 		errs = append(errs, config.Expand(s.field, s.v))
 	}
+	for i := range cfg.Mirrors {
+		m := &cfg.Mirrors[i]
+		// As in the shipper: a mirror keeps the primary's alias unless it says.
+		if m.Alias == "" {
+			m.Alias = cfg.Elasticsearch.Alias
+		}
+		if m.FlushBytes == 0 {
+			m.FlushBytes = cfg.Elasticsearch.FlushBytes
+		}
+		errs = append(errs, config.Expand(fmt.Sprintf("mirrors[%d].password", i), &m.Password),
+			config.Expand(fmt.Sprintf("mirrors[%d].api_key", i), &m.APIKey))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return cfg, err
 	}
@@ -127,6 +142,9 @@ func LoadConfig(path string) (Config, error) {
 func (c Config) Validate() error {
 	var errs []error
 	errs = append(errs, config.Prefixed("elasticsearch.", c.Elasticsearch.Validate())...)
+	for i, m := range c.Mirrors {
+		errs = append(errs, config.Prefixed(fmt.Sprintf("mirrors[%d].", i), m.Validate())...)
+	}
 	if c.LowConfidence <= 0 || c.LowConfidence > 1 {
 		errs = append(errs, fmt.Errorf("low_confidence: must be in (0, 1], got %g", c.LowConfidence))
 	}

@@ -54,18 +54,6 @@ type EraseArchiveConfig struct {
 // them, naming the field; the other commands never need them.
 func (c *Config) eraseSettings() error {
 	var errs []error
-	for i := range c.Mirrors {
-		m := &c.Mirrors[i]
-		if m.Alias == "" {
-			m.Alias = c.Elasticsearch.Alias
-		}
-		if m.FlushBytes == 0 {
-			m.FlushBytes = c.Elasticsearch.FlushBytes
-		}
-		errs = append(errs, config.Expand(fmt.Sprintf("mirrors[%d].password", i), &m.Password),
-			config.Expand(fmt.Sprintf("mirrors[%d].api_key", i), &m.APIKey))
-		errs = append(errs, config.Prefixed(fmt.Sprintf("mirrors[%d].", i), m.Validate())...)
-	}
 	l := &c.Loki
 	if l.URL != "" {
 		errs = append(errs, config.Expand("loki.password", &l.Password), config.Expand("loki.bearer_token", &l.BearerToken))

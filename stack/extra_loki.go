@@ -25,6 +25,7 @@ type ExtraLoki struct {
 	dir      string
 	proc     process
 	pid      int
+	args     []string // the command line, for Restart
 }
 
 // ExtraLokiConfig names the instance and what differs from the stack's.
@@ -42,6 +43,9 @@ type ExtraLokiConfig struct {
 	RuntimeConfig string
 	// Compactor clocks; empty keeps the stack's (1m).
 	CompactionInterval, RetentionDeleteDelay, DeleteCancelPeriod string
+	// Args are extra command-line flags (they override the config file),
+	// e.g. -ingester.wal-enabled=false.
+	Args []string
 }
 
 // StartLoki starts the instance and waits until it is ready. The stack
@@ -81,7 +85,8 @@ func StartLoki(ctx context.Context, cfg ExtraLokiConfig) (*ExtraLoki, error) {
 		return nil, err
 	}
 	s := &ExtraLoki{URL: fmt.Sprintf("http://127.0.0.1:%d", cfg.HTTPPort), RuntimeConfig: runtime, RulesDir: rules, dir: dir, proc: newProcess(l, name)}
-	cmd := exec.Command(bin, "-config.file="+path)
+	s.args = append([]string{bin, "-config.file=" + path}, cfg.Args...)
+	cmd := exec.Command(s.args[0], s.args[1:]...)
 	cmd.Dir = dir
 	if s.pid, err = s.proc.start(cmd); err != nil {
 		return nil, err

@@ -2,7 +2,6 @@ package stack
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -151,42 +150,11 @@ log.cleaner.enable=true
 	}
 }
 
-// createTopics creates the pipeline's topics; ones that exist are left as
-// they are, so `up` stays idempotent.
+// createTopics creates the pipeline's topics and sets the configs
+// (retention) of those that exist, so `up` stays idempotent and a stack
+// made before a retention change gets it.
 func createTopics(ctx context.Context, broker string, specs []kafka.TopicSpec) error {
-	client := &kafkago.Client{Addr: kafkago.TCP(broker), Timeout: 30 * time.Second}
-	req := &kafkago.CreateTopicsRequest{Addr: kafkago.TCP(broker)}
-	for _, t := range specs {
-		tc := kafkago.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: 1}
-		for k, v := range t.Configs {
-			tc.ConfigEntries = append(tc.ConfigEntries, kafkago.ConfigEntry{ConfigName: k, ConfigValue: v})
-		}
-		req.Topics = append(req.Topics, tc)
-	}
-	// Right after start the controller may not yet accept topic creation.
-	var lastErr error
-	for attempt := 0; attempt < 20; attempt++ {
-		resp, err := client.CreateTopics(ctx, req)
-		if err == nil {
-			lastErr = nil
-			for name, terr := range resp.Errors {
-				if terr != nil && !errors.Is(terr, kafkago.TopicAlreadyExists) {
-					lastErr = fmt.Errorf("create topic %s: %w", name, terr)
-				}
-			}
-			if lastErr == nil {
-				return nil
-			}
-		} else {
-			lastErr = fmt.Errorf("create topics: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
-	return lastErr
+	return kafka.EnsureTopics(ctx, broker, specs)
 }
 
 // portOpen is a cheap readiness pre-check.

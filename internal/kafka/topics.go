@@ -2,6 +2,16 @@
 // about Kafka: topic names and how each topic is laid out.
 package kafka
 
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+)
+
 // Topic names. Both programs and the stack take them from here so a rename
 // cannot leave one side behind.
 const (
@@ -25,18 +35,129 @@ type TopicSpec struct {
 	Configs    map[string]string
 }
 
+// Retention of the topics (docs/retention.md). Kafka deletes or compacts
+// whole closed segments only, so every topic also rolls a segment daily:
+// with Kafka's default segment.ms of 7 days a record could outlive
+// retention.ms by up to a week.
+const (
+	day = 24 * time.Hour
+	// EventsRetention only has to outlive an outage of Elasticsearch or
+	// Loki (the shipper resumes from its committed offsets): the stores
+	// are the record, Kafka a buffer.
+	EventsRetention = 7 * day
+	// DeadLetterRetention is long enough to find, fix and replay.
+	DeadLetterRetention = 30 * day
+	// LinksTombstoneRetention keeps a deleted link's tombstone long enough
+	// for every shipper reading the links topic to see it, even one that
+	// was down as long as the events topic keeps events.
+	LinksTombstoneRetention = 7 * day
+	// SegmentRoll is how often a segment closes (and so becomes eligible
+	// for deletion or compaction).
+	SegmentRoll = day
+)
+
+func ms(d time.Duration) string { return fmt.Sprint(d.Milliseconds()) }
+
 // Topics returns the topics the pipeline needs.
 func Topics() []TopicSpec {
 	return []TopicSpec{
 		{Name: EventsTopic, Partitions: 6, Configs: map[string]string{
-			"retention.ms":        "604800000", // 7 days: Kafka is a buffer, Elasticsearch is the archive
+			"cleanup.policy":      "delete",
+			"retention.ms":        ms(EventsRetention),
+			"segment.ms":          ms(SegmentRoll),
 			"min.insync.replicas": "1",
 		}},
 		{Name: DeadLetterTopic, Partitions: 1, Configs: map[string]string{
-			"retention.ms": "2592000000", // 30 days: long enough to fix and replay
+			"cleanup.policy": "delete",
+			"retention.ms":   ms(DeadLetterRetention),
+			"segment.ms":     ms(SegmentRoll),
 		}},
 		{Name: CRMLinksTopic, Partitions: 6, Configs: map[string]string{
-			"cleanup.policy": "compact",
+			// Only the latest link per key is kept; a tombstone (a record
+			// with a nil value) removes the key after delete.retention.ms.
+			"cleanup.policy":      "compact",
+			"delete.retention.ms": ms(LinksTombstoneRetention),
+			"segment.ms":          ms(SegmentRoll),
 		}},
 	}
+}
+
+// EnsureTopics creates the topics that do not exist and sets the configs
+// of those that do (an existing topic keeps its partitions), so a cluster
+// made before a retention change gets it on the next run.
+func EnsureTopics(ctx context.Context, broker string, specs []TopicSpec) error {
+	client := &kafkago.Client{Addr: kafkago.TCP(broker), Timeout: 30 * time.Second}
+	req := &kafkago.CreateTopicsRequest{Addr: kafkago.TCP(broker)}
+	for _, t := range specs {
+		tc := kafkago.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: 1}
+		for _, k := range sortedKeys(t.Configs) {
+			tc.ConfigEntries = append(tc.ConfigEntries, kafkago.ConfigEntry{ConfigName: k, ConfigValue: t.Configs[k]})
+		}
+		req.Topics = append(req.Topics, tc)
+	}
+	// Right after start the controller may not yet accept topic creation.
+	var lastErr error
+	for attempt := 0; attempt < 20; attempt++ {
+		lastErr = nil
+		resp, err := client.CreateTopics(ctx, req)
+		var existing []TopicSpec
+		if err != nil {
+			lastErr = fmt.Errorf("create topics: %w", err)
+		} else {
+			for _, t := range specs {
+				terr := resp.Errors[t.Name]
+				switch {
+				case errors.Is(terr, kafkago.TopicAlreadyExists):
+					existing = append(existing, t)
+				case terr != nil:
+					lastErr = errors.Join(lastErr, fmt.Errorf("create topic %s: %w", t.Name, terr))
+				}
+			}
+		}
+		if lastErr == nil && len(existing) > 0 {
+			lastErr = alterConfigs(ctx, client, existing)
+		}
+		if lastErr == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	return lastErr
+}
+
+// alterConfigs sets each spec's configs on its existing topic, leaving
+// the topic's other configs as they are.
+func alterConfigs(ctx context.Context, client *kafkago.Client, specs []TopicSpec) error {
+	req := &kafkago.IncrementalAlterConfigsRequest{}
+	for _, t := range specs {
+		r := kafkago.IncrementalAlterConfigsRequestResource{ResourceType: kafkago.ResourceTypeTopic, ResourceName: t.Name}
+		for _, k := range sortedKeys(t.Configs) {
+			r.Configs = append(r.Configs, kafkago.IncrementalAlterConfigsRequestConfig{Name: k, Value: t.Configs[k], ConfigOperation: kafkago.ConfigOperationSet})
+		}
+		req.Resources = append(req.Resources, r)
+	}
+	resp, err := client.IncrementalAlterConfigs(ctx, req)
+	if err != nil {
+		return fmt.Errorf("set topic configs: %w", err)
+	}
+	var errs []error
+	for _, r := range resp.Resources {
+		if r.Error != nil {
+			errs = append(errs, fmt.Errorf("set the configs of topic %s: %w", r.ResourceName, r.Error))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

@@ -1,7 +1,7 @@
 // Package tenants reads the tenants file: the businesses assistlog serves,
-// each with the time zone its days and weeks are counted in. One file is
-// shared by the programs and audit, so "this week" means the same hours
-// everywhere.
+// each with the time zone its days and weeks are counted in and how long
+// its events are kept. One file is shared by the programs and audit, so
+// "this week" and "six months" mean the same hours everywhere.
 package tenants
 
 import (
@@ -29,22 +29,36 @@ type Tenant struct {
 	LokiTenant string `yaml:"loki_tenant"`
 	// TZ is an IANA zone, e.g. Asia/Yekaterinburg for Ufa (UTC+5).
 	TZ string `yaml:"tz"`
+	// Retention is how long the tenant's events are kept, e.g. 6mo, 12mo
+	// or 180d (default: the file's retention).
+	Retention string `yaml:"retention"`
 
-	loc *time.Location
+	loc  *time.Location
+	keep Retention
 }
 
 // Location is the tenant's time zone.
 func (t Tenant) Location() *time.Location { return t.loc }
 
+// Kept is the tenant's retention.
+func (t Tenant) Kept() Retention { return t.keep }
+
+// Cutoff is the first instant of the tenant's events still kept at now
+// (the tenant's local midnight); everything before it is past retention.
+func (t Tenant) Cutoff(now time.Time) time.Time { return t.keep.Cutoff(now, t.loc) }
+
 // File is the tenants file.
 type File struct {
-	Tenants []Tenant `yaml:"tenants"`
+	// Retention is the tenants' default retention (default 12mo).
+	Retention string   `yaml:"retention"`
+	Tenants   []Tenant `yaml:"tenants"`
 }
 
 // Set is a validated tenants file.
 type Set struct {
 	byName map[string]Tenant
 	names  []string
+	keep   Retention
 }
 
 var reName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
@@ -70,13 +84,26 @@ func Parse(b []byte) (*Set, error) {
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
-	return New(f.Tenants)
+	return FromFile(f)
 }
 
-// New validates tenants and loads their zones.
-func New(list []Tenant) (*Set, error) {
+// New validates tenants and loads their zones; retention defaults to 12mo.
+func New(list []Tenant) (*Set, error) { return FromFile(File{Tenants: list}) }
+
+// FromFile validates a tenants file's content.
+func FromFile(f File) (*Set, error) {
+	list := f.Tenants
 	s := &Set{byName: map[string]Tenant{}}
 	var errs []error
+	def := f.Retention
+	if def == "" {
+		def = DefaultRetention
+	}
+	keep, err := ParseRetention(def)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("retention: %w", err))
+	}
+	s.keep = keep
 	if len(list) == 0 {
 		errs = append(errs, errors.New("tenants: at least one is required"))
 	}
@@ -101,6 +128,13 @@ func New(list []Tenant) (*Set, error) {
 			continue
 		}
 		t.loc = loc
+		t.keep = keep
+		if t.Retention != "" {
+			if t.keep, err = ParseRetention(t.Retention); err != nil {
+				errs = append(errs, fmt.Errorf("%s.retention: %w", field, err))
+				continue
+			}
+		}
 		if t.Title == "" {
 			t.Title = t.Name
 		}
@@ -113,6 +147,10 @@ func New(list []Tenant) (*Set, error) {
 	sort.Strings(s.names)
 	return s, nil
 }
+
+// Default is the retention of a tenant the file does not list (events of
+// a business no longer served are kept no longer than anyone's by default).
+func (s *Set) Default() Retention { return s.keep }
 
 // Names lists the tenants, sorted.
 func (s *Set) Names() []string { return append([]string(nil), s.names...) }

@@ -41,7 +41,9 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		"tenants:\n  - {name: a}\n":                                  "tenants[0] (a).tz: required",
 		"tenants:\n  - {name: a, tz: Mars/Olympus}\n":                `tenants[0] (a).tz: unknown time zone "Mars/Olympus"`,
 		"tenants:\n  - {name: a, tz: UTC}\n  - {name: a, tz: UTC}\n": "tenants[1] (a).name: defined twice",
-		"tenants:\n  - {name: a, tz: UTC, retention: x}\n":           "field retention not found",
+		"tenants:\n  - {name: a, tz: UTC, retention: 6m}\n":          `tenants[0] (a).retention: must be a whole number of months, years or days such as 6mo, 1y or 180d, got "6m"`,
+		"retention: 0d\ntenants:\n  - {name: a, tz: UTC}\n":          `retention: must be a whole number`,
+		"tenants:\n  - {name: a, tz: UTC, keep: 6mo}\n":              "field keep not found",
 	} {
 		_, err := Parse([]byte(in))
 		if err == nil || !strings.Contains(err.Error(), want) {

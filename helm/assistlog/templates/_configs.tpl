@@ -93,8 +93,9 @@ pii:
 {{- end -}}
 
 {{- define "assistlog.tenantsFile" -}}
+retention: {{ .Values.audit.retentionDefault | quote }}
 tenants:
 {{- range .Values.audit.tenants }}
-  - {name: {{ .name | quote }}, title: {{ default .name .title | quote }}, tz: {{ .tz | quote }}}
+  - {name: {{ .name | quote }}, title: {{ default .name .title | quote }}, tz: {{ .tz | quote }}{{ with .retention }}, retention: {{ . | quote }}{{ end }}}
 {{- end }}
 {{- end -}}
