@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -99,7 +97,7 @@ func (er *eraser) deleteAll(ctx context.Context, st *searchStore, index string, 
 			if len(batch) == 0 {
 				return nil
 			}
-			d, nf, err := bulkDelete(ctx, st.r, batch)
+			d, nf, err := st.r.DeleteByID(ctx, batch)
 			se.Deleted += d
 			se.NotFound += nf
 			batch = batch[:0]
@@ -138,43 +136,4 @@ func (er *eraser) deleteAll(ctx context.Context, st *searchStore, index string, 
 		}
 		er.progress("%d document(s) appeared in %s meanwhile; deleting them too", n, index)
 	}
-}
-
-// bulkDelete deletes hits by index and id and returns the server's counts
-// of deleted and not-found items; any other item result is an error.
-func bulkDelete(ctx context.Context, r *esread.Reader, hits []esread.Hit) (deleted, notFound int, err error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	for _, h := range hits {
-		if err := enc.Encode(map[string]any{"delete": map[string]any{"_index": h.Index, "_id": h.ID}}); err != nil {
-			return 0, 0, err
-		}
-	}
-	var res struct {
-		Items []map[string]struct {
-			Result string          `json:"result"`
-			Status int             `json:"status"`
-			Error  json.RawMessage `json:"error"`
-			ID     string          `json:"_id"`
-		} `json:"items"`
-	}
-	if err := r.Bulk(ctx, "_bulk", b.Bytes(), &res); err != nil {
-		return 0, 0, fmt.Errorf("bulk delete of %d documents: %w", len(hits), err)
-	}
-	var errs []error
-	for _, it := range res.Items {
-		d := it["delete"]
-		switch {
-		case d.Result == "deleted":
-			deleted++
-		case d.Result == "not_found" || d.Status == http.StatusNotFound:
-			notFound++
-		default:
-			errs = append(errs, fmt.Errorf("delete %s: HTTP %d %s", d.ID, d.Status, d.Error))
-		}
-	}
-	if len(res.Items) != len(hits) {
-		errs = append(errs, fmt.Errorf("bulk delete: %d answers for %d documents", len(res.Items), len(hits)))
-	}
-	return deleted, notFound, errors.Join(errs...)
 }

@@ -335,3 +335,45 @@ func (r *Reader) Composite(ctx context.Context, index string, query map[string]a
 		after = res.Aggregations.C.AfterKey
 	}
 }
+
+// DeleteByID deletes hits by index and id with one _bulk and returns the
+// server's counts of deleted and not-found (gone meanwhile) items; any
+// other item result is an error naming the document. Erasure and retention
+// delete this way: neither local distribution has _delete_by_query (it
+// lives in the reindex module), while _bulk works on every cluster.
+func (r *Reader) DeleteByID(ctx context.Context, hits []Hit) (deleted, notFound int, err error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	for _, h := range hits {
+		if err := enc.Encode(map[string]any{"delete": map[string]any{"_index": h.Index, "_id": h.ID}}); err != nil {
+			return 0, 0, err
+		}
+	}
+	var res struct {
+		Items []map[string]struct {
+			Result string          `json:"result"`
+			Status int             `json:"status"`
+			Error  json.RawMessage `json:"error"`
+			ID     string          `json:"_id"`
+		} `json:"items"`
+	}
+	if err := r.Bulk(ctx, "_bulk", b.Bytes(), &res); err != nil {
+		return 0, 0, fmt.Errorf("bulk delete of %d documents: %w", len(hits), err)
+	}
+	var errs []error
+	for _, it := range res.Items {
+		d := it["delete"]
+		switch {
+		case d.Result == "deleted":
+			deleted++
+		case d.Result == "not_found" || d.Status == http.StatusNotFound:
+			notFound++
+		default:
+			errs = append(errs, fmt.Errorf("delete %s: HTTP %d %s", d.ID, d.Status, d.Error))
+		}
+	}
+	if len(res.Items) != len(hits) {
+		errs = append(errs, fmt.Errorf("bulk delete: %d answers for %d documents", len(res.Items), len(hits)))
+	}
+	return deleted, notFound, errors.Join(errs...)
+}

@@ -1,7 +1,6 @@
 package retention
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -295,26 +294,23 @@ const bulkBatch = 5000
 // deleteMatching deletes the documents of q by id, through a point in time
 // (neither this distribution of Elasticsearch nor OpenSearch's integ-test
 // build has _delete_by_query, which lives in the reindex module), and
-// returns how many the server answered "deleted".
+// returns how many the server answered "deleted" (a "not_found" was
+// deleted by someone else meanwhile).
 func (s *store) deleteMatching(ctx context.Context, index, field string, q map[string]any) (int64, error) {
 	var deleted int64
-	var batch bytes.Buffer
-	n := 0
+	var batch []esread.Hit
 	flush := func() error {
-		if n == 0 {
+		if len(batch) == 0 {
 			return nil
 		}
-		d, err := s.bulk(ctx, batch.Bytes())
-		deleted += d
-		batch.Reset()
-		n = 0
+		d, _, err := s.r.DeleteByID(ctx, batch)
+		deleted += int64(d)
+		batch = batch[:0]
 		return err
 	}
 	err := s.r.Each(ctx, esread.Search{Index: index, Query: q, Sort: []any{map[string]any{field: "asc"}}, Source: []string{"tenant"}}, func(h esread.Hit) error {
-		line, _ := json.Marshal(map[string]any{"delete": map[string]any{"_index": h.Index, "_id": h.ID}})
-		batch.Write(line)
-		batch.WriteByte('\n')
-		if n++; n == bulkBatch {
+		batch = append(batch, h)
+		if len(batch) == bulkBatch {
 			return flush()
 		}
 		return nil
@@ -324,48 +320,6 @@ func (s *store) deleteMatching(ctx context.Context, index, field string, q map[s
 	}
 	if err != nil {
 		return deleted, fmt.Errorf("delete past-retention documents of %s: %w", index, err)
-	}
-	return deleted, nil
-}
-
-// bulk sends one _bulk of deletes and counts the items answered "deleted"
-// (a "not_found" was deleted by someone else meanwhile); any other item
-// error fails the run, naming it.
-func (s *store) bulk(ctx context.Context, body []byte) (int64, error) {
-	res, err := s.api.Bulk(bytes.NewReader(body), s.api.Bulk.WithContext(ctx))
-	if err != nil {
-		return 0, fmt.Errorf("bulk delete: %w", err)
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	if res.IsError() {
-		return 0, fmt.Errorf("bulk delete: %s: %s", res.Status(), short(raw))
-	}
-	var out struct {
-		Items []map[string]struct {
-			ID     string          `json:"_id"`
-			Result string          `json:"result"`
-			Status int             `json:"status"`
-			Error  json.RawMessage `json:"error"`
-		} `json:"items"`
-	}
-	if err := json.Unmarshal(raw, &out); err != nil {
-		return 0, fmt.Errorf("bulk delete: decode the answer: %w", err)
-	}
-	var deleted int64
-	var errs []string
-	for _, it := range out.Items {
-		d := it["delete"]
-		switch {
-		case d.Result == "deleted":
-			deleted++
-		case d.Result == "not_found":
-		default:
-			errs = append(errs, fmt.Sprintf("%s: HTTP %d %s", d.ID, d.Status, d.Error))
-		}
-	}
-	if len(errs) > 0 {
-		return deleted, fmt.Errorf("bulk delete: %d items refused, first: %s", len(errs), errs[0])
 	}
 	return deleted, nil
 }
