@@ -129,6 +129,7 @@ func LoadConfig(path string) (Config, error) {
 
 func (c *Config) expandSecrets() error {
 	var errs []error
+	errs = append(errs, c.Kafka.ExpandSecrets("kafka."))
 	for i := range c.Webhook.Tenants {
 		t := &c.Webhook.Tenants[i]
 		for j := range t.Tokens {

@@ -17,7 +17,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/assistlog/assistlog/internal/errpolicy"
 	"github.com/assistlog/assistlog/internal/kafka"
@@ -98,7 +97,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	// Readiness: Kafka answered at start and the last send succeeded.
-	if err := waitForKafka(ctx, cfg.Kafka.Brokers, log); err != nil {
+	kc, err := kafka.NewConnector(cfg.Kafka.ClientConfig, log)
+	if err != nil {
+		return err
+	}
+	if err := waitForKafka(ctx, kc, log); err != nil {
 		return err
 	}
 
@@ -183,23 +186,22 @@ func savePositions(ctx context.Context, pos *positions.Store, every time.Duratio
 }
 
 // waitForKafka blocks until a broker answers a metadata request, so a
-// collector started before Kafka waits instead of reading into a void.
-func waitForKafka(ctx context.Context, brokers []string, log *slog.Logger) error {
+// collector started before Kafka waits instead of reading into a void. A
+// refused password or certificate is waited out the same way, saying so,
+// until an operator fixes it.
+func waitForKafka(ctx context.Context, kc *kafka.Connector, log *slog.Logger) error {
 	backoff := 500 * time.Millisecond
 	for {
-		var err error
-		for _, b := range brokers {
-			var conn *kafkago.Conn
-			if conn, err = kafkago.DialContext(ctx, "tcp", b); err == nil {
-				_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-				_, err = conn.Brokers()
-				conn.Close()
-				if err == nil {
-					return nil
-				}
+		conn, err := kc.Dial(ctx)
+		if err == nil {
+			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+			_, err = conn.Brokers()
+			conn.Close()
+			if err == nil {
+				return nil
 			}
 		}
-		log.Warn("waiting for Kafka", "brokers", brokers, "err", err)
+		log.Warn("waiting for Kafka", "brokers", kc.Brokers(), "err", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -105,6 +105,7 @@ func LoadConfig(path string) (Config, error) {
 		{"elasticsearch.api_key", &cfg.Elasticsearch.APIKey}} {
 		errs = append(errs, config.Expand(s.field, s.v))
 	}
+	errs = append(errs, cfg.Kafka.ExpandSecrets("kafka."))
 	for i := range cfg.Mirrors {
 		m := &cfg.Mirrors[i]
 		if m.Alias == "" {

@@ -36,8 +36,11 @@ func newConsumer(cfg Config, p *pipeline, log *slog.Logger, reg prometheus.Regis
 	if reg == nil {
 		return nil, errors.New("consumer: a metrics registry is required")
 	}
-	r := kafkago.NewReader(kafkago.ReaderConfig{
-		Brokers:        cfg.Kafka.Brokers,
+	kc, err := kafka.NewConnector(cfg.Kafka.ClientConfig, log)
+	if err != nil {
+		return nil, err
+	}
+	r := kc.Reader(kafkago.ReaderConfig{
 		GroupID:        cfg.Kafka.GroupID,
 		Topic:          cfg.Kafka.Topic,
 		MinBytes:       1,
@@ -57,7 +60,7 @@ func newConsumer(cfg Config, p *pipeline, log *slog.Logger, reg prometheus.Regis
 		return nil, fmt.Errorf("register consumer metrics: %w", err)
 	}
 	return &consumer{r: r, p: p, size: cfg.Kafka.BatchSize, wait: cfg.Kafka.BatchWait, shutdown: cfg.ShutdownTimeout, log: log, lag: lag,
-		lagFrom: &kafkago.Client{Addr: kafkago.TCP(cfg.Kafka.Brokers...), Timeout: 10 * time.Second},
+		lagFrom: kc.Client(10 * time.Second),
 		group:   cfg.Kafka.GroupID, topic: cfg.Kafka.Topic}, nil
 }
 
