@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -39,7 +40,7 @@ Every field is documented in collector/collector.example.yaml. Secrets in
 webhook.tenants may be written as ${ENV_VAR}.
 
 Endpoints (http.listen): /metrics, /healthz, /readyz.
-Webhook (webhook.listen): POST /v1/events — one JSON event or NDJSON;
+Webhook (webhook.listen, HTTPS with webhook.tls): POST /v1/events — one JSON event or NDJSON;
 202 after Kafka acknowledged, 400 per-event errors, 401/403, 413, 429/503.
 Channel webhooks (webhook.hooks): POST /v1/hooks/<name> (json, telegram,
 whatsapp, instagram), GET for Meta's verification handshake; docs/ingest.md.
@@ -119,13 +120,20 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 		defer hookLn.Close()
+		if cfg.Webhook.TLS.CertFile != "" {
+			tc, err := webhookTLS(cfg.Webhook.TLS, log, reg)
+			if err != nil {
+				return err
+			}
+			hookLn = tls.NewListener(hookLn, tc)
+		}
 		wh, err := newWebhook(cfg.Webhook, pl, log, reg)
 		if err != nil {
 			return err
 		}
 		hookSrv = &http.Server{Handler: wh.routes(), ReadHeaderTimeout: 10 * time.Second}
 	}
-	log.Info("collector started", "files", cfg.Files.Include, "webhook", cfg.Webhook.Listen, "http", cfg.HTTP.Listen,
+	log.Info("collector started", "files", cfg.Files.Include, "webhook", cfg.Webhook.Listen, "webhook_tls", cfg.Webhook.TLS.CertFile != "", "http", cfg.HTTP.Listen,
 		"topic", cfg.Kafka.Topic, "dead_letter_topic", cfg.Kafka.DeadLetterTopic)
 
 	// One run group: a part that fails stops the collector, naming itself.
