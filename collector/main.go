@@ -131,7 +131,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		hookSrv = &http.Server{Handler: wh.routes(), ReadHeaderTimeout: 10 * time.Second}
+		// Refused handshakes (an unknown CA, plain HTTP) go to the JSON log.
+		hookSrv = &http.Server{Handler: wh.routes(), ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	}
 	log.Info("collector started", "files", cfg.Files.Include, "webhook", cfg.Webhook.Listen, "webhook_tls", cfg.Webhook.TLS.CertFile != "", "http", cfg.HTTP.Listen,
 		"topic", cfg.Kafka.Topic, "dead_letter_topic", cfg.Kafka.DeadLetterTopic)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +41,8 @@ func TestSecuredKafkaEndToEnd(t *testing.T) {
 	defer k.Stop()
 	run := fmt.Sprintf("sec%d", time.Now().UnixNano()%1e9)
 	topic, dlq, alias := "test-events-"+run, "test-dlq-"+run, "test-"+run
-	if err := k.CreateTopics(ctx, map[string]int{topic: 2, dlq: 1}); err != nil {
+	links := "test-links-" + run
+	if err := k.CreateTopics(ctx, map[string]int{topic: 2, dlq: 1, links: 1}); err != nil {
 		t.Fatal(err)
 	}
 	pipelinetest.DropIndicesAtCleanup(t, ep, alias)
@@ -54,6 +56,7 @@ func TestSecuredKafkaEndToEnd(t *testing.T) {
 		fmt.Fprintf(&lines, `{"event_id":"%s-%d","timestamp":"2026-11-27T10:00:%02d+05:00","tenant":"salon-aurora","channel":"telegram","session_id":"s-%s","event_type":"message.received","level":"info","payload":{"text":"Здравствуйте"},"schema_version":1}`+"\n",
 			run, i, i, run)
 	}
+	lines.WriteString(`{"not":"an event"}` + "\n") // dead-lettered, for `dlq replay`
 	if err := os.WriteFile(filepath.Join(dir, "a.jsonl"), []byte(lines.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +106,7 @@ func TestSecuredKafkaEndToEnd(t *testing.T) {
 	if code := httpStatusOf("http://" + collHTTP + "/readyz"); code == http.StatusOK {
 		t.Fatal("the collector is ready while Kafka refuses its password")
 	}
-	if got := len(readSecured(t, ctx, k, topic)); got != 0 {
+	if got := len(readSecured(t, ctx, k, topic, 2)); got != 0 {
 		t.Fatalf("%d events in Kafka before the collector's password was accepted", got)
 	}
 
@@ -112,8 +115,8 @@ func TestSecuredKafkaEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	stacktest.Eventually(t, time.Minute, "all lines in Kafka", func() error {
-		if got := len(readSecured(t, ctx, k, topic)); got != n {
-			return fmt.Errorf("%d of %d events in Kafka", got, n)
+		if got, dead := len(readSecured(t, ctx, k, topic, 2)), len(readSecured(t, ctx, k, dlq, 1)); got != n || dead != 1 {
+			return fmt.Errorf("%d of %d events in Kafka, %d of 1 dead letters", got, n, dead)
 		}
 		return nil
 	})
@@ -137,6 +140,34 @@ func TestSecuredKafkaEndToEnd(t *testing.T) {
 		return nil
 	})
 	kafkaPaused("0")
+
+	// The other Kafka clients of the shipper take the same settings: the
+	// dead-letter replay reads the topic, and a shipper with the CRM stage
+	// loads and follows the links topic (it is ready only once loaded).
+	bin := proctest.Build(t, filepath.Join(pipelinetest.Root, "shipper"))
+	replay := proctest.RunToExit(t, bin, []string{"dlq", "replay", "--config", shipCfg, "--dry-run", "--format", "json"},
+		filepath.Join(dir, "replay.log"), time.Minute)
+	if replay.Code != 0 || !regexp.MustCompile(`"read":\s*1\b`).MatchString(replay.Log) ||
+		!regexp.MustCompile(`"still_invalid":\s*1\b`).MatchString(replay.Log) {
+		t.Fatalf("dlq replay over SASL_SSL: exit %d:\n%s", replay.Code, replay.Log)
+	}
+	_, crmYAML := pipelinetest.FakeCRM(t, dir, 50, links, run)
+	alias2, crmHTTP := "test-crm"+run, proctest.FreeAddr(t) // not alias-*: index templates must not overlap
+	pipelinetest.DropIndicesAtCleanup(t, ep, alias2)
+	crmCfg := filepath.Join(dir, "shipper-crm.yaml")
+	writeSecuredFile(t, crmCfg, fmt.Sprintf("kafka:\n  brokers: [%q]\n  topic: %s\n  dead_letter_topic: %s\n  group_id: %s-crm\n%selasticsearch:\n  urls: [%q]\n  alias: %s\nloki:\n  url: %s\n  labels: {app: assistlog-test, deployment: %s-crm}\npii:\n  hash_secret: pipelinetest-secret-0123456789\nhttp:\n  listen: %s\n%s",
+		k.Brokers, topic, dlq, run, security("SCRAM-SHA-256", "ASSISTLOG_TEST_SHIPPER_KAFKA_PASSWORD"), ep.ElasticsearchURL, alias2, ep.LokiURL, run, crmHTTP, crmYAML))
+	crmShip := proctest.Start(t, bin, []string{"--config", crmCfg}, filepath.Join(dir, "shipper-crm.log"), "http://"+crmHTTP+"/readyz")
+	t.Cleanup(crmShip.Kill)
+	stacktest.Eventually(t, 2*time.Minute, "every event stored by the shipper with the CRM stage", func() error {
+		if got := securedStored(t, ep, alias2); got != n {
+			return fmt.Errorf("%d of %d events stored; log:\n%s", got, n, crmShip.LogTail(10))
+		}
+		return nil
+	})
+	if strings.Contains(crmShip.LogTail(500), "SASL") || strings.Contains(crmShip.LogTail(500), "x509") {
+		t.Fatalf("the shipper with the CRM stage had a TLS or SASL failure:\n%s", crmShip.LogTail(40))
+	}
 }
 
 func writeSecuredFile(t *testing.T, path, content string) {
@@ -156,14 +187,14 @@ func httpStatusOf(url string) int {
 }
 
 // readSecured reads every message of topic (all partitions) as the admin.
-func readSecured(t *testing.T, ctx context.Context, k *stack.SecuredKafka, topic string) []kafkago.Message {
+func readSecured(t *testing.T, ctx context.Context, k *stack.SecuredKafka, topic string, partitions int) []kafkago.Message {
 	t.Helper()
 	conn, err := k.AdminConnector()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []kafkago.Message
-	for p := 0; p < 2; p++ {
+	for p := range partitions {
 		lc, err := conn.DialLeader(ctx, topic, p)
 		if err != nil {
 			t.Fatal(err)
