@@ -161,3 +161,73 @@ func grepLines(text, substr string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestWebhookClientCertificates: with webhook.tls.client_ca_file, a client
+// without a certificate from that CA is refused at the handshake even with
+// a valid token; one with such a certificate is accepted.
+func TestWebhookClientCertificates(t *testing.T) {
+	ca, err := certs.NewCA("assistlog webhook server CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients, err := certs.NewCA("assistlog webhook clients CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := ca.Server("webhook", time.Hour, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	files, err := ca.WriteFiles(dir, "webhook", server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientCA := dir + "/clients-ca.pem"
+	if err := os.WriteFile(clientCA, clients.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const token = "webhook-mtls-token-0123456789"
+	e := newEnv(t, func(e *env, s *envSettings) {
+		e.webhookAddr = proctest.FreeAddr(e.t)
+		s.extra += fmt.Sprintf("webhook:\n  listen: %s\n  produce_timeout: 5s\n  tenants:\n    - tenant: salon-aurora\n      tokens: [%q]\n  tls:\n    cert_file: %s\n    key_file: %s\n    client_ca_file: %s\n",
+			e.webhookAddr, token, files.Cert, files.Key, clientCA)
+	})
+	e.start()
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(ca.PEM)
+	post := func(certs []tls.Certificate, id string) (int, error) {
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: certs}, DisableKeepAlives: true}}
+		body := `{"event_id":"` + id + `","timestamp":"2026-11-27T10:00:00+05:00","tenant":"salon-aurora","channel":"web","session_id":"s-mtls","event_type":"message.received","level":"info","payload":{"text":"Здравствуйте"},"schema_version":1}`
+		req, _ := http.NewRequest(http.MethodPost, "https://"+e.webhookAddr+"/v1/events", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	clientCert := func(ca *certs.CA) []tls.Certificate {
+		p, err := ca.Server("panel", time.Hour, "panel.example")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := tls.X509KeyPair(p.CertPEM, p.KeyPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []tls.Certificate{c}
+	}
+	if code, err := post(nil, "mtls-none"); err == nil {
+		t.Errorf("a client without a certificate got %d", code)
+	}
+	if code, err := post(clientCert(ca), "mtls-other-ca"); err == nil {
+		t.Errorf("a client with a certificate from another CA got %d", code)
+	}
+	if code, err := post(clientCert(clients), "mtls-ok"); err != nil || code != http.StatusAccepted {
+		t.Fatalf("a client with a certificate from the client CA: %d %v", code, err)
+	}
+	e.waitForIDs([]string{"mtls-ok"}, 30*time.Second)
+}
