@@ -62,6 +62,11 @@ func TestBadConfigs(t *testing.T) {
 			`webhook.hooks[2].app_secret: must be at least 16 characters`,
 			`webhook.hooks[2].mapping.values.channel.WA: maps to "whatsap"`,
 		},
+		"kafka-tls.bad.yaml": {
+			"kafka.tls.ca_file: open /nonexistent/ca.pem",
+			`kafka.sasl.mechanism: must be SCRAM-SHA-256 or SCRAM-SHA-512, got "PLAIN"`,
+			"webhook.tls.cert_file, webhook.tls.key_file: set both or neither",
+		},
 		"missing-env.bad.yaml": {"webhook.tenants[0].tokens[0]: environment variable ASSISTLOG_TEST_UNSET_TOKEN is not set"},
 	}
 	files, _ := filepath.Glob("testdata/*.bad.yaml")

@@ -85,7 +85,13 @@ var codecs = map[string]compress.Codec{
 func (c ProducerConfig) Validate() error {
 	var errs []error
 	if err := c.ClientConfig.Validate(); err != nil {
-		errs = append(errs, err)
+		// Each part on its own, so a caller's prefix ("kafka.") names
+		// every field.
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			errs = append(errs, j.Unwrap()...)
+		} else {
+			errs = append(errs, err)
+		}
 	}
 	if _, ok := codecs[c.Compression]; !ok {
 		errs = append(errs, fmt.Errorf("compression: must be one of none, gzip, snappy, lz4, zstd, got %q", c.Compression))
