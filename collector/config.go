@@ -1,8 +1,11 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -84,6 +87,55 @@ type WebhookConfig struct {
 	Tenants        []TenantConfig `yaml:"tenants"`
 	// Hooks are the channel webhooks at /v1/hooks/<name>.
 	Hooks []HookConfig `yaml:"hooks"`
+	// TLS serves the webhook over HTTPS; empty cert_file: plain HTTP.
+	TLS WebhookTLSConfig `yaml:"tls"`
+}
+
+// WebhookTLSConfig is the webhook's certificate, read again when the files
+// change (a renewed certificate needs no restart).
+type WebhookTLSConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ClientCAFile, when set, makes clients present a certificate signed
+	// by one of its CAs (mutual TLS) besides their token or signature.
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// validate names the field at fault; it reads the files, so a wrong path
+// or a key that does not match is reported by --check.
+func (t WebhookTLSConfig) validate() []error {
+	if t.CertFile == "" && t.KeyFile == "" {
+		if t.ClientCAFile != "" {
+			return []error{errors.New("webhook.tls.client_ca_file: needs webhook.tls.cert_file and key_file")}
+		}
+		return nil
+	}
+	if t.CertFile == "" || t.KeyFile == "" {
+		return []error{errors.New("webhook.tls.cert_file, webhook.tls.key_file: set both or neither")}
+	}
+	var errs []error
+	if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+		errs = append(errs, fmt.Errorf("webhook.tls.cert_file, webhook.tls.key_file: %w", err))
+	}
+	if t.ClientCAFile != "" {
+		if _, err := certPool(t.ClientCAFile); err != nil {
+			errs = append(errs, fmt.Errorf("webhook.tls.client_ca_file: %w", err))
+		}
+	}
+	return errs
+}
+
+// certPool reads a PEM bundle of CA certificates.
+func certPool(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
 }
 
 // PIIConfig is the edge step's secrets, the same as the shipper's pii
@@ -162,6 +214,7 @@ func (c *Config) expandSecrets() error {
 	for i := range c.PII.Keys {
 		errs = append(errs, config.Expand(fmt.Sprintf("pii.keys[%d].key", i), &c.PII.Keys[i].Key))
 	}
+	errs = append(errs, c.Kafka.ExpandSecrets("kafka."))
 	for i := range c.Webhook.Tenants {
 		t := &c.Webhook.Tenants[i]
 		for j := range t.Tokens {
@@ -258,6 +311,7 @@ func (c Config) Validate() error {
 			}
 		}
 		errs = append(errs, validateHooks(w.Hooks)...)
+		errs = append(errs, w.TLS.validate()...)
 		seen := map[string]bool{}
 		for i, t := range w.Tenants {
 			if !reTenant.MatchString(t.Tenant) {

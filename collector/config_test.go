@@ -76,6 +76,11 @@ func TestBadConfigs(t *testing.T) {
 			"pii.keys[0].key: must be at least 32 characters",
 			`pii.current_key: "k3" is not one of keys[].id`,
 		},
+		"kafka-tls.bad.yaml": {
+			"kafka.tls.ca_file: open /nonexistent/ca.pem",
+			`kafka.sasl.mechanism: must be SCRAM-SHA-256 or SCRAM-SHA-512, got "PLAIN"`,
+			"webhook.tls.cert_file, webhook.tls.key_file: set both or neither",
+		},
 		"missing-env.bad.yaml": {"webhook.tenants[0].tokens[0]: environment variable ASSISTLOG_TEST_UNSET_TOKEN is not set"},
 	}
 	files, _ := filepath.Glob("testdata/*.bad.yaml")

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +18,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/assistlog/assistlog/internal/deadletter"
 	"github.com/assistlog/assistlog/internal/errpolicy"
@@ -41,7 +41,7 @@ Every field is documented in collector/collector.example.yaml. Secrets in
 webhook.tenants may be written as ${ENV_VAR}.
 
 Endpoints (http.listen): /metrics, /healthz, /readyz.
-Webhook (webhook.listen): POST /v1/events — one JSON event or NDJSON;
+Webhook (webhook.listen, HTTPS with webhook.tls): POST /v1/events — one JSON event or NDJSON;
 202 after Kafka acknowledged, 400 per-event errors, 401/403, 413, 429/503.
 Channel webhooks (webhook.hooks): POST /v1/hooks/<name> (json, telegram,
 whatsapp, instagram), GET for Meta's verification handshake; docs/ingest.md.
@@ -111,7 +111,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	// Readiness: Kafka answered at start and the last send succeeded.
-	if err := waitForKafka(ctx, cfg.Kafka.Brokers, log); err != nil {
+	kc, err := kafka.NewConnector(cfg.Kafka.ClientConfig, log)
+	if err != nil {
+		return err
+	}
+	if err := waitForKafka(ctx, kc, log); err != nil {
 		return err
 	}
 
@@ -129,13 +133,22 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 		defer hookLn.Close()
+		if cfg.Webhook.TLS.CertFile != "" {
+			tc, err := webhookTLS(cfg.Webhook.TLS, log, reg)
+			if err != nil {
+				return err
+			}
+			hookLn = tls.NewListener(hookLn, tc)
+		}
 		wh, err := newWebhook(cfg.Webhook, pl, log, reg)
 		if err != nil {
 			return err
 		}
-		hookSrv = &http.Server{Handler: wh.routes(), ReadHeaderTimeout: 10 * time.Second}
+		// Refused handshakes (an unknown CA, plain HTTP) go to the JSON log.
+		hookSrv = &http.Server{Handler: wh.routes(), ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	}
-	log.Info("collector started", "files", cfg.Files.Include, "webhook", cfg.Webhook.Listen, "http", cfg.HTTP.Listen,
+	log.Info("collector started", "files", cfg.Files.Include, "webhook", cfg.Webhook.Listen, "webhook_tls", cfg.Webhook.TLS.CertFile != "", "http", cfg.HTTP.Listen,
 		"topic", cfg.Kafka.Topic, "dead_letter_topic", cfg.Kafka.DeadLetterTopic)
 
 	// One run group: a part that fails stops the collector, naming itself.
@@ -196,23 +209,22 @@ func savePositions(ctx context.Context, pos *positions.Store, every time.Duratio
 }
 
 // waitForKafka blocks until a broker answers a metadata request, so a
-// collector started before Kafka waits instead of reading into a void.
-func waitForKafka(ctx context.Context, brokers []string, log *slog.Logger) error {
+// collector started before Kafka waits instead of reading into a void. A
+// refused password or certificate is waited out the same way, saying so,
+// until an operator fixes it.
+func waitForKafka(ctx context.Context, kc *kafka.Connector, log *slog.Logger) error {
 	backoff := 500 * time.Millisecond
 	for {
-		var err error
-		for _, b := range brokers {
-			var conn *kafkago.Conn
-			if conn, err = kafkago.DialContext(ctx, "tcp", b); err == nil {
-				_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-				_, err = conn.Brokers()
-				conn.Close()
-				if err == nil {
-					return nil
-				}
+		conn, err := kc.Dial(ctx)
+		if err == nil {
+			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+			_, err = conn.Brokers()
+			conn.Close()
+			if err == nil {
+				return nil
 			}
 		}
-		log.Warn("waiting for Kafka", "brokers", brokers, "err", err)
+		log.Warn("waiting for Kafka", "brokers", kc.Brokers(), "err", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/assistlog/assistlog/internal/deadletter"
 	"github.com/assistlog/assistlog/internal/mapping"
+	"github.com/assistlog/assistlog/internal/tlsreload"
 )
 
 // Webhook headers for HMAC-signed requests (the alternative to a bearer token).
@@ -68,6 +70,25 @@ func newWebhook(cfg WebhookConfig, p *pipeline, log *slog.Logger, reg prometheus
 		return nil, err
 	}
 	return h, nil
+}
+
+// webhookTLS is the webhook's TLS: the certificate comes from a reloader
+// that reads the files again when they change (a renewal needs no
+// restart; broken new files are reported and the old pair goes on being
+// served), and a client CA, when configured, is required of every client.
+func webhookTLS(cfg WebhookTLSConfig, log *slog.Logger, reg prometheus.Registerer) (*tls.Config, error) {
+	r, err := tlsreload.New(tlsreload.Config{Listener: "webhook", CertFile: cfg.CertFile, KeyFile: cfg.KeyFile}, log, reg)
+	if err != nil {
+		return nil, fmt.Errorf("webhook.tls: %w", err)
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: r.GetCertificate}
+	if cfg.ClientCAFile != "" {
+		if tc.ClientCAs, err = certPool(cfg.ClientCAFile); err != nil {
+			return nil, fmt.Errorf("webhook.tls.client_ca_file: %w", err)
+		}
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
 }
 
 // Rejection reports one bad element of a batch.

@@ -21,6 +21,7 @@ import (
 	"github.com/assistlog/assistlog/internal/archive"
 	"github.com/assistlog/assistlog/internal/config"
 	"github.com/assistlog/assistlog/internal/errpolicy"
+	"github.com/assistlog/assistlog/internal/kafka"
 	"github.com/assistlog/assistlog/internal/pii"
 	"github.com/assistlog/assistlog/internal/program"
 	"github.com/assistlog/assistlog/internal/tenants"
@@ -133,8 +134,12 @@ func serveArchive(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	reg.MustRegister(m.events, m.objects, m.undecodable)
 
-	r := kafkago.NewReader(kafkago.ReaderConfig{
-		Brokers: cfg.Kafka.Brokers, GroupID: cfg.Archive.GroupID, Topic: cfg.Kafka.Topic,
+	kc, err := kafka.NewConnector(cfg.Kafka.ClientConfig, log)
+	if err != nil {
+		return err
+	}
+	r := kc.Reader(kafkago.ReaderConfig{
+		GroupID: cfg.Archive.GroupID, Topic: cfg.Kafka.Topic,
 		MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 250 * time.Millisecond,
 		CommitInterval: 0, // synchronous commits, after the upload
 		StartOffset:    kafkago.FirstOffset,

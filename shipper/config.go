@@ -125,6 +125,7 @@ func LoadConfig(path string) (Config, error) {
 	for i := range cfg.PII.Keys {
 		errs = append(errs, config.Expand(fmt.Sprintf("pii.keys[%d].key", i), &cfg.PII.Keys[i].Key))
 	}
+	errs = append(errs, cfg.Kafka.ExpandSecrets("kafka."))
 	for i := range cfg.Mirrors {
 		m := &cfg.Mirrors[i]
 		if m.Alias == "" {

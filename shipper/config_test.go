@@ -55,6 +55,8 @@ func TestBadConfig(t *testing.T) {
 	os.WriteFile(path, []byte(`
 kafka:
   group_id: ""
+  tls: {ca_file: /etc/assistlog/kafka-ca.pem}
+  sasl: {username: shipper, password: secret}
 elasticsearch:
   alias: Assistant Events
 loki:
@@ -75,7 +77,8 @@ crm:
 		`loki.url: must be http(s)://host:port, got "127.0.0.1:3100"`, `loki.labels: "tenant" is set per event`,
 		"pii.hash_secret: is required, at least 16 characters", "crm.bitrix24.webhook_url: must be https",
 		"pii.keys[0].key: must be at least 32 characters", `pii.current_key: "k2" is not one of keys[].id`,
-		"crm.links_topic: must differ from kafka.topic"} {
+		"crm.links_topic: must differ from kafka.topic", "kafka.tls.ca_file: set while tls.enabled is false",
+		"kafka.sasl.mechanism: required when sasl.username or sasl.password is set"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/assistlog/assistlog/internal/errpolicy"
 	"github.com/assistlog/assistlog/internal/kafka"
 )
 
@@ -24,7 +25,10 @@ type consumer struct {
 	wait     time.Duration
 	shutdown time.Duration
 	log      *slog.Logger
-	lag      prometheus.Gauge
+	// pol waits out fetches that fail: a refused password or ACL pauses
+	// (assistlog_destination_paused{destination="kafka"}), the rest retry.
+	pol *errpolicy.Policy
+	lag prometheus.Gauge
 	// lagFrom computes the group's lag from what the brokers say, every
 	// lagEvery, independently of shipping.
 	lagFrom *kafkago.Client
@@ -32,12 +36,15 @@ type consumer struct {
 	topic   string
 }
 
-func newConsumer(cfg Config, p *pipeline, log *slog.Logger, reg prometheus.Registerer) (*consumer, error) {
-	if reg == nil {
-		return nil, errors.New("consumer: a metrics registry is required")
+func newConsumer(cfg Config, p *pipeline, pol *errpolicy.Policy, log *slog.Logger, reg prometheus.Registerer) (*consumer, error) {
+	if reg == nil || pol == nil {
+		return nil, errors.New("consumer: a metrics registry and an error policy are required")
 	}
-	r := kafkago.NewReader(kafkago.ReaderConfig{
-		Brokers:        cfg.Kafka.Brokers,
+	kc, err := kafka.NewConnector(cfg.Kafka.ClientConfig, log)
+	if err != nil {
+		return nil, err
+	}
+	r := kc.Reader(kafkago.ReaderConfig{
 		GroupID:        cfg.Kafka.GroupID,
 		Topic:          cfg.Kafka.Topic,
 		MinBytes:       1,
@@ -56,8 +63,8 @@ func newConsumer(cfg Config, p *pipeline, log *slog.Logger, reg prometheus.Regis
 	if err := reg.Register(lag); err != nil {
 		return nil, fmt.Errorf("register consumer metrics: %w", err)
 	}
-	return &consumer{r: r, p: p, size: cfg.Kafka.BatchSize, wait: cfg.Kafka.BatchWait, shutdown: cfg.ShutdownTimeout, log: log, lag: lag,
-		lagFrom: &kafkago.Client{Addr: kafkago.TCP(cfg.Kafka.Brokers...), Timeout: 10 * time.Second},
+	return &consumer{r: r, p: p, pol: pol, size: cfg.Kafka.BatchSize, wait: cfg.Kafka.BatchWait, shutdown: cfg.ShutdownTimeout, log: log, lag: lag,
+		lagFrom: kc.Client(10 * time.Second),
 		group:   cfg.Kafka.GroupID, topic: cfg.Kafka.Topic}, nil
 }
 
@@ -123,13 +130,27 @@ func (c *consumer) fetch(ctx context.Context) ([]kafkago.Message, error) {
 // shutdown timeout to be acknowledged and committed.
 func (c *consumer) Run(ctx context.Context) error {
 	defer c.r.Close()
+	var refused *errpolicy.Attempts // fetches failing in a row
 	for {
 		batch, err := c.fetch(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("fetch from kafka: %w", err)
+			// The reader keeps its place and tries again by itself: a
+			// password the brokers refuse, or a group coordinator not yet
+			// elected, is waited out rather than a reason to exit.
+			if refused == nil {
+				refused = c.pol.Start(kafka.Destination)
+			}
+			if refused.Wait(ctx, fmt.Errorf("fetch from kafka: %w", kafka.Classify(err))) != nil {
+				return nil
+			}
+			continue
+		}
+		if refused != nil {
+			refused.Done()
+			refused = nil
 		}
 		start := time.Now()
 		// Shipping and committing outlive ctx by the shutdown timeout, so a

@@ -183,6 +183,10 @@ func newCRMStage(ctx context.Context, cfg Config, out crm.Sender, es *elastic.St
 	if err != nil {
 		return nil, err
 	}
+	kc, err := kafka.NewConnector(cfg.Kafka.ClientConfig, log)
+	if err != nil {
+		return nil, err
+	}
 	store := crm.NewStore(cfg.Kafka.Brokers, cfg.CRM.LinksTopic, out, log)
 	masker, err := cfg.PII.masker()
 	if err != nil {
@@ -191,6 +195,7 @@ func newCRMStage(ctx context.Context, cfg Config, out crm.Sender, es *elastic.St
 	// Numbers on the links topic: sealed while a link is pending (with
 	// pii.keys), only the keyed hash once it is answered.
 	store.Protect(masker)
+	store.SetDialer(kc.Dialer())
 	if err := untilOK(ctx, log, "waiting for Kafka to load the CRM links", store.Load); err != nil {
 		return nil, err
 	}
@@ -199,7 +204,7 @@ func newCRMStage(ctx context.Context, cfg Config, out crm.Sender, es *elastic.St
 		func() float64 { return float64(store.Pending()) })); err != nil {
 		return nil, fmt.Errorf("register crm metrics: %w", err)
 	}
-	w, err := crm.NewWorker(crm.WorkerConfig{Brokers: cfg.Kafka.Brokers, Topic: cfg.CRM.LinksTopic, GroupID: cfg.CRM.WorkerGroupID,
+	w, err := crm.NewWorker(crm.WorkerConfig{Brokers: cfg.Kafka.Brokers, Dialer: kc.Dialer(), Topic: cfg.CRM.LinksTopic, GroupID: cfg.CRM.WorkerGroupID,
 		Sync: cfg.CRM.Sync, SourceID: cfg.CRM.SourceID, ConversationURL: cfg.CRM.ConversationURL}, store, client, policy, log, reg)
 	if err != nil {
 		return nil, err

@@ -149,7 +149,11 @@ type dlqPartition struct {
 // replay does one run; the report is returned also with an error, saying
 // how far it got.
 func replay(ctx context.Context, cfg Config, f replayFilter, group string, dry bool, list io.Writer, listing bool) (*replayReport, error) {
-	client := &kafkago.Client{Addr: kafkago.TCP(cfg.Kafka.Brokers...), Timeout: 30 * time.Second}
+	kc, err := kafka.NewConnector(cfg.Kafka.ClientConfig, nil)
+	if err != nil {
+		return nil, err
+	}
+	client := kc.Client(30 * time.Second)
 	topic := cfg.Kafka.DeadLetterTopic
 	parts, err := dlqRanges(ctx, client, topic, group)
 	if err != nil {
@@ -167,7 +171,7 @@ func replay(ctx context.Context, cfg Config, f replayFilter, group string, dry b
 	now := map[string]bool{}
 	var msgs []kafkago.Message
 	for _, p := range parts {
-		err := readRange(ctx, cfg.Kafka.Brokers, topic, p.id, p.first, p.from, func(r deadletter.Record) error {
+		err := readRange(ctx, kc, topic, p.id, p.first, p.from, func(r deadletter.Record) error {
 			if f.match(r) {
 				if err := r.Open(ring); err != nil {
 					return err
@@ -181,7 +185,7 @@ func replay(ctx context.Context, cfg Config, f replayFilter, group string, dry b
 		if err != nil {
 			return rep, err
 		}
-		err = readRange(ctx, cfg.Kafka.Brokers, topic, p.id, p.from, p.through, func(r deadletter.Record) error {
+		err = readRange(ctx, kc, topic, p.id, p.from, p.through, func(r deadletter.Record) error {
 			rep.Read++
 			if !f.match(r) {
 				rep.Skipped++
@@ -288,11 +292,11 @@ func dlqRanges(ctx context.Context, client *kafkago.Client, topic, group string)
 
 // readRange hands each record of topic/partition in [from, through) to f,
 // stopping at f's first error.
-func readRange(ctx context.Context, brokers []string, topic string, partition int, from, through int64, f func(deadletter.Record) error) error {
+func readRange(ctx context.Context, kc *kafka.Connector, topic string, partition int, from, through int64, f func(deadletter.Record) error) error {
 	if from >= through {
 		return nil
 	}
-	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: brokers, Topic: topic, Partition: partition, MaxBytes: 16 << 20,
+	r := kc.Reader(kafkago.ReaderConfig{Topic: topic, Partition: partition, MaxBytes: 16 << 20,
 		MaxWait: 500 * time.Millisecond})
 	defer r.Close()
 	if err := r.SetOffset(from); err != nil {

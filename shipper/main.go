@@ -129,7 +129,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		p.crm = crmStage.linker
 	}
-	cons, err := newConsumer(cfg, p, log, reg)
+	cons, err := newConsumer(cfg, p, pol, log, reg)
 	if err != nil {
 		return err
 	}

@@ -117,6 +117,7 @@ type Sender interface {
 // crm.activity.list, not made twice.
 type Store struct {
 	brokers []string
+	dialer  *kafkago.Dialer // TLS and SASL; SetDialer
 	topic   string
 	out     Sender
 	log     *slog.Logger
@@ -143,7 +144,7 @@ type answer struct {
 
 // NewStore returns an empty store; Load fills it, Run follows the topic.
 func NewStore(brokers []string, topic string, out Sender, log *slog.Logger) *Store {
-	return &Store{brokers: brokers, topic: topic, out: out, log: log, open: map[string]Link{}, answers: map[string]answer{},
+	return &Store{brokers: brokers, dialer: kafkago.DefaultDialer, topic: topic, out: out, log: log, open: map[string]Link{}, answers: map[string]answer{},
 		answeredAt: map[string]time.Time{}, ends: map[int]int64{}}
 }
 
@@ -189,6 +190,9 @@ func (s *Store) decode(v []byte) (Link, error) {
 	}
 	return l, nil
 }
+// SetDialer makes the store connect with d (the program's TLS and SASL
+// settings, from kafka.Connector.Dialer); call it before Load.
+func (s *Store) SetDialer(d *kafkago.Dialer) { s.dialer = d }
 
 // Get returns what the view knows of key: a pending record in full, or a
 // conversation's answer (Kind, State, CRMID, and Phone and Channel of a
@@ -313,7 +317,7 @@ func (s *Store) forget(key string) {
 
 // Load reads every partition from its first offset to its current end.
 func (s *Store) Load(ctx context.Context) error {
-	conn, err := kafkago.DialContext(ctx, "tcp", s.brokers[0])
+	conn, err := s.dialer.DialContext(ctx, "tcp", s.brokers[0])
 	if err != nil {
 		return fmt.Errorf("load links: %w", err)
 	}
@@ -331,7 +335,7 @@ func (s *Store) Load(ctx context.Context) error {
 		if last > first {
 			// A short MaxWait: Close waits for the fetch in flight, and the
 			// default (10 s) per partition would make a restart slow.
-			r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: s.brokers, Topic: s.topic, Partition: p.ID, MaxBytes: 16 << 20,
+			r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: s.brokers, Dialer: s.dialer, Topic: s.topic, Partition: p.ID, MaxBytes: 16 << 20,
 				MaxWait: 100 * time.Millisecond})
 			if err := r.SetOffset(first); err != nil {
 				r.Close()
@@ -396,7 +400,7 @@ func (s *Store) Run(ctx context.Context) error {
 // broken read (Kafka away) is resumed after the last record applied.
 func (s *Store) follow(ctx context.Context, p int, off int64) {
 	for backoff := time.Second; ctx.Err() == nil; backoff = min(backoff*2, 30*time.Second) {
-		r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: s.brokers, Topic: s.topic, Partition: p, MaxBytes: 16 << 20,
+		r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: s.brokers, Dialer: s.dialer, Topic: s.topic, Partition: p, MaxBytes: 16 << 20,
 			MaxWait: 200 * time.Millisecond})
 		err := r.SetOffset(off)
 		for err == nil {
@@ -424,7 +428,7 @@ func (s *Store) follow(ctx context.Context, p int, off int64) {
 func (s *Store) offsets(ctx context.Context, partition int) (first, last int64, err error) {
 	for attempt := 0; attempt < 20; attempt++ {
 		var lc *kafkago.Conn
-		if lc, err = kafkago.DialLeader(ctx, "tcp", s.brokers[0], s.topic, partition); err == nil {
+		if lc, err = s.dialer.DialLeader(ctx, "tcp", s.brokers[0], s.topic, partition); err == nil {
 			first, last, err = lc.ReadOffsets()
 			lc.Close()
 			if err == nil {

@@ -18,6 +18,9 @@ import (
 // WorkerConfig configures the CRM worker.
 type WorkerConfig struct {
 	Brokers []string
+	// Dialer carries the program's TLS and SASL settings
+	// (kafka.Connector.Dialer); nil connects in plaintext.
+	Dialer  *kafkago.Dialer
 	Topic   string
 	GroupID string
 	// Sync creates leads (on lead.created) and activities (on
@@ -90,7 +93,7 @@ func NewWorker(cfg WorkerConfig, store *Store, client *bitrix24.Client, policy *
 // Run consumes the links topic in the worker's group until ctx ends. A
 // record is committed only after it was resolved (or failed for good).
 func (w *Worker) Run(ctx context.Context) error {
-	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: w.cfg.Brokers, GroupID: w.cfg.GroupID, Topic: w.cfg.Topic,
+	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: w.cfg.Brokers, Dialer: w.cfg.Dialer, GroupID: w.cfg.GroupID, Topic: w.cfg.Topic,
 		StartOffset: kafkago.FirstOffset, CommitInterval: 0, MaxWait: 200 * time.Millisecond,
 		SessionTimeout: 10 * time.Second, HeartbeatInterval: 2 * time.Second})
 	defer r.Close()

@@ -54,7 +54,9 @@ func Classify(err error) error {
 // ProducerConfig configures a Producer. Acknowledgement by all in-sync
 // replicas is not configurable: a position advances on it.
 type ProducerConfig struct {
-	Brokers      []string      `yaml:"brokers"`
+	// ClientConfig (brokers, tls, sasl) is shared with the program's
+	// other Kafka clients.
+	ClientConfig `yaml:",inline"`
 	Compression  string        `yaml:"compression"`   // none, gzip, snappy, lz4, zstd
 	BatchSize    int           `yaml:"batch_size"`    // messages per produce request
 	BatchBytes   int64         `yaml:"batch_bytes"`   // bytes per produce request
@@ -68,7 +70,7 @@ type ProducerConfig struct {
 // DefaultProducerConfig favours throughput with a small added latency.
 func DefaultProducerConfig() ProducerConfig {
 	return ProducerConfig{
-		Brokers: []string{"127.0.0.1:19092"}, Compression: "snappy",
+		ClientConfig: ClientConfig{Brokers: []string{"127.0.0.1:19092"}}, Compression: "snappy",
 		BatchSize: 1000, BatchBytes: 4 << 20, BatchTimeout: 20 * time.Millisecond,
 		WriteTimeout: 10 * time.Second,
 	}
@@ -82,8 +84,14 @@ var codecs = map[string]compress.Codec{
 // Validate names the field at fault.
 func (c ProducerConfig) Validate() error {
 	var errs []error
-	if len(c.Brokers) == 0 {
-		errs = append(errs, errors.New("brokers: at least one broker is required"))
+	if err := c.ClientConfig.Validate(); err != nil {
+		// Each part on its own, so a caller's prefix ("kafka.") names
+		// every field.
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			errs = append(errs, j.Unwrap()...)
+		} else {
+			errs = append(errs, err)
+		}
 	}
 	if _, ok := codecs[c.Compression]; !ok {
 		errs = append(errs, fmt.Errorf("compression: must be one of none, gzip, snappy, lz4, zstd, got %q", c.Compression))
@@ -129,12 +137,17 @@ func NewProducer(cfg ProducerConfig, pol *errpolicy.Policy, log *slog.Logger, re
 	if c := codecs[cfg.Compression]; c != nil {
 		comp = kafkago.Compression(c.Code())
 	}
+	conn, err := NewConnector(cfg.ClientConfig, log)
+	if err != nil {
+		return nil, err
+	}
 	balancer := cfg.Balancer
 	if balancer == nil {
 		balancer = &kafkago.Hash{}
 	}
 	p := &Producer{cfg: cfg, pol: pol, log: log, w: &kafkago.Writer{
 		Addr:                   kafkago.TCP(cfg.Brokers...),
+		Transport:              conn.Transport(),
 		Balancer:               balancer,
 		RequiredAcks:           kafkago.RequireAll,
 		Compression:            comp,
