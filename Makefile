@@ -21,10 +21,22 @@ demo:
 test:
 	$(MAKE) --no-print-directory check
 	$(STACK) up
-	# -p 1: fault tests stop and restart shared servers (Kafka) mid-run.
-	rc=0; ASSISTLOG_INTEGRATION=1 $(GO) test -p 1 -count=1 -timeout 60m ./... || rc=$$?; \
+	# Three phases. Packages run in parallel except where they share more
+	# than the servers: the fault tests stop and restart shared servers
+	# (Kafka, Elasticsearch, Loki) and run alone at the end; alerts,
+	# dashboards and stack bind the stack's fixed scrape and on-call ports.
+	rc=0; \
+	ASSISTLOG_INTEGRATION=1 $(GO) test -p 3 -count=1 -timeout 60m -skip '^($(FAULT_TESTS))$$' \
+		$$($(GO) list ./... | grep -v -x -e '$(MODULE)/alerts' -e '$(MODULE)/dashboards' -e '$(MODULE)/stack') || rc=$$?; \
+	ASSISTLOG_INTEGRATION=1 $(GO) test -p 1 -count=1 -timeout 30m ./alerts/ ./dashboards/ ./stack/ || rc=$$?; \
+	ASSISTLOG_INTEGRATION=1 $(GO) test -p 1 -count=1 -timeout 30m -run '^($(FAULT_TESTS))$$' \
+		./collector/ ./shipper/ ./internal/elastic/ ./internal/loki/ || rc=$$?; \
 	$(STACK) down || true; \
 	exit $$rc
+
+# Tests that stop a shared server mid-run (see `make test`).
+FAULT_TESTS := TestKafkaOutage|TestSinkOutages|TestWriteWaitsOutAnOutage|TestPushWaitsOutAnOutage
+MODULE := github.com/assistlog/assistlog
 
 # The long fault tests: 200 kill -9 restarts of the collector.
 test-long:
