@@ -50,6 +50,7 @@ type FilesConfig struct {
 	MaxLineBytes  int           `yaml:"max_line_bytes"`
 	BatchLines    int           `yaml:"batch_lines"`
 	BatchBytes    int           `yaml:"batch_bytes"`
+	MaxInFlight   int           `yaml:"max_in_flight"` // batches of one file sent at once
 	ReadFrom      string        `yaml:"read_from"`
 	// Mappings turn files that are not schema v1 into events; a file takes
 	// the first entry one of whose globs matches its path.
@@ -99,7 +100,7 @@ func DefaultConfig() Config {
 		Files: FilesConfig{
 			Exclude:      []string{"*.gz", "*.zip", "*.bz2", "*.xz"},
 			ScanInterval: time.Second, PollInterval: 250 * time.Millisecond, CloseInactive: 5 * time.Minute,
-			MaxLineBytes: 256 << 10, BatchLines: 1000, BatchBytes: 2 << 20, ReadFrom: "beginning",
+			MaxLineBytes: 256 << 10, BatchLines: 1000, BatchBytes: 2 << 20, MaxInFlight: 8, ReadFrom: "beginning",
 		},
 		Positions: PositionsConfig{Path: "/var/lib/assistlog/collector/positions.json", SyncInterval: time.Second,
 			ForgetAfter: 7 * 24 * time.Hour},
@@ -157,7 +158,7 @@ func (c Config) tailConfig() tail.Config {
 	return tail.Config{Include: f.Include, Exclude: f.Exclude, ScanInterval: f.ScanInterval,
 		PollInterval: f.PollInterval, CloseInactive: f.CloseInactive, MaxLineBytes: f.MaxLineBytes,
 		BatchLines: f.BatchLines, BatchBytes: f.BatchBytes, ReadFrom: f.ReadFrom, DrainTimeout: c.ShutdownTimeout,
-		ForgetAfter: c.Positions.ForgetAfter}
+		ForgetAfter: c.Positions.ForgetAfter, MaxInFlight: f.MaxInFlight}
 }
 
 var reTenant = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
