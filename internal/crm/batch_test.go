@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/assistlog/assistlog/internal/bitrix24"
+	"github.com/assistlog/assistlog/internal/errpolicy"
 )
 
 // TestNewLeadsDrainInBatches: a backlog of new conversations is drained
@@ -60,4 +63,26 @@ func TestNewLeadsDrainInBatches(t *testing.T) {
 	}
 	t.Logf("%d new conversations linked with %d requests (ideal %d, one by one %d) in %s; crm.lead.add ran %d times, crm.lead.list %d",
 		n, requests, ideal, 2*n, took.Round(time.Millisecond), r.fake.Calls("crm.lead.add"), r.fake.Calls("crm.lead.list"))
+}
+
+// TestCommandAction: a command's error inside a batch (HTTP 200) is judged
+// as the same reply to the method called alone.
+func TestCommandAction(t *testing.T) {
+	for _, c := range []struct {
+		code, descr string
+		want        errpolicy.Action
+	}{
+		{"QUERY_LIMIT_EXCEEDED", "Too many requests", errpolicy.Retry},
+		{"OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit.", errpolicy.Retry},
+		{"INTERNAL_SERVER_ERROR", "", errpolicy.Retry},
+		{"ERROR_CORE", "Invalid e-mail address in the E-mail field", errpolicy.DeadLetter},
+		{"", "Not found", errpolicy.DeadLetter},
+		{"", "Access denied.", errpolicy.Pause},
+		{"expired_token", "The access token provided has expired.", errpolicy.Pause},
+	} {
+		e := &bitrix24.Error{HTTPStatus: http.StatusOK, Code: c.code, Description: c.descr}
+		if got := commandAction(e); got != c.want {
+			t.Errorf("%q %q in a batch: %v, want %v", c.code, c.descr, got, c.want)
+		}
+	}
 }
