@@ -112,9 +112,9 @@ func TestPositionNeverPassesAnUnacknowledgedBatch(t *testing.T) {
 	waitStarted(0, 1, 2) // three at once, none acknowledged
 	close(release[2])
 	close(release[1])
-	// Batches 3 and 4 are read only once the outcomes of 2 and 1 were
-	// taken (the window is full until then), so the position has been
-	// decided on them by the time 3 and 4 reach the handler.
+	// With 0 held, batch 4 fits in the window of 3 only once the outcomes
+	// of both 1 and 2 were taken, so the position has been decided on
+	// them by the time 4 reaches the handler.
 	waitStarted(3, 4)
 	if off := saved(); off != 0 {
 		t.Fatalf("batches 1 and 2 acknowledged, 0 in flight: saved offset %d, want 0", off)
