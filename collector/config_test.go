@@ -46,6 +46,7 @@ func TestBadConfigs(t *testing.T) {
 			"kafka.dead_letter_topic: is required and must differ from kafka.topic",
 			`files.read_from: must be beginning or end, got "middle"`,
 			"files.max_line_bytes: must be at least 1024, got 10",
+			"files.max_in_flight: must be at least 1, got 0",
 			"positions.forget_after: must be positive, got 0s",
 			`log.level: must be debug, info, warn or error, got "verbose"`,
 		},

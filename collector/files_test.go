@@ -406,11 +406,12 @@ func (w *crashWriter) run(stop <-chan struct{}) error {
 // TestCrashLoop kills the collector with SIGKILL at random moments while a
 // writer appends and rotates, restarting it each time. Each kill must hit
 // uncommitted work (lines written before the kill beyond the positions
-// read back after it), and re-send at most one batch per file: the lines
-// in Kafka at the kill beyond the saved positions are at most batch_lines
-// per file. Positions are synced on the default 1s timer; only the save
-// with each acknowledged batch keeps that bound. Afterwards every event is
-// in Kafka. ASSISTLOG_CRASH_LOOPS sets the number of kills (default 25).
+// read back after it), and re-send at most the batches in flight per
+// file: the lines in Kafka at the kill beyond the saved positions are at
+// most max_in_flight × batch_lines per file. Positions are synced on the
+// default 1s timer; only the save with each acknowledged batch keeps that
+// bound. Afterwards every event is in Kafka. ASSISTLOG_CRASH_LOOPS sets
+// the number of kills (default 25).
 func TestCrashLoop(t *testing.T) {
 	kills := envCount(t, "ASSISTLOG_CRASH_LOOPS", 25)
 	e := newEnv(t, withSyncInterval("1s"))
@@ -468,9 +469,9 @@ func TestCrashLoop(t *testing.T) {
 		}
 		for ino, n := range again {
 			resent += n
-			if n > batchLines {
-				t.Errorf("kill %d: %d lines of inode %d in Kafka beyond the saved position: more than one batch (%d lines) to re-send",
-					hit+idle+1, n, ino, batchLines)
+			if n > maxInFlight*batchLines {
+				t.Errorf("kill %d: %d lines of inode %d in Kafka beyond the saved position: more than the batches in flight (%d lines) to re-send",
+					hit+idle+1, n, ino, maxInFlight*batchLines)
 			}
 		}
 		if uncommitted > 0 {
@@ -491,8 +492,8 @@ func TestCrashLoop(t *testing.T) {
 	t.Logf("crash loop: %d kill -9 restarts that hit uncommitted work (%d more that did not), %d events written, none missing, "+
 		"%d duplicates (%.2f%%), %d lines re-sendable at the kills",
 		hit, idle, len(ids), dups, 100*float64(dups)/float64(len(ids)), resent)
-	if limit := (hit + idle) * 2 * batchLines; dups > limit {
-		t.Errorf("%d duplicates after %d kills: more than one batch per file (at most 2 files open) per kill (%d)", dups, hit+idle, limit)
+	if limit := (hit + idle) * 2 * maxInFlight * batchLines; dups > limit {
+		t.Errorf("%d duplicates after %d kills: more than the batches in flight per file (at most 2 files open) per kill (%d)", dups, hit+idle, limit)
 	}
 	e.stop()
 }

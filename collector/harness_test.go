@@ -106,6 +106,7 @@ files:
   close_inactive: 2s
   max_line_bytes: %d
   batch_lines: %d
+  max_in_flight: %d
 %spositions:
   path: %s
   sync_interval: %s
@@ -115,7 +116,7 @@ log:
   level: info
 shutdown_timeout: 10s
 %s`, ep.KafkaBrokers, e.topic, e.dlq, filepath.Join(e.logDir, "*.jsonl"), filepath.Join(e.logDir, "*.jsonl.[0-9]*"),
-		set.maxLine, batchLines, set.files, e.positionsPath(), set.syncInterval, set.positions, e.httpAddr, set.extra)
+		set.maxLine, batchLines, maxInFlight, set.files, e.positionsPath(), set.syncInterval, set.positions, e.httpAddr, set.extra)
 	e.cfgPath = filepath.Join(e.dir, "collector.yaml")
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -130,6 +131,10 @@ shutdown_timeout: 10s
 
 // batchLines is files.batch_lines in every test's configuration.
 const batchLines = 200
+
+// maxInFlight is files.max_in_flight in every test's configuration: a
+// kill -9 may re-send up to this many batches per file.
+const maxInFlight = 4
 
 func (e *env) positionsPath() string { return filepath.Join(e.dir, "positions.json") }
 

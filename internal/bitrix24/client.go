@@ -578,6 +578,17 @@ type BatchResult struct {
 // Batch runs up to 50 commands ("method?query") in one request, which
 // counts once against the rate limit.
 func (c *Client) Batch(ctx context.Context, cmds map[string]string, halt bool) (BatchResult, error) {
+	return c.batch(ctx, cmds, halt, true)
+}
+
+// BatchWrite is Batch for commands that change data (crm.lead.add): like
+// LeadAdd it is not retried after an ambiguous failure (errors.Is(err,
+// ErrMaybeApplied)); look the records up before sending them again.
+func (c *Client) BatchWrite(ctx context.Context, cmds map[string]string, halt bool) (BatchResult, error) {
+	return c.batch(ctx, cmds, halt, false)
+}
+
+func (c *Client) batch(ctx context.Context, cmds map[string]string, halt, idempotent bool) (BatchResult, error) {
 	if len(cmds) > 50 {
 		return BatchResult{}, fmt.Errorf("bitrix24 batch: %d commands, at most 50", len(cmds))
 	}
@@ -589,7 +600,7 @@ func (c *Client) Batch(ctx context.Context, cmds map[string]string, halt bool) (
 		Result      json.RawMessage `json:"result"`
 		ResultError json.RawMessage `json:"result_error"`
 	}
-	if err := c.Call(ctx, "batch", map[string]any{"halt": h, "cmd": cmds}, &raw); err != nil {
+	if _, err := c.call(ctx, "batch", map[string]any{"halt": h, "cmd": cmds}, &raw, idempotent); err != nil {
 		return BatchResult{}, err
 	}
 	out := BatchResult{Result: map[string]json.RawMessage{}, Errors: map[string]*Error{}}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -92,29 +94,115 @@ func NewWorker(cfg WorkerConfig, store *Store, client *bitrix24.Client, policy *
 
 // Run consumes the links topic in the worker's group until ctx ends. A
 // record is committed only after it was resolved (or failed for good).
+// Records are taken in groups of up to batchMax: the new conversations of
+// a group get their leads through batch requests (createLeads), the rest
+// are answered one by one, in order.
 func (w *Worker) Run(ctx context.Context) error {
 	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: w.cfg.Brokers, Dialer: w.cfg.Dialer, GroupID: w.cfg.GroupID, Topic: w.cfg.Topic,
 		StartOffset: kafkago.FirstOffset, CommitInterval: 0, MaxWait: 200 * time.Millisecond,
 		SessionTimeout: 10 * time.Second, HeartbeatInterval: 2 * time.Second})
 	defer r.Close()
 	for {
-		m, err := r.FetchMessage(ctx)
+		msgs, err := fetchGroup(ctx, r)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("crm worker fetch: %w", err)
 		}
-		if err := w.handle(ctx, m); err != nil {
+		if err := w.handleGroup(ctx, msgs); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		if err := r.CommitMessages(ctx, m); err != nil && ctx.Err() == nil {
-			w.log.Warn("crm worker commit failed; the record will be handled again", "err", err)
+		if err := r.CommitMessages(ctx, msgs...); err != nil && ctx.Err() == nil {
+			w.log.Warn("crm worker commit failed; the records will be handled again", "err", err)
 		}
 	}
+}
+
+// batchMax is the most commands one batch request may carry (CONTRACT.md
+// section 6, batch); it also bounds a group of records.
+const batchMax = 50
+
+// groupLinger is how long a group waits for more records after its first:
+// a backlog arrives partition by partition, each fetch waiting up to the
+// reader's MaxWait (200ms), so a shorter linger sends half-full batches;
+// a lone record waits this long more for its lead.
+const groupLinger = 300 * time.Millisecond
+
+// fetchGroup waits for a record, then takes up to batchMax-1 more that
+// arrive within groupLinger.
+func fetchGroup(ctx context.Context, r *kafkago.Reader) ([]kafkago.Message, error) {
+	m, err := r.FetchMessage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	msgs := []kafkago.Message{m}
+	lctx, cancel := context.WithTimeout(ctx, groupLinger)
+	defer cancel()
+	for len(msgs) < batchMax {
+		m, err := r.FetchMessage(lctx)
+		if err != nil {
+			break // the linger is over (or ctx ended: the caller sees it next)
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, nil
+}
+
+// handleGroup answers a group of records: first the leads of its new
+// conversations, in batches, then every other record in order (an
+// appointment after its conversation, as one by one).
+func (w *Worker) handleGroup(ctx context.Context, msgs []kafkago.Message) error {
+	var fresh []Link
+	batched := map[int]bool{}
+	seen := map[string]bool{}
+	for i, m := range msgs {
+		l, ok := w.newConversation(m)
+		if !ok || seen[l.Key()] {
+			continue // a repeat of a conversation in the group is answered from the view, below
+		}
+		seen[l.Key()] = true
+		fresh = append(fresh, l)
+		batched[i] = true
+	}
+	for len(fresh) > 0 {
+		n := min(len(fresh), batchMax)
+		if err := w.createLeads(ctx, fresh[:n]); err != nil {
+			return err
+		}
+		fresh = fresh[n:]
+	}
+	for i, m := range msgs {
+		if batched[i] {
+			continue
+		}
+		if err := w.handle(ctx, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// newConversation decodes a record that asks for a lead the CRM may not
+// have yet: what resolveSession would look up by ORIGIN_ID and create.
+func (w *Worker) newConversation(m kafkago.Message) (Link, bool) {
+	if m.Value == nil || !w.cfg.Sync {
+		return Link{}, false
+	}
+	var l Link
+	if err := json.Unmarshal(m.Value, &l); err != nil {
+		return Link{}, false // handle logs and skips it
+	}
+	if l.Kind != KindSession || l.resolved() || l.CRMID != "" || !l.CreateLead {
+		return Link{}, false
+	}
+	if cur, ok := w.store.Get(l.Key()); ok && (cur.State == StateLinked || cur.State == StateFailed) {
+		return Link{}, false // answered already: resolveSession repeats the answer
+	}
+	return l, true
 }
 
 // handle answers one request, waiting with the error policy while it
@@ -320,4 +408,188 @@ func (w *Worker) addActivity(ctx context.Context, l Link) error {
 	}
 	w.outcomes.WithLabelValues(KindAppointment, outcome).Inc()
 	return nil
+}
+
+// createLeads finds or creates the leads of up to batchMax new
+// conversations with two requests instead of two per conversation: a
+// batch of crm.lead.list by ORIGIN_ID, then a batch of crm.lead.add for
+// those not found. Each round starts with the look-up, so a lead whose add
+// failed ambiguously (a lost reply, a cut connection) is found rather than
+// made twice. A command's own error (result_error under HTTP 200:
+// QUERY_LIMIT_EXCEEDED, OPERATION_TIME_LIMIT, ERROR_CORE) follows the
+// error policy for its conversation alone: invalid ones are answered as
+// failed, the rest wait and go again with the next round.
+func (w *Worker) createLeads(ctx context.Context, ls []Link) error {
+	a := w.policy.Start(bitrix24.Destination)
+	for {
+		left, err := w.createRound(ctx, ls)
+		if len(left) > 0 && errpolicy.Classify(err) == errpolicy.DeadLetter {
+			// The portal refused a batch itself as invalid: answer the
+			// conversations left one by one, the way that needs no batch.
+			w.log.Warn("crm batch refused; resolving conversations one by one", "count", len(left), "err", err)
+			a.Done()
+			return w.oneByOne(ctx, left)
+		}
+		if len(left) == 0 {
+			a.Done()
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if werr := a.Wait(ctx, fmt.Errorf("crm leads of %d conversations (first %s): %w", len(left), left[0].Key(), err)); werr != nil {
+			return werr
+		}
+		ls = left
+	}
+}
+
+// oneByOne resolves conversations with single calls, under the policy.
+func (w *Worker) oneByOne(ctx context.Context, ls []Link) error {
+	for _, l := range ls {
+		v, err := json.Marshal(l)
+		if err != nil {
+			return err
+		}
+		if err := w.handle(ctx, kafkago.Message{Key: []byte(l.Key()), Value: v}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// createRound is one look-up and one add. It returns the conversations
+// still without an answer and the error that kept them (marked with its
+// action for the policy).
+func (w *Worker) createRound(ctx context.Context, ls []Link) (left []Link, err error) {
+	cmds := make(map[string]string, len(ls))
+	for i, l := range ls {
+		q := url.Values{"filter[ORIGIN_ID]": {OriginID(l.Tenant, l.SessionID)}, "select[0]": {"ID"},
+			"order[ID]": {"ASC"}, "start": {"-1"}}
+		cmds["l"+strconv.Itoa(i)] = "crm.lead.list?" + q.Encode()
+	}
+	found, err := w.client.Batch(ctx, cmds, false)
+	if err != nil {
+		return ls, err
+	}
+	var linked, toAdd []Link
+	var ids []bitrix24.ID
+	var outcomes []string
+	var lastErr error
+	for i, l := range ls {
+		k := "l" + strconv.Itoa(i)
+		if e := found.Errors[k]; e != nil {
+			if err := w.commandFailed(ctx, l, "crm.lead.list", e); err != nil {
+				left, lastErr = append(left, l), err
+			}
+			continue
+		}
+		var leads []bitrix24.Lead
+		if err := json.Unmarshal(found.Result[k], &leads); err != nil {
+			lastErr = fmt.Errorf("bitrix24 batch crm.lead.list %s: decode %s: %w", l.Key(), found.Result[k], err)
+			left = append(left, l)
+			continue
+		}
+		if len(leads) > 0 {
+			linked, ids, outcomes = append(linked, l), append(ids, leads[0].ID), append(outcomes, "linked")
+		} else {
+			toAdd = append(toAdd, l)
+		}
+	}
+	if len(toAdd) > 0 {
+		cmds := make(map[string]string, len(toAdd))
+		for i, l := range toAdd {
+			cmds["a"+strconv.Itoa(i)] = "crm.lead.add?" + leadAddQuery(w.lead(l, OriginID(l.Tenant, l.SessionID)))
+		}
+		added, err := w.client.BatchWrite(ctx, cmds, false)
+		if err != nil {
+			// Maybe applied: the next round looks these up first.
+			left, lastErr = append(left, toAdd...), err
+		} else {
+			for i, l := range toAdd {
+				k := "a" + strconv.Itoa(i)
+				if e := added.Errors[k]; e != nil {
+					if err := w.commandFailed(ctx, l, "crm.lead.add", e); err != nil {
+						left, lastErr = append(left, l), err
+					}
+					continue
+				}
+				var id bitrix24.ID
+				if err := id.UnmarshalJSON(added.Result[k]); err != nil || id <= 0 {
+					// Created, but the id is unreadable: found by its origin next round.
+					lastErr = fmt.Errorf("bitrix24 batch crm.lead.add %s: decode %s: %v", l.Key(), added.Result[k], err)
+					left = append(left, l)
+					continue
+				}
+				linked, ids, outcomes = append(linked, l), append(ids, id), append(outcomes, "created")
+			}
+		}
+	}
+	if len(linked) > 0 {
+		for i := range linked {
+			linked[i].State, linked[i].CRMID, linked[i].Error = StateLinked, ids[i].String(), ""
+		}
+		if err := w.store.PutAll(ctx, linked); err != nil {
+			// Not answered: found by origin next round.
+			return append(left, linked...), err
+		}
+		for i, l := range linked {
+			w.outcomes.WithLabelValues(KindSession, outcomes[i]).Inc()
+			if err := w.linked(ctx, l); err != nil {
+				left, lastErr = append(left, l), err
+			}
+		}
+	}
+	if len(left) > 0 && lastErr == nil {
+		lastErr = errors.New("crm leads not answered") // cannot happen: every kept conversation sets lastErr
+	}
+	return left, lastErr
+}
+
+// commandFailed applies the error policy to one command of a batch: a
+// command the CRM refuses as invalid answers its conversation as failed
+// (nil: answered); any other error is returned, marked, to try again.
+func (w *Worker) commandFailed(ctx context.Context, l Link, method string, e *bitrix24.Error) error {
+	err := errpolicy.Mark(commandAction(e), fmt.Errorf("bitrix24 batch %s for %s: %w", method, l.Key(), e))
+	if errpolicy.Classify(err) != errpolicy.DeadLetter {
+		return err
+	}
+	if ferr := w.fail(ctx, l, err); ferr != nil {
+		return ferr
+	}
+	return nil
+}
+
+// commandAction judges a command's error inside a batch (which arrives
+// under HTTP 200) as the same reply to the method called alone: the
+// contract's status for its code, 5xx for the server's own errors and 400
+// for the rest (ERROR_CORE, the legacy empty code).
+func commandAction(e *bitrix24.Error) errpolicy.Action {
+	alone := *e
+	switch e.Code {
+	case "QUERY_LIMIT_EXCEEDED", "OVERLOAD_LIMIT", "INTERNAL_SERVER_ERROR", "ERROR_UNEXPECTED_ANSWER":
+		alone.HTTPStatus = 503
+	case "OPERATION_TIME_LIMIT":
+		alone.HTTPStatus = 429
+	default:
+		alone.HTTPStatus = 400
+	}
+	return alone.Action()
+}
+
+// leadAddQuery is crm.lead.add's parameters in the PHP bracket notation a
+// batch command carries (CONTRACT.md section 6, batch).
+func leadAddQuery(l bitrix24.Lead) string {
+	q := url.Values{"params[REGISTER_SONET_EVENT]": {"N"}}
+	for k, v := range map[string]string{"TITLE": l.Title, "STATUS_ID": l.StatusID, "SOURCE_ID": l.SourceID,
+		"SOURCE_DESCRIPTION": l.SourceDescription, "COMMENTS": l.Comments, "ORIGIN_ID": l.OriginID, "NAME": l.Name} {
+		if v != "" {
+			q.Set("fields["+k+"]", v)
+		}
+	}
+	for i, p := range l.Phone {
+		q.Set(fmt.Sprintf("fields[PHONE][%d][VALUE]", i), p.Value)
+		q.Set(fmt.Sprintf("fields[PHONE][%d][VALUE_TYPE]", i), p.ValueType)
+	}
+	return q.Encode()
 }

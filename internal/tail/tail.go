@@ -64,6 +64,10 @@ type Config struct {
 	// DrainTimeout bounds how long in-flight batches may take to be
 	// acknowledged after Run's context ends.
 	DrainTimeout time.Duration
+	// MaxInFlight is how many batches of one file are sent at once; the
+	// position still only covers acknowledged lines. 1 sends a batch only
+	// after the one before it was acknowledged.
+	MaxInFlight int
 }
 
 // Validate checks the configuration and names the field at fault.
@@ -88,6 +92,9 @@ func (c Config) Validate() error {
 	}
 	if c.BatchLines < 1 || c.BatchBytes < 1 {
 		errs = append(errs, fmt.Errorf("batch_lines/batch_bytes: must be positive, got %d/%d", c.BatchLines, c.BatchBytes))
+	}
+	if c.MaxInFlight < 1 {
+		errs = append(errs, fmt.Errorf("max_in_flight: must be at least 1, got %d", c.MaxInFlight))
 	}
 	if c.ReadFrom != "beginning" && c.ReadFrom != "end" {
 		errs = append(errs, fmt.Errorf("read_from: must be beginning or end, got %q", c.ReadFrom))
@@ -463,10 +470,25 @@ func (t *Tailer) positionAt(f *os.File, fp, path string, dev, ino uint64, offset
 	return r.position(Line{TooLong: true}, now)
 }
 
+// result is the outcome of one batch sent by follow.
+type result struct {
+	seq uint64
+	err error
+}
+
 // follow reads one file until it is closed: inactive, deleted, replaced, or
-// shutdown.
+// shutdown. Up to MaxInFlight batches of the file are sent at once; the
+// position advances over the contiguous prefix of acknowledged batches
+// only (see window). Before the file is closed, the batches in flight are
+// waited for, so their acknowledgements still move the position.
 func (t *Tailer) follow(ctx, sendCtx context.Context, r *reader) {
+	var win window
+	// One slot per batch in flight: a sender never blocks on it.
+	results := make(chan result, t.cfg.MaxInFlight)
 	defer func() {
+		for win.inFlight() > 0 {
+			t.finished(r, &win, <-results)
+		}
 		r.f.Close()
 		t.mu.Lock()
 		delete(t.byKey, r.key)
@@ -478,6 +500,27 @@ func (t *Tailer) follow(ctx, sendCtx context.Context, r *reader) {
 	}()
 	lastData := time.Now()
 	for ctx.Err() == nil {
+		// Take the outcomes that are in; when the window is full, wait for one.
+	collect:
+		for {
+			var res result
+			if win.inFlight() < t.cfg.MaxInFlight {
+				select {
+				case res = <-results:
+				default:
+					break collect
+				}
+			} else {
+				select {
+				case res = <-results:
+				case <-ctx.Done():
+					return
+				}
+			}
+			if !t.finished(r, &win, res) {
+				return // shutting down; the batch will be read again
+			}
+		}
 		if changed, why, err := r.identityChanged(); err != nil {
 			t.log.Warn("stat failed", "path", r.path, "err", err)
 			return
@@ -506,17 +549,9 @@ func (t *Tailer) follow(ctx, sendCtx context.Context, r *reader) {
 			}
 			t.metrics.lines.Add(float64(len(lines)))
 			t.metrics.bytes.Add(float64(bytesRead))
-			if err := t.handle(sendCtx, Batch{Path: r.path, Fingerprint: r.fingerprint, Lines: lines}); err != nil {
-				return // shutting down; the batch will be read again
-			}
-			last := lines[len(lines)-1]
-			r.acked = last.End
-			t.pos.Set(r.position(last, time.Now()))
-			// Saved with every acknowledged batch, so a crash re-sends at
-			// most the batch in flight.
-			t.save()
-			t.noteOldest(r)
-			t.updateLag(r)
+			seq := win.add(lines[len(lines)-1])
+			b := Batch{Path: r.path, Fingerprint: r.fingerprint, Lines: lines}
+			go func() { results <- result{seq: seq, err: t.handle(sendCtx, b)} }()
 			continue
 		}
 		t.updateLag(r)
@@ -531,9 +566,28 @@ func (t *Tailer) follow(ctx, sendCtx context.Context, r *reader) {
 		}
 		select {
 		case <-ctx.Done():
+		case res := <-results:
+			if !t.finished(r, &win, res) {
+				return
+			}
 		case <-time.After(t.cfg.PollInterval):
 		}
 	}
+}
+
+// finished applies one batch's outcome: the position moves over the
+// acknowledged prefix and is saved with every move, so a crash re-sends at
+// most the batches in flight. It reports whether the batch was acknowledged.
+func (t *Tailer) finished(r *reader, win *window, res result) bool {
+	win.finish(res.seq, res.err == nil)
+	if last, ok := win.advance(); ok {
+		r.acked = last.End
+		t.pos.Set(r.position(last, time.Now()))
+		t.save()
+		t.noteOldest(r)
+		t.updateLag(r)
+	}
+	return res.err == nil
 }
 
 // noteOldest publishes the reader's oldest unacknowledged line for the gauge.

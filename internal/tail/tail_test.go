@@ -34,6 +34,9 @@ type tailerOpts struct {
 	readFrom    string
 	forgetAfter time.Duration
 	batchLines  int
+	maxInFlight int // default 4
+	// handle, when set, replaces the recording handler.
+	handle Handler
 }
 
 func startTailer(t *testing.T, dir, posPath string, o tailerOpts, gate chan struct{}) *run {
@@ -47,6 +50,9 @@ func startTailer(t *testing.T, dir, posPath string, o tailerOpts, gate chan stru
 	if o.batchLines == 0 {
 		o.batchLines = 1000
 	}
+	if o.maxInFlight == 0 {
+		o.maxInFlight = 4
+	}
 	pos, err := positions.Open(posPath)
 	if err != nil {
 		t.Fatal(err)
@@ -55,8 +61,8 @@ func startTailer(t *testing.T, dir, posPath string, o tailerOpts, gate chan stru
 	cfg := Config{Include: []string{filepath.Join(dir, "*")}, ScanInterval: 30 * time.Millisecond,
 		PollInterval: 10 * time.Millisecond, CloseInactive: time.Hour, MaxLineBytes: 4096,
 		BatchLines: o.batchLines, BatchBytes: 1 << 20, ReadFrom: o.readFrom, DrainTimeout: time.Second,
-		ForgetAfter: o.forgetAfter}
-	tl, err := New(cfg, pos, func(ctx context.Context, b Batch) error {
+		ForgetAfter: o.forgetAfter, MaxInFlight: o.maxInFlight}
+	h := func(ctx context.Context, b Batch) error {
 		if r.gate != nil {
 			select {
 			case <-r.gate:
@@ -70,7 +76,11 @@ func startTailer(t *testing.T, dir, posPath string, o tailerOpts, gate chan stru
 			r.got[string(l.Data)]++
 		}
 		return nil
-	}, slog.New(slog.NewTextHandler(io.Discard, nil)), r.reg)
+	}
+	if o.handle != nil {
+		h = o.handle
+	}
+	tl, err := New(cfg, pos, h, slog.New(slog.NewTextHandler(io.Discard, nil)), r.reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +332,8 @@ func TestPositionSavedWithEachBatch(t *testing.T) {
 	lines := makeLines("l", 0, 30)
 	appendLines(t, path, lines...)
 	gate := make(chan struct{})
-	r := startTailer(t, dir, posPath, tailerOpts{batchLines: 10}, gate)
+	// One batch in flight: the gate releases batches in file order.
+	r := startTailer(t, dir, posPath, tailerOpts{batchLines: 10, maxInFlight: 1}, gate)
 	gate <- struct{}{} // the first batch is acknowledged; the second waits
 	want := int64(10 * (len(lines[0]) + 1))
 	deadline := time.Now().Add(5 * time.Second)

@@ -126,7 +126,8 @@ func (s *Server) OAuthURL() string { return s.URL + "/rest/" }
 
 // FailNext makes the next n requests to method answer status with code and
 // description (the contract's error shapes, e.g. 503 QUERY_LIMIT_EXCEEDED)
-// before the bucket or the method see them: the method does not run.
+// before the bucket or the method see them: the method does not run. A
+// command of method inside a batch gets code in result_error instead.
 func (s *Server) FailNext(method string, n, status int, code, descr string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -157,7 +158,8 @@ func (s *Server) SetDown(down bool) {
 // the bucket or a block does not count): with status 0 the connection is
 // cut before any reply, otherwise status with code is answered (a proxy's
 // 500 or 504 after a timeout). The case where a blind retry makes a
-// duplicate. Faults of a method happen in the order they were set.
+// duplicate. Faults of a method happen in the order they were set. A
+// command of method inside a batch runs, and the batch's reply is lost.
 func (s *Server) LoseNextReplies(method string, n, status int, code, descr string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -317,7 +319,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if method == "batch" {
-		writeJSON(w, http.StatusOK, map[string]any{"result": s.batch(p), "time": timeBlock(start, start.Add(10*time.Minute))})
+		res, lost := s.batch(p)
+		if lost != nil { // a command ran, then the batch's reply was lost
+			if lost.status == 0 {
+				cut(w)
+				return
+			}
+			writeJSON(w, lost.status, map[string]any{"error": lost.code, "error_description": lost.descr})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"result": res, "time": timeBlock(start, start.Add(10*time.Minute))})
 		return
 	}
 	result, extra, aerr := s.call(method, p)
@@ -838,7 +849,12 @@ func (s *Server) commentAdd(p map[string]any) (any, map[string]any, *apiError) {
 
 // batch runs up to 50 commands "method?query"; failures go to result_error
 // under HTTP 200; empty sections are [] as the contract says.
-func (s *Server) batch(p map[string]any) map[string]any {
+// batch runs a batch's commands. A method's faults apply to its commands
+// too: one set by FailNext answers the command's code in result_error
+// (under HTTP 200, as the contract has QUERY_LIMIT_EXCEEDED inside a
+// batch) without running it; one set by LoseNextReplies lets the command
+// run and then loses the whole batch's reply (returned as lost).
+func (s *Server) batch(p map[string]any) (_ map[string]any, lost *fault) {
 	result, errs, total, next := map[string]any{}, map[string]any{}, map[string]any{}, map[string]any{}
 	halt := asString(p["halt"]) == "1" || asString(p["halt"]) == "true"
 	cmds := asMap(p["cmd"])
@@ -875,7 +891,29 @@ func (s *Server) batch(p map[string]any) map[string]any {
 		}
 		sub := map[string]any{}
 		_ = mergeForm(sub, vals)
+		s.mu.Lock()
+		var f *fault
+		if q := s.faults[method]; len(q) > 0 && !q[0].after {
+			f = &q[0]
+			s.faults[method] = q[1:]
+		}
+		s.mu.Unlock()
+		if f != nil {
+			errs[k] = map[string]any{"error": f.code, "error_description": f.descr}
+			if halt {
+				break
+			}
+			continue
+		}
 		res, extra, aerr := s.call(method, sub)
+		if aerr == nil && lost == nil {
+			s.mu.Lock()
+			if q := s.faults[method]; len(q) > 0 && q[0].after {
+				lost = &q[0]
+				s.faults[method] = q[1:]
+			}
+			s.mu.Unlock()
+		}
 		if aerr != nil {
 			errs[k] = errorBody(aerr)
 			if halt {
@@ -898,7 +936,7 @@ func (s *Server) batch(p map[string]any) map[string]any {
 		return m
 	}
 	return map[string]any{"result": empty(result), "result_error": empty(errs), "result_total": empty(total),
-		"result_next": empty(next), "result_time": []any{}}
+		"result_next": empty(next), "result_time": []any{}}, lost
 }
 
 func validDeadline(s string) bool {
