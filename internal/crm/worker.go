@@ -2,6 +2,7 @@ package crm
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -192,9 +193,10 @@ func (w *Worker) newConversation(m kafkago.Message) (Link, bool) {
 	if m.Value == nil || !w.cfg.Sync {
 		return Link{}, false
 	}
-	var l Link
-	if err := json.Unmarshal(m.Value, &l); err != nil {
-		return Link{}, false // handle logs and skips it
+	// Through the store: a pending record's number is sealed (Protect).
+	l, err := w.store.decode(m.Value)
+	if err != nil {
+		return Link{}, false // handle reports it
 	}
 	if l.Kind != KindSession || l.resolved() || l.CRMID != "" || !l.CreateLead {
 		return Link{}, false
