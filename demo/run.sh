@@ -34,6 +34,10 @@ echo "== running the collector on them"
 go build -o "$out/bin/collector" ./collector
 go build -o "$out/bin/shipper" ./shipper
 export DEMO_WEBHOOK_TOKEN="demo-token-salon-aurora-0001"
+# Personal data: the collector masks at the edge and seals numbers with this
+# key, so no phone number or e-mail reaches Kafka raw (README "Personal data").
+export ASSISTLOG_PII_SECRET="${ASSISTLOG_PII_SECRET:-demo-pii-secret-change-me}"
+export ASSISTLOG_PII_KEY="${ASSISTLOG_PII_KEY:-demo-aes-key-0123456789abcdef0123456789abcdef}"
 cat > "$out/collector.yaml" <<YAML
 kafka:
   brokers: ["$ASSISTLOG_KAFKA_BROKERS"]
@@ -46,6 +50,10 @@ webhook:
   tenants:
     - tenant: salon-aurora
       tokens: ["\${DEMO_WEBHOOK_TOKEN}"]
+pii:
+  hash_secret: "\${ASSISTLOG_PII_SECRET}"
+  keys: [{id: demo1, key: "\${ASSISTLOG_PII_KEY}"}]
+  current_key: demo1
 http:
   listen: 127.0.0.1:19101
 YAML
@@ -104,6 +112,8 @@ loki:
   url: $ASSISTLOG_LOKI_URL
 pii:
   hash_secret: "\${ASSISTLOG_PII_SECRET}"
+  keys: [{id: demo1, key: "\${ASSISTLOG_PII_KEY}"}]
+  current_key: demo1
 crm:
   enabled: true
   sync: true
