@@ -387,7 +387,7 @@ func rowLatency(ctx context.Context, e *env) ([]Measure, error) {
 }
 
 func (e *env) latencyAt(ctx context.Context, rate float64) ([]Measure, error) {
-	d := e.dur(60*time.Second, 4*time.Second)
+	d := e.dur(60*time.Second, 2*time.Second)
 	evs, _, err := e.data(int(rate*d.Seconds()) + 1000)
 	if err != nil {
 		return nil, err
@@ -470,7 +470,7 @@ func (e *env) latencyAt(ctx context.Context, rate float64) ([]Measure, error) {
 // after a sustained load at 5k and 20k events/s and the shipper's drain.
 func rowRSS(ctx context.Context, e *env) ([]Measure, error) {
 	var out []Measure
-	d := e.dur(20*time.Second, 3*time.Second)
+	d := e.dur(20*time.Second, time.Second)
 	for _, rate := range []float64{5000, 20000} {
 		evs, _, err := e.data(int(rate*d.Seconds()) + 1000)
 		if err != nil {
