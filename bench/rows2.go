@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -274,9 +275,19 @@ scrape_configs:
 		return nil, fmt.Errorf("%w; shipper log: %s", err, s.tail(10))
 	}
 	m.Assistlog = float64(n) / done.Sub(start).Seconds()
-	peerN, _ := e.lokiCount(ctx, fmt.Sprintf(`{app=%q}`, peerApp))
-	ownN, _ := e.lokiCount(ctx, fmt.Sprintf(`{app=%q}`, app))
-	m.Complete = peerN == n && ownN == n
+	// assistlog must hold each line once; the peer at least once (its
+	// retries are its own business).
+	var peerN, ownN int
+	_, err = waitForEvery(ctx, 30*time.Second, time.Second, "loki counts settle", func(ctx context.Context) (bool, error) {
+		var err1, err2 error
+		peerN, err1 = e.lokiCount(ctx, fmt.Sprintf(`{app=%q}`, peerApp))
+		ownN, err2 = e.lokiCount(ctx, fmt.Sprintf(`{app=%q}`, app))
+		return peerN >= n && ownN == n, errors.Join(err1, err2)
+	})
+	if err != nil || peerN != n {
+		e.logf("row 4: Loki holds %d lines from Promtail and %d from assistlog, want %d (%v)", peerN, ownN, n, err)
+	}
+	m.Complete = err == nil
 	return []Measure{m}, nil
 }
 
