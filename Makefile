@@ -5,12 +5,13 @@ GO ?= go
 STACK := $(GO) run ./stack/cmd/stack
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: demo test test-long up down status check help images loki-tenants
+.PHONY: demo test test-long bench up down status check help images loki-tenants
 
 help:
 	@echo "make demo    bring the real stack up and run assistlog on demo conversations"
 	@echo "make test    bring the stack up, run every test against it, bring it down"
 	@echo "make test-long    the long fault tests (200 kill -9 restarts of the collector)"
+	@echo "make bench   every benchmark row against its peer on the stack (under 20 min warm) → bench/RESULTS.md"
 	@echo "make images  build the container images (no Docker daemon) into build/images: OCI layout + tarballs"
 	@echo "make loki-tenants    Grafana data sources + Loki ruler rules per tenant (TENANTS=, LOKI_URL=, OUT=; docs/loki-tenants.md)"
 	@echo "make up | down | status    manage the local stack (Kafka, Elasticsearch, OpenSearch, Loki, Prometheus, Alertmanager, S3)"
@@ -42,6 +43,13 @@ MODULE := github.com/assistlog/assistlog
 test-long:
 	$(STACK) up kafka
 	ASSISTLOG_INTEGRATION=1 ASSISTLOG_CRASH_LOOPS=200 $(GO) test -count=1 -timeout 60m -run 'TestCrashLoop' -v ./collector/
+
+# The benchmarks (issue 14), not part of make test (whose TestBenchQuick
+# runs every row at smoke size). BENCH_FLAGS e.g. "--rows 1,3"; the stack is
+# left up (it is the warm stack the numbers are measured on).
+bench:
+	$(STACK) up
+	eval "$$($(STACK) env)"; $(GO) run ./bench/cmd/bench $(BENCH_FLAGS)
 
 # Container images without a Docker daemon (go-containerregistry): build/images/oci
 # (an OCI image layout) and build/images/NAME.tar (docker/podman load).

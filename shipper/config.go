@@ -54,6 +54,12 @@ type KafkaConfig struct {
 	// when BatchWait passed since its first message.
 	BatchSize int           `yaml:"batch_messages"`
 	BatchWait time.Duration `yaml:"batch_wait"`
+	// BatchesInFlight is how many batches are shipped at once; offsets are
+	// still committed in order, each only after every batch before it
+	// (issue 14: one batch at a time left the sinks idle in turn). With
+	// crm.enabled it is 1: a batch's enrichment reads the links the
+	// previous batch's requests wrote.
+	BatchesInFlight int `yaml:"batches_in_flight"`
 }
 
 // LokiConfig adds the static labels every stream carries.
@@ -94,7 +100,8 @@ func (c PIIConfig) masker() (*pii.Masker, error) {
 func DefaultConfig() Config {
 	return Config{
 		Kafka: KafkaConfig{ProducerConfig: kafka.DefaultProducerConfig(), Topic: kafka.EventsTopic,
-			DeadLetterTopic: kafka.DeadLetterTopic, GroupID: "assistlog-shipper", BatchSize: 1000, BatchWait: 500 * time.Millisecond},
+			DeadLetterTopic: kafka.DeadLetterTopic, GroupID: "assistlog-shipper", BatchSize: 1000, BatchWait: 500 * time.Millisecond,
+			BatchesInFlight: 4},
 		Elasticsearch:   elastic.DefaultConfig(),
 		Loki:            LokiConfig{Config: loki.DefaultConfig(), Labels: map[string]string{"app": "assistlog"}},
 		CRM:             defaultCRMConfig(),
@@ -170,6 +177,9 @@ func (c Config) Validate() error {
 	}
 	if c.Kafka.BatchSize < 1 || c.Kafka.BatchWait <= 0 {
 		add("kafka.batch_messages, kafka.batch_wait: must be positive")
+	}
+	if c.Kafka.BatchesInFlight < 1 {
+		add("kafka.batches_in_flight: must be at least 1, got %d", c.Kafka.BatchesInFlight)
 	}
 	errs = append(errs, config.Prefixed("retry.", c.Retry.Validate())...)
 	errs = append(errs, config.Prefixed("elasticsearch.", c.Elasticsearch.Validate())...)

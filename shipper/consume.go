@@ -23,6 +23,7 @@ type consumer struct {
 	p        *pipeline
 	size     int
 	wait     time.Duration
+	inFlight int // batches shipped at once
 	shutdown time.Duration
 	log      *slog.Logger
 	// pol waits out fetches that fail: a refused password or ACL pauses
@@ -63,7 +64,13 @@ func newConsumer(cfg Config, p *pipeline, pol *errpolicy.Policy, log *slog.Logge
 	if err := reg.Register(lag); err != nil {
 		return nil, fmt.Errorf("register consumer metrics: %w", err)
 	}
-	return &consumer{r: r, p: p, pol: pol, size: cfg.Kafka.BatchSize, wait: cfg.Kafka.BatchWait, shutdown: cfg.ShutdownTimeout, log: log, lag: lag,
+	inFlight := cfg.Kafka.BatchesInFlight
+	if cfg.CRM.Enabled {
+		// A batch's enrichment reads the links the batch before asked for
+		// (its status, its requests): CRM batches go one at a time.
+		inFlight = 1
+	}
+	return &consumer{r: r, p: p, pol: pol, size: cfg.Kafka.BatchSize, inFlight: max(inFlight, 1), wait: cfg.Kafka.BatchWait, shutdown: cfg.ShutdownTimeout, log: log, lag: lag,
 		lagFrom: kc.Client(10 * time.Second),
 		group:   cfg.Kafka.GroupID, topic: cfg.Kafka.Topic}, nil
 }
@@ -126,16 +133,50 @@ func (c *consumer) fetch(ctx context.Context) ([]kafkago.Message, error) {
 	return batch, nil
 }
 
-// Run consumes until ctx ends; the batch in flight then gets up to the
+// flight is one batch being shipped; done receives ship's result.
+type flight struct {
+	batch []kafkago.Message
+	start time.Time
+	done  chan error
+}
+
+// Run consumes until ctx ends. Up to inFlight batches are shipped at once
+// (the sinks work on one while the next is prepared or sent) and their
+// offsets are committed strictly in fetch order, each only after every
+// batch before it was acknowledged and committed: a batch that fails holds
+// back every later one. When ctx ends, the batches in flight get up to the
 // shutdown timeout to be acknowledged and committed.
 func (c *consumer) Run(ctx context.Context) error {
 	defer c.r.Close()
 	var refused *errpolicy.Attempts // fetches failing in a row
+	// Shipping and committing outlive ctx by the shutdown timeout, so a
+	// SIGTERM finishes the batches rather than throwing them away.
+	sendCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(c.shutdown, cancel) })
+	defer stop()
+	// fetchCtx also ends when the committer gave up.
+	fetchCtx, abort := context.WithCancel(ctx)
+	defer abort()
+
+	slots := make(chan struct{}, c.inFlight)
+	queue := make(chan *flight, c.inFlight)
+	committed := make(chan error, 1)
+	go func() { committed <- c.commitInOrder(sendCtx, queue, slots, abort) }()
+
 	for {
-		batch, err := c.fetch(ctx)
+		select {
+		case slots <- struct{}{}:
+		case <-fetchCtx.Done():
+		}
+		if fetchCtx.Err() != nil {
+			break
+		}
+		batch, err := c.fetch(fetchCtx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+			<-slots
+			if fetchCtx.Err() != nil {
+				break
 			}
 			// The reader keeps its place and tries again by itself: a
 			// password the brokers refuse, or a group coordinator not yet
@@ -143,8 +184,8 @@ func (c *consumer) Run(ctx context.Context) error {
 			if refused == nil {
 				refused = c.pol.Start(kafka.Destination)
 			}
-			if refused.Wait(ctx, fmt.Errorf("fetch from kafka: %w", kafka.Classify(err))) != nil {
-				return nil
+			if refused.Wait(fetchCtx, fmt.Errorf("fetch from kafka: %w", kafka.Classify(err))) != nil {
+				break
 			}
 			continue
 		}
@@ -152,28 +193,43 @@ func (c *consumer) Run(ctx context.Context) error {
 			refused.Done()
 			refused = nil
 		}
-		start := time.Now()
-		// Shipping and committing outlive ctx by the shutdown timeout, so a
-		// SIGTERM finishes the batch rather than throwing it away.
-		sendCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		stop := context.AfterFunc(ctx, func() {
-			time.AfterFunc(c.shutdown, cancel)
-		})
-		err = c.p.ship(sendCtx, batch)
-		if err == nil {
-			err = c.commit(sendCtx, batch)
-		}
-		stop()
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				c.log.Warn("shutdown before the batch was acknowledged; it will be shipped again", "messages", len(batch), "err", err)
-				return nil
-			}
-			return err
-		}
-		c.p.m.batch.Observe(time.Since(start).Seconds())
+		f := &flight{batch: batch, start: time.Now(), done: make(chan error, 1)}
+		go func() { f.done <- c.p.ship(sendCtx, f.batch) }()
+		queue <- f
 	}
+	close(queue)
+	err := <-committed
+	switch {
+	case err != nil && ctx.Err() != nil:
+		c.log.Warn("shutdown before every batch was acknowledged; the rest will be shipped again", "err", err)
+		return nil
+	case err != nil:
+		return err
+	}
+	return nil
+}
+
+// commitInOrder takes the batches in fetch order, waits for each to be
+// shipped and commits it, freeing its slot. After a failure it commits
+// nothing more (later batches are shipped again by the next owner), stops
+// the fetching and returns the first error once every batch is done.
+func (c *consumer) commitInOrder(ctx context.Context, queue <-chan *flight, slots <-chan struct{}, abort func()) error {
+	var first error
+	for f := range queue {
+		err := <-f.done
+		if err == nil && first == nil {
+			err = c.commit(ctx, f.batch)
+		}
+		if err == nil && first == nil {
+			c.p.m.batch.Observe(time.Since(f.start).Seconds())
+		}
+		if err != nil && first == nil {
+			first = err
+			abort()
+		}
+		<-slots
+	}
+	return first
 }
 
 // commit stores the batch's offsets. A commit refused because the group

@@ -21,6 +21,7 @@ var prerequisites = []prerequisite{
 	{"python3", "python3"},              // the demo script reads JSON replies
 	{"chromium", "chromium"},            // audit's report test renders the owner report in headless Chromium
 	{"node", "nodejs"},                  // the webhook sink's tests run the Google Apps Script receiver
+	{"kcat", "kcat"},                    // make bench: the collector's peer producing the same lines (issue 14)
 }
 
 // ensurePrerequisites installs missing tools from Debian's packages when

@@ -367,13 +367,26 @@ func (w *Writer) WriteReport(ctx context.Context, docs []Doc) (Report, error) {
 	return rep, nil
 }
 
+// flushBytes sizes one round's bulk buffer: the indexer allocates
+// FlushBytes up front, so a batch of 1,000 events (≈ 0.6 MB) got a 5 MiB
+// buffer each time, the shipper's largest allocation (bench/NOTES.md). The
+// round's own size (with room for the action lines) keeps one request per
+// round; limit, flush_bytes, still bounds it.
+func flushBytes(docs []Doc, limit int) int {
+	n := 0
+	for _, d := range docs {
+		n += len(d.Body) + len(d.OnExists) + len(d.Index) + len(d.ID) + 128
+	}
+	return max(min(n, limit), 1024)
+}
+
 // bulk runs one round through an esutil.BulkIndexer and sorts every item
 // into written, retry or failed. An item with no callback at all is retried:
 // nothing counts as written without Elasticsearch saying so. A create that
 // found its document with OnExists set comes back in retry as the update;
 // lastErr stays nil when only such updates are left.
 func (w *Writer) bulk(ctx context.Context, docs []Doc, existing map[string]bool) (retry []Doc, failed []Failure, lastErr error) {
-	bi, err := esutil.NewBulkIndexer(esutil.BulkIndexerConfig{Client: w.tp, NumWorkers: 1, FlushBytes: w.cfg.FlushBytes,
+	bi, err := esutil.NewBulkIndexer(esutil.BulkIndexerConfig{Client: w.tp, NumWorkers: 1, FlushBytes: flushBytes(docs, w.cfg.FlushBytes),
 		FlushInterval: time.Hour}) // flushed by Close below
 	if err != nil {
 		return docs, nil, err
