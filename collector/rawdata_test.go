@@ -206,19 +206,25 @@ func TestNoRawPersonalData(t *testing.T) {
 	stacktest.Eventually(t, 3*time.Minute, "the replayed events shipped and linked", settled(9))
 
 	// The CRM got the numbers it needed: each lead made with its number.
-	leadPhones := map[string]bool{}
-	for _, l := range fake.Leads() {
-		for _, p := range phones {
-			if strings.Contains(fmt.Sprint(l["PHONE"]), p) {
-				leadPhones[p] = true
+	// Waited for: the replayed conversation's link request is written
+	// after its events reached the sinks, so "nothing pending" can be read
+	// an instant before it exists.
+	stacktest.Eventually(t, time.Minute, "a lead made with each number", func() error {
+		leadPhones := map[string]bool{}
+		for _, l := range fake.Leads() {
+			for _, p := range phones {
+				if strings.Contains(fmt.Sprint(l["PHONE"]), p) {
+					leadPhones[p] = true
+				}
 			}
 		}
-	}
-	for _, p := range []string{"+79161112233", "+79172223344", "+79167778899"} {
-		if !leadPhones[p] {
-			t.Errorf("no lead made with %s (leads: %v)", p, fake.Leads())
+		for _, p := range []string{"+79161112233", "+79172223344", "+79167778899"} {
+			if !leadPhones[p] {
+				return fmt.Errorf("no lead made with %s (leads: %v)", p, fake.Leads())
+			}
 		}
-	}
+		return nil
+	})
 	// A WhatsApp conversation whose id is the number keeps one id.
 	masker, _ := pii.New(pipelinetest.HashSecret)
 	if n, _ := es(fmt.Sprintf(`session_id:%q`, "whatsapp:"+masker.PhoneToken("79161112233"))); n != 3 {
