@@ -110,6 +110,13 @@ limits_config:
   # prove nothing is stored twice; the default 500 would refuse that.
   max_query_series: 100000
   allow_structured_metadata: true
+  # Loki's default 4 MB/s per tenant capped the shipper in the benchmarks
+  # (429 "ingestion rate limit exceeded"); the stack's one tenant carries
+  # every test and benchmark at once.
+  ingestion_rate_mb: 64
+  ingestion_burst_size_mb: 128
+  per_stream_rate_limit: 32MB
+  per_stream_rate_limit_burst: 64MB
   # Erasure requests (audit erase) go through Loki's deletion API.
   deletion_mode: filter-and-delete
 %[10]singester:
