@@ -22,12 +22,12 @@ demo:
 test:
 	$(MAKE) --no-print-directory check
 	$(STACK) up
-	# Three phases. Packages run in parallel except where they share more
+	# Three phases. Packages run two at a time except where they share more
 	# than the servers: the fault tests stop and restart shared servers
 	# (Kafka, Elasticsearch, Loki) and run alone at the end; alerts,
 	# dashboards and stack bind the stack's fixed scrape and on-call ports.
 	rc=0; \
-	ASSISTLOG_INTEGRATION=1 $(GO) test -p 3 -count=1 -timeout 60m -skip '^($(FAULT_TESTS))$$' \
+	ASSISTLOG_INTEGRATION=1 $(GO) test -p 2 -count=1 -timeout 60m -skip '^($(FAULT_TESTS))$$' \
 		$$($(GO) list ./... | grep -v -x -e '$(MODULE)/alerts' -e '$(MODULE)/dashboards' -e '$(MODULE)/stack') || rc=$$?; \
 	ASSISTLOG_INTEGRATION=1 $(GO) test -p 1 -count=1 -timeout 30m ./alerts/ ./dashboards/ ./stack/ || rc=$$?; \
 	ASSISTLOG_INTEGRATION=1 $(GO) test -p 1 -count=1 -timeout 30m -run '^($(FAULT_TESTS))$$' \

@@ -233,7 +233,11 @@ func (w *Worker) handle(ctx context.Context, m kafkago.Message) error {
 	case KindSession:
 		step = w.resolveSession
 	case KindAppointment:
-		step = w.addActivity
+		// The waits below count from this worker's first look, not from
+		// the request's time: a worker behind on a backlog must not answer
+		// an appointment as lead-less because its request is old.
+		first := time.Now()
+		step = func(ctx context.Context, l Link) error { return w.addActivity(ctx, l, first) }
 	default:
 		return nil
 	}
@@ -362,7 +366,7 @@ func (w *Worker) lead(l Link, origin string) bitrix24.Lead {
 
 // addActivity adds the appointment's to-do to the lead of its session,
 // once that session is linked, unless the lead has it already.
-func (w *Worker) addActivity(ctx context.Context, l Link) error {
+func (w *Worker) addActivity(ctx context.Context, l Link, first time.Time) error {
 	if !w.cfg.Sync {
 		return nil
 	}
@@ -372,8 +376,8 @@ func (w *Worker) addActivity(ctx context.Context, l Link) error {
 	sess, ok := w.store.Get(SessionKey(l.Tenant, l.SessionID))
 	switch {
 	case ok && sess.State == StateLinked:
-	case ok && sess.State == StatePending && time.Since(l.Updated) < time.Minute,
-		!ok && time.Since(l.Updated) < 10*time.Second:
+	case ok && sess.State == StatePending && time.Since(first) < time.Minute,
+		!ok && time.Since(first) < 10*time.Second:
 		return fmt.Errorf("conversation %s/%s not linked yet", l.Tenant, l.SessionID)
 	default:
 		return errpolicy.Mark(errpolicy.DeadLetter, errors.New("the conversation has no lead"))
