@@ -190,6 +190,7 @@ func (s *Store) decode(v []byte) (Link, error) {
 	}
 	return l, nil
 }
+
 // SetDialer makes the store connect with d (the program's TLS and SASL
 // settings, from kafka.Connector.Dialer); call it before Load.
 func (s *Store) SetDialer(d *kafkago.Dialer) { s.dialer = d }
