@@ -39,6 +39,10 @@ func TestDocument(t *testing.T) {
 			if err := json.Unmarshal(b, &back); err != nil {
 				t.Fatal(err)
 			}
+			// pii_masked is also an event field (schema minor 2, the
+			// collector's edge list); the stored one is the union, checked
+			// against m.Fields below.
+			back.PIIMasked = nil
 			if !reflect.DeepEqual(&back, roundTrip(t, m.Event)) {
 				t.Fatalf("event fields changed:\n%s", b)
 			}
