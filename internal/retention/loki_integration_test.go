@@ -2,12 +2,9 @@ package retention_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -84,7 +81,7 @@ func TestLokiAppliesRenderedRetention(t *testing.T) {
 	counts := func() (string, error) {
 		var parts []string
 		for _, s := range streams {
-			c, err := lokiCount(ctx, l.URL, fmt.Sprintf(`sum(count_over_time({tenant=%q, age=%q}[10m]))`, s.tenant, s.age), s.at.Add(5*time.Minute))
+			c, err := stacktest.LokiInstant(ctx, l.URL, "", fmt.Sprintf(`sum(count_over_time({tenant=%q, age=%q}[10m]))`, s.tenant, s.age), s.at.Add(5*time.Minute))
 			if err != nil {
 				return "", err
 			}
@@ -127,34 +124,6 @@ func post(t *testing.T, ctx context.Context, u, body string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
-}
-
-// lokiCount runs an instant LogQL query at `at` and returns its scalar; an
-// error (Loki restarting, say) is returned for the caller to retry.
-func lokiCount(ctx context.Context, base, q string, at time.Time) (int, error) {
-	u := base + "/loki/api/v1/query?" + url.Values{"query": {q}, "time": {strconv.FormatInt(at.UnixNano(), 10)}}.Encode()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	var r struct {
-		Status string `json:"status"`
-		Error  string `json:"error"`
-		Data   struct {
-			Result []struct {
-				Value [2]any `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || r.Status != "success" {
-		return 0, fmt.Errorf("loki query %s: HTTP %d %v %s", q, resp.StatusCode, err, r.Error)
-	}
-	if len(r.Data.Result) == 0 {
-		return 0, nil
-	}
-	return strconv.Atoi(fmt.Sprint(r.Data.Result[0].Value[1]))
 }
 
 func tail(s string, n int) string {

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -233,16 +234,31 @@ func LokiScalar(t testing.TB, base, q string) int {
 // sends none, as to the stack's single-tenant Loki).
 func LokiScalarAs(t testing.TB, base, org, q string) int {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, base+"/loki/api/v1/query?"+url.Values{"query": {q}}.Encode(), nil)
+	n, err := LokiInstant(context.Background(), base, org, q, time.Time{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	return n
+}
+
+// LokiInstant runs an instant LogQL query whose answer is one number as
+// org ("": no X-Scope-OrgID) at `at` (zero: now); 0 when the answer is
+// empty. An error is returned for callers that retry (Loki restarting).
+func LokiInstant(ctx context.Context, base, org, q string, at time.Time) (int, error) {
+	v := url.Values{"query": {q}}
+	if !at.IsZero() {
+		v.Set("time", strconv.FormatInt(at.UnixNano(), 10))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/loki/api/v1/query?"+v.Encode(), nil)
+	if err != nil {
+		return 0, err
 	}
 	if org != "" {
 		req.Header.Set("X-Scope-OrgID", org)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	defer resp.Body.Close()
 	var r struct {
@@ -255,12 +271,12 @@ func LokiScalarAs(t testing.TB, base, org, q string) int {
 		} `json:"data"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || r.Status != "success" {
-		t.Fatalf("loki query %s: %v %s", q, err, r.Error)
+		return 0, fmt.Errorf("loki query %s: HTTP %d %v %s", q, resp.StatusCode, err, r.Error)
 	}
 	if len(r.Data.Result) == 0 {
-		return 0
+		return 0, nil
 	}
 	var n int
 	fmt.Sscan(fmt.Sprint(r.Data.Result[0].Value[1]), &n)
-	return n
+	return n, nil
 }
