@@ -20,6 +20,7 @@ import (
 	"github.com/assistlog/assistlog/internal/config"
 	"github.com/assistlog/assistlog/internal/errpolicy"
 	"github.com/assistlog/assistlog/internal/esread"
+	"github.com/assistlog/assistlog/internal/output"
 	"github.com/assistlog/assistlog/internal/pii"
 	"github.com/assistlog/assistlog/internal/tenants"
 )
@@ -105,8 +106,8 @@ func runErase(ctx context.Context, a *app, args []string) error {
 	if len(pos) > 0 {
 		return fmt.Errorf("unexpected argument %q (use --phone or --session)", pos[0])
 	}
-	if c.format != "table" && c.format != "json" {
-		return fmt.Errorf("--format: table or json, not %q", c.format)
+	if err := output.CheckFormat(c.format, []string{"table", "json"}); err != nil {
+		return err
 	}
 	if c.tenant == "" {
 		return errors.New("--tenant is required: a person is erased from one business's data")
