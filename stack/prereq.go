@@ -9,19 +9,24 @@ import (
 )
 
 // prerequisite is a command the stack needs and the Debian package that
-// provides it.
+// provides it; probe, when set, is run instead of looking the command up
+// (a package that adds a module, not a command).
 type prerequisite struct {
 	command, debian string
+	probe           []string
 }
 
 var prerequisites = []prerequisite{
-	{"java", "openjdk-17-jre-headless"}, // Kafka 4 and Elasticsearch 8.19 need Java 17+
-	{"mvn", "maven"},                    // resolves Kafka and Elasticsearch from Maven Central
-	{"curl", "curl"},                    // the demo script reads /metrics
-	{"python3", "python3"},              // the demo script reads JSON replies
-	{"chromium", "chromium"},            // audit's report test renders the owner report in headless Chromium
-	{"node", "nodejs"},                  // the webhook sink's tests run the Google Apps Script receiver
-	{"kcat", "kcat"},                    // make bench: the collector's peer producing the same lines (issue 14)
+	{command: "java", debian: "openjdk-17-jre-headless"}, // Kafka 4 and Elasticsearch 8.19 need Java 17+
+	{command: "mvn", debian: "maven"},                    // resolves Kafka and Elasticsearch from Maven Central
+	{command: "curl", debian: "curl"},                    // the demo script reads /metrics
+	{command: "python3", debian: "python3"},              // the demo script reads JSON replies
+	{command: "chromium", debian: "chromium"},            // audit's report test renders the owner report in headless Chromium
+	{command: "node", debian: "nodejs"},                  // the webhook sink's tests run the Google Apps Script receiver
+	{command: "kcat", debian: "kcat"},                    // make bench: the collector's peer producing the same lines (issue 14)
+	// The archive's and the chart's Python tools live in venvs; Debian's
+	// python3 lacks ensurepip (so `python3 -m venv`) without this package.
+	{command: "python3", debian: "python3-venv", probe: []string{"python3", "-c", "import ensurepip"}},
 }
 
 // ensurePrerequisites installs missing tools from Debian's packages when
@@ -30,6 +35,12 @@ func (s *Stack) ensurePrerequisites(ctx context.Context) error {
 	var missing []string
 	for _, p := range prerequisites {
 		if p.command == "java" && exists(javaBinary()) {
+			continue
+		}
+		if p.probe != nil {
+			if err := exec.CommandContext(ctx, p.probe[0], p.probe[1:]...).Run(); err != nil {
+				missing = append(missing, p.debian)
+			}
 			continue
 		}
 		if _, err := exec.LookPath(p.command); err != nil {
