@@ -99,7 +99,6 @@ echo "   portal: $BITRIX24_WEBHOOK_URL (certificate $out/bitrix24-ca.pem)"
 
 echo
 echo "== running the shipper: Kafka → Bitrix24 lead ids → masked → $store_name and Loki"
-export ASSISTLOG_PII_SECRET="${ASSISTLOG_PII_SECRET:-demo-pii-secret-change-me}"
 cat > "$out/shipper.yaml" <<YAML
 kafka:
   brokers: ["$ASSISTLOG_KAFKA_BROKERS"]
