@@ -18,6 +18,7 @@ import (
 	"github.com/assistlog/assistlog/demo"
 	"github.com/assistlog/assistlog/internal/event"
 	"github.com/assistlog/assistlog/internal/pipelinetest"
+	"github.com/assistlog/assistlog/internal/proctest"
 	"github.com/assistlog/assistlog/internal/stacktest"
 	"github.com/assistlog/assistlog/stack"
 )
@@ -65,9 +66,9 @@ func produce(t *testing.T, brokers, topic string, evs []event.Event) {
 // startMirroredShipper runs the real shipper from topic into alias on
 // Elasticsearch with OpenSearch as its mirror (plus extraYAML), and drops
 // both stores' indices at cleanup.
-func startMirroredShipper(t *testing.T, ep stack.Endpoints, dir, topic, dlq, run, alias, extraYAML string) {
+func startMirroredShipper(t *testing.T, ep stack.Endpoints, dir, topic, dlq, run, alias, extraYAML string) *proctest.Process {
 	t.Helper()
-	pipelinetest.StartShipper(t, ep, pipelinetest.Shipper{Dir: dir, Topic: topic, DLQ: dlq, Group: run, Alias: alias,
+	p := pipelinetest.StartShipper(t, ep, pipelinetest.Shipper{Dir: dir, Topic: topic, DLQ: dlq, Group: run, Alias: alias,
 		Labels:    "{app: assistlog-test, deployment: " + run + "}",
 		ExtraYAML: extraYAML + fmt.Sprintf("mirrors:\n  - urls: [%q]\n    store: opensearch\n", ep.OpenSearchURL)})
 	pipelinetest.DropIndicesAtCleanup(t, ep, alias)
@@ -77,6 +78,7 @@ func startMirroredShipper(t *testing.T, ep stack.Endpoints, dir, topic, dlq, run
 			resp.Body.Close()
 		}
 	})
+	return p
 }
 
 // waitStored waits until every store holds want documents in alias.
