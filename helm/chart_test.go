@@ -257,6 +257,7 @@ var valueSets = map[string][]string{
 	"defaults": nil,
 	"all-on":   {"testdata/all-on.yaml"},
 	"minimal":  {"testdata/minimal.yaml"},
+	"secured":  {"testdata/all-on.yaml", "testdata/secured.yaml"},
 }
 
 func TestChartLintsAndRenders(t *testing.T) {
@@ -298,6 +299,17 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{"PII secret not named", "secrets: {piiHashSecret: {name: \"\"}}", "at '/secrets/piiHashSecret/name': minLength: got 0, want 1"},
 		{"CRM without its Secret", "shipper: {crm: {enabled: true}}", "secrets.bitrix24WebhookUrl.name is required"},
 		{"unpinned Kibana import image", "kibana: {import: {image: curlimages/curl}}", "at '/kibana/import/image': 'curlimages/curl' does not match pattern"},
+		{"current PII key not in the ring", "pii: {keys: [{id: k1, secretName: pii, secretKey: k1}], currentKey: k2}", `pii.currentKey ("k2") must be the id of one of pii.keys (k1)`},
+		{"PII keys without a current key", "pii: {keys: [{id: k1, secretName: pii, secretKey: k1}]}", `pii.currentKey ("") must be the id of one of pii.keys`},
+		{"PII key id twice", "pii: {keys: [{id: k1, secretName: a, secretKey: k}, {id: k1, secretName: b, secretKey: k}], currentKey: k1}", `pii.keys: id "k1" is listed twice`},
+		{"PII key id with a colon", "pii: {keys: [{id: \"k:1\", secretName: pii, secretKey: k1}], currentKey: \"k:1\"}", "at '/pii/keys/0/id': 'k:1' does not match pattern"},
+		{"current key without keys", "pii: {currentKey: k1}", "pii.currentKey is set but pii.keys is empty"},
+		{"Kafka CA with TLS off", "kafka: {tls: {caSecret: {name: kafka-ca}}}", "kafka.tls.caSecret, clientSecret or serverName set while kafka.tls.enabled is false"},
+		{"SCRAM without the shipper's user", "kafka: {sasl: {mechanism: SCRAM-SHA-512, collector: {username: c, passwordSecret: {name: c}}}}", "kafka.sasl.shipper.username and kafka.sasl.shipper.passwordSecret.name are required"},
+		{"SASL user without a mechanism", "kafka: {sasl: {shipper: {username: s, passwordSecret: {name: s}}}}", "kafka.sasl.shipper is set but kafka.sasl.mechanism is empty"},
+		{"SASL mechanism outside the enum", "kafka: {sasl: {mechanism: PLAIN}}", "at '/kafka/sasl/mechanism': value must be one of"},
+		{"Elasticsearch user without a password", "elasticsearch: {audit: {username: ops}}", "elasticsearch.audit.username and elasticsearch.audit.passwordSecret.name go together"},
+		{"webhook client CA without HTTPS", "collector: {webhook: {tls: {clientCASecret: {name: ca}}}}", "collector.webhook.tls.clientCASecret needs collector.webhook.tls.secretName"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -3,15 +3,48 @@ here keep the programs' defaults (collector/collector.example.yaml,
 shipper/shipper.example.yaml, audit/audit.example.yaml). Secrets appear
 only as ${VAR}, filled from the environment (existing Secrets). */}}
 
+{{/* kafka: of a program (.program: collector or shipper, whose SASL
+user it is); certificates are the files assistlog.certVolumes mounts. */}}
 {{- define "assistlog.kafkaConfig" -}}
-brokers: {{ toJson .Values.kafka.brokers }}
-topic: {{ .Values.kafka.topic | quote }}
-dead_letter_topic: {{ .Values.kafka.deadLetterTopic | quote }}
+{{- $k := .root.Values.kafka -}}
+brokers: {{ toJson $k.brokers }}
+topic: {{ $k.topic | quote }}
+dead_letter_topic: {{ $k.deadLetterTopic | quote }}
+{{- if $k.tls.enabled }}
+tls:
+  enabled: true
+  {{- if $k.tls.caSecret.name }}
+  ca_file: /etc/assistlog-certs/kafka-ca/ca.crt
+  {{- end }}
+  {{- if $k.tls.clientSecret.name }}
+  cert_file: /etc/assistlog-certs/kafka-client/tls.crt
+  key_file: /etc/assistlog-certs/kafka-client/tls.key
+  {{- end }}
+  {{- with $k.tls.serverName }}
+  server_name: {{ . | quote }}
+  {{- end }}
+{{- end }}
+{{- if $k.sasl.mechanism }}
+sasl:
+  mechanism: {{ $k.sasl.mechanism }}
+  username: {{ (index $k.sasl .program).username | quote }}
+  password: "${KAFKA_SASL_PASSWORD}"
+{{- end }}
+{{- end -}}
+
+{{/* pii: of the collector (edge sealing) when keys are given; the
+shipper's keys are added to its own section. */}}
+{{- define "assistlog.piiKeys" -}}
+keys:
+{{- range $i, $k := .Values.pii.keys }}
+  - {id: {{ $k.id | quote }}, key: "${ASSISTLOG_PII_KEY_{{ $i }}}"}
+{{- end }}
+current_key: {{ .Values.pii.currentKey | quote }}
 {{- end -}}
 
 {{- define "assistlog.collectorConfig" -}}
 kafka:
-  {{- include "assistlog.kafkaConfig" . | nindent 2 }}
+  {{- include "assistlog.kafkaConfig" (dict "root" . "program" "collector") | nindent 2 }}
 files:
   include: {{ toJson .Values.collector.include }}
   exclude: {{ toJson .Values.collector.exclude }}
@@ -22,13 +55,26 @@ http:
   listen: "0.0.0.0:19101"
 log:
   level: {{ .Values.logLevel }}
+{{- if .Values.pii.keys }}
+pii:
+  hash_secret: "${ASSISTLOG_PII_SECRET}"
+  {{- include "assistlog.piiKeys" . | nindent 2 }}
+{{- end }}
 {{- end -}}
 
 {{- define "assistlog.webhookConfig" -}}
 kafka:
-  {{- include "assistlog.kafkaConfig" . | nindent 2 }}
+  {{- include "assistlog.kafkaConfig" (dict "root" . "program" "collector") | nindent 2 }}
 webhook:
   listen: "0.0.0.0:8088"
+  {{- with .Values.collector.webhook.tls }}{{ if .secretName }}
+  tls:
+    cert_file: /etc/assistlog-certs/webhook/tls.crt
+    key_file: /etc/assistlog-certs/webhook/tls.key
+    {{- if .clientCASecret.name }}
+    client_ca_file: /etc/assistlog-certs/webhook-client-ca/ca.crt
+    {{- end }}
+  {{- end }}{{ end }}
   tenants:
   {{- range $i, $t := .Values.collector.webhook.tenants }}
     - tenant: {{ $t.tenant | quote }}
@@ -43,27 +89,45 @@ http:
   listen: "0.0.0.0:19101"
 log:
   level: {{ .Values.logLevel }}
+{{- if .Values.pii.keys }}
+pii:
+  hash_secret: "${ASSISTLOG_PII_SECRET}"
+  {{- include "assistlog.piiKeys" . | nindent 2 }}
+{{- end }}
 {{- end -}}
 
+{{/* elasticsearch: of a program (.program: shipper or audit, whose user
+it is). */}}
 {{- define "assistlog.esConfig" -}}
-urls: {{ toJson .Values.elasticsearch.urls }}
-alias: {{ .Values.elasticsearch.alias | quote }}
-{{- if .Values.secrets.elasticsearchApiKey.name }}
+{{- $e := .root.Values.elasticsearch -}}
+urls: {{ toJson $e.urls }}
+alias: {{ $e.alias | quote }}
+{{- if .root.Values.secrets.elasticsearchApiKey.name }}
 api_key: "${ES_API_KEY}"
+{{- end }}
+{{- with (index $e .program) }}{{ if .username }}
+username: {{ .username | quote }}
+password: "${ES_PASSWORD}"
+{{- end }}{{ end }}
+{{- if $e.caSecret.name }}
+ca_file: /etc/assistlog-certs/es-ca/ca.crt
 {{- end }}
 {{- end -}}
 
 {{- define "assistlog.shipperConfig" -}}
 kafka:
-  {{- include "assistlog.kafkaConfig" . | nindent 2 }}
+  {{- include "assistlog.kafkaConfig" (dict "root" . "program" "shipper") | nindent 2 }}
   group_id: {{ .Values.shipper.groupId | quote }}
 elasticsearch:
-  {{- include "assistlog.esConfig" . | nindent 2 }}
+  {{- include "assistlog.esConfig" (dict "root" . "program" "shipper") | nindent 2 }}
 loki:
   url: {{ .Values.loki.url | quote }}
   tenant_id: {{ .Values.loki.tenantId | quote }}
 pii:
   hash_secret: "${ASSISTLOG_PII_SECRET}"
+  {{- if .Values.pii.keys }}
+  {{- include "assistlog.piiKeys" . | nindent 2 }}
+  {{- end }}
 crm:
   enabled: {{ .Values.shipper.crm.enabled }}
   {{- if .Values.shipper.crm.enabled }}
@@ -80,7 +144,7 @@ log:
 
 {{- define "assistlog.auditConfig" -}}
 elasticsearch:
-  {{- include "assistlog.esConfig" . | nindent 2 }}
+  {{- include "assistlog.esConfig" (dict "root" . "program" "audit") | nindent 2 }}
 tenants_file: tenants.yaml
 crm:
   source_id: {{ .Values.shipper.crm.sourceId | quote }}
