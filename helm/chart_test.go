@@ -741,9 +741,15 @@ func TestConfigsPassTheProgramsCheck(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, prog := range []string{"collector", "shipper"} {
-			check(t, prog, p.Configs[prog].Content, []string{"ASSISTLOG_PII_SECRET=" + exampleEnv(t)["ASSISTLOG_PII_SECRET"]})
+			// The container's environment, as compose gives it.
+			var env []string
+			for k, v := range composeProgramOf(t, p, prog).env {
+				env = append(env, k+"="+v)
+			}
+			check(t, prog, p.Configs[prog].Content, env)
 		}
 	})
+	t.Run("compose secured", func(t *testing.T) { checkComposeSecured(t, bin) })
 }
 
 // Kubernetes versions the rendered objects are validated against with
