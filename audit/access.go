@@ -13,18 +13,19 @@ const accessUsage = `audit access roles — the Elasticsearch roles for the ship
 tenant's auditors, rendered from the tenants file (docs/access.md).
 
 Usage:
-  audit access roles --config audit.yaml [--alias assistant-events]
+  audit access roles --config audit.yaml [--alias assistant-events] [--reviews-index assistant-reviews]
 
 Prints a roles.yml for the file realm (config/roles.yml on every node). The same
 role bodies, as JSON, go to PUT /_security/role/<name> where the native realm is
 available. The shipper writes and may not delete; ops read every tenant; the
-auditors of a tenant search its filtered alias <alias>-tenant-<name> only: the
-shipper adds that alias to every monthly index when its elasticsearch.tenants_file
-is set. Re-render and reload after adding a tenant.
+auditors of a tenant search its filtered aliases only: <alias>-tenant-<name> of the
+events (the shipper adds it to every monthly index when its elasticsearch.tenants_file
+is set) and <reviews_index>-tenant-<name> of the review labels (audit review import
+adds it). Re-render and reload after adding a tenant.
 
 Examples:
   audit access roles --config audit.yaml > roles.yml
-  audit access roles --config audit.yaml --alias 'assistant-events*'   # every alias under it (test stacks)
+  audit access roles --config audit.yaml --alias 'assistant-events*' --reviews-index 'assistant-reviews*'   # test stacks
 
 Flags:
 `
@@ -42,6 +43,7 @@ func runAccess(_ context.Context, a *app, args []string) error {
 	fs.SetOutput(a.stderr)
 	cfgPath := fs.String("config", "", "audit configuration (its tenants_file and elasticsearch.alias)")
 	alias := fs.String("alias", "", "the events alias (default: elasticsearch.alias of --config)")
+	reviews := fs.String("reviews-index", "", "the review labels' index (default: reviews_index of --config)")
 	fs.Usage = func() { fmt.Fprint(a.stderr, accessUsage); fs.PrintDefaults() }
 	if _, help, err := parse(fs, args[1:]); err != nil || help {
 		return err
@@ -57,7 +59,10 @@ func runAccess(_ context.Context, a *app, args []string) error {
 	if *alias == "" {
 		*alias = cfg.Elasticsearch.Alias
 	}
-	roles, err := access.Roles(*alias, ts.Names())
+	if *reviews == "" {
+		*reviews = cfg.ReviewsIndex
+	}
+	roles, err := access.Roles(*alias, *reviews, ts.Names())
 	if err != nil {
 		return err
 	}

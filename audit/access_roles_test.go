@@ -12,7 +12,8 @@ import (
 // TestAccessRoles: `audit access roles` prints a roles.yml with the
 // shipper's, ops' and one auditor role per tenant of the tenants file, each
 // auditor holding search-type privileges on its own filtered alias only
-// (never read, which includes get by id). The stack's secured node runs
+// (never read, which includes get by id), and the same on its filtered
+// alias of the review labels' index. The stack's secured node runs
 // the same renderer's output (TestTenantAuditorReadsOnlyItsTenant).
 func TestAccessRoles(t *testing.T) {
 	cfg := writeConfig(t, "http://127.0.0.1:1", "events-x", "")
@@ -43,8 +44,8 @@ func TestAccessRoles(t *testing.T) {
 			t.Fatalf("auditor role of %s: %+v", name, r)
 		}
 		ix := r.Indices[0]
-		if !slices.Equal(ix.Names, []string{"events-x-tenant-" + name}) {
-			t.Errorf("auditors of %s hold %v, want their alias only", name, ix.Names)
+		if !slices.Equal(ix.Names, []string{"events-x-tenant-" + name, "assistant-reviews-tenant-" + name}) {
+			t.Errorf("auditors of %s hold %v, want their events alias and their reviews alias only", name, ix.Names)
 		}
 		for _, p := range ix.Privileges {
 			if p != "indices:data/read/search" && p != "indices:data/read/field_caps" {

@@ -18,6 +18,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/assistlog/assistlog/internal/access"
 	"github.com/assistlog/assistlog/internal/esread"
 	"github.com/assistlog/assistlog/internal/period"
 )
@@ -328,18 +329,36 @@ func validCause(c string) bool {
 }
 
 // ensureReviewsIndex creates reviews_index with its mapping unless it
-// exists.
+// exists, and gives it one filtered alias per tenant of the tenants file,
+// <reviews_index>-tenant-<name>, as the events have: a tenant's auditor
+// searches only that alias (access.Roles), so reads that tenant's labels
+// and no other's. The aliases are added on every import, so an index made
+// before a tenant was added gets that tenant's too (adding an alias that is
+// there changes nothing).
 func ensureReviewsIndex(ctx context.Context, e *env) error {
 	idx := e.cfg.ReviewsIndex
 	err := e.es.Do(ctx, http.MethodGet, idx, nil, nil)
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, esread.ErrNotFound) {
+	if err != nil && !errors.Is(err, esread.ErrNotFound) {
 		return fmt.Errorf("check reviews_index %s: %w", idx, err)
 	}
-	if err := e.es.Do(ctx, http.MethodPut, idx, reviewIndexMapping, nil); err != nil && !strings.Contains(err.Error(), "resource_already_exists_exception") {
-		return fmt.Errorf("create reviews_index %s: %w", idx, err)
+	if err != nil {
+		if err := e.es.Do(ctx, http.MethodPut, idx, reviewIndexMapping, nil); err != nil && !strings.Contains(err.Error(), "resource_already_exists_exception") {
+			return fmt.Errorf("create reviews_index %s: %w", idx, err)
+		}
+	}
+	if e.tenants == nil {
+		return nil
+	}
+	var actions []any
+	for _, name := range e.tenants.Names() {
+		actions = append(actions, map[string]any{"add": map[string]any{"index": idx,
+			"alias": access.TenantAlias(idx, name), "filter": access.TenantFilter(name)}})
+	}
+	if len(actions) == 0 {
+		return nil
+	}
+	if err := e.es.Do(ctx, http.MethodPost, "_aliases", map[string]any{"actions": actions}, nil); err != nil {
+		return fmt.Errorf("add the tenant aliases of reviews_index %s: %w", idx, err)
 	}
 	return nil
 }

@@ -25,6 +25,9 @@ const (
 	// ESSecureAliasPattern is the alias the roles are rendered for: every
 	// test writes its own alias under it (assistant-events-<run>).
 	ESSecureAliasPattern = "assistant-events*"
+	// ESSecureReviewsPattern is the review labels' index the roles are
+	// rendered for (audit's reviews_index, assistant-reviews by default).
+	ESSecureReviewsPattern = "assistant-reviews*"
 
 	ESSecureAdminUser       = "assistlog-admin"
 	ESSecureAdminPassword   = "admin-local-secret"
@@ -107,7 +110,7 @@ func esSecureConfig(l Layout) (SecuredElasticsearchConfig, error) {
 	if err != nil {
 		return SecuredElasticsearchConfig{}, err
 	}
-	roles, err := access.Roles(ESSecureAliasPattern, ts.Names())
+	roles, err := access.Roles(ESSecureAliasPattern, ESSecureReviewsPattern, ts.Names())
 	if err != nil {
 		return SecuredElasticsearchConfig{}, err
 	}

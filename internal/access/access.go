@@ -9,7 +9,9 @@
 // existing ones), and holds privileges on that alias only. Only
 // search-type actions are granted on it: a GET by id or _mget through an
 // alias ignores the alias's filter and would show another tenant's
-// document.
+// document. The review labels' index (audit review import) carries the
+// same per-tenant filtered aliases, <reviews>-tenant-<name>, so a tenant's
+// auditor reads that tenant's labels and no other's.
 package access
 
 import (
@@ -49,15 +51,18 @@ var AuditorPrivileges = []string{
 	"indices:data/read/field_caps",
 }
 
-// Roles renders the file-realm roles.yml for alias (an exact alias in a
-// deployment; the local stack renders "assistant-events*" so every test's
-// own alias is covered) and tenants: the shipper writes, ops read
-// everything, each tenant's auditor searches its own alias only. The same
-// bodies, as JSON, go to PUT /_security/role/<name> on a cluster with the
-// native realm.
-func Roles(alias string, tenants []string) (string, error) {
-	if alias == "" || strings.ToLower(alias) != alias || strings.ContainsAny(alias, " ,/\\?\"<>|#") {
-		return "", fmt.Errorf("roles: alias must be a lower-case index name or pattern, got %q", alias)
+// Roles renders the file-realm roles.yml for alias and reviews, the
+// review labels' index (exact names in a deployment; the local stack
+// renders patterns so every test's own alias is covered), and tenants: the
+// shipper writes, ops read everything, each tenant's auditor searches its
+// own events alias and its own reviews alias only. The same bodies, as
+// JSON, go to PUT /_security/role/<name> on a cluster with the native
+// realm.
+func Roles(alias, reviews string, tenants []string) (string, error) {
+	for _, n := range []struct{ what, v string }{{"alias", alias}, {"reviews index", reviews}} {
+		if n.v == "" || strings.ToLower(n.v) != n.v || strings.ContainsAny(n.v, " ,/\\?\"<>|#") {
+			return "", fmt.Errorf("roles: %s must be a lower-case index name or pattern, got %q", n.what, n.v)
+		}
 	}
 	if len(tenants) == 0 {
 		return "", errors.New("roles: at least one tenant is required")
@@ -74,20 +79,21 @@ func Roles(alias string, tenants []string) (string, error) {
   indices:
     - names: [%[1]q, %[3]q]
       privileges: [create_doc, create_index, index, view_index_metadata, "indices:admin/aliases", "indices:admin/refresh*", "indices:data/read/search"]
-# Ops: read everything, every tenant, and watch the cluster.
+# Ops: read everything, every tenant (events and review labels), and watch the cluster.
 %[4]s:
   cluster: [monitor]
   indices:
-    - names: [%[1]q, %[3]q]
+    - names: [%[1]q, %[3]q, %[5]q, %[6]q]
       privileges: [read, view_index_metadata, monitor]
-`, alias, RoleShipper, alias+"-*", RoleOps)
+`, alias, RoleShipper, alias+"-*", RoleOps, reviews, reviews+"-*")
 	for _, t := range ts {
-		fmt.Fprintf(&b, `# The auditors of %[1]s: search %[1]s's filtered alias only (no get by id: it ignores the filter).
+		fmt.Fprintf(&b, `# The auditors of %[1]s: search %[1]s's filtered aliases only, of the events and of the
+# review labels (no get by id: it ignores the filter).
 %[2]s:
   indices:
-    - names: [%[3]q]
-      privileges: [%[4]s]
-`, t, AuditorRole(t), TenantAlias(alias, t), quoteAll(AuditorPrivileges))
+    - names: [%[3]q, %[4]q]
+      privileges: [%[5]s]
+`, t, AuditorRole(t), TenantAlias(alias, t), TenantAlias(reviews, t), quoteAll(AuditorPrivileges))
 	}
 	return b.String(), nil
 }
