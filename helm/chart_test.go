@@ -309,6 +309,7 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{"SASL user without a mechanism", "kafka: {sasl: {shipper: {username: s, passwordSecret: {name: s}}}}", "kafka.sasl.shipper is set but kafka.sasl.mechanism is empty"},
 		{"SASL mechanism outside the enum", "kafka: {sasl: {mechanism: PLAIN}}", "at '/kafka/sasl/mechanism': value must be one of"},
 		{"Elasticsearch user without a password", "elasticsearch: {audit: {username: ops}}", "elasticsearch.audit.username and elasticsearch.audit.passwordSecret.name go together"},
+		{"tenant aliases without tenants", "elasticsearch: {tenantAliases: true}", "elasticsearch.tenantAliases needs the tenants in audit.tenants"},
 		{"webhook client CA without HTTPS", "collector: {webhook: {tls: {clientCASecret: {name: ca}}}}", "collector.webhook.tls.clientCASecret needs collector.webhook.tls.secretName"},
 	}
 	for _, c := range cases {

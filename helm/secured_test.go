@@ -19,6 +19,7 @@ import (
 
 	"github.com/assistlog/assistlog/internal/certs"
 	"github.com/assistlog/assistlog/internal/pii"
+	"github.com/assistlog/assistlog/internal/tenants"
 )
 
 // cluster is what the Secrets the values name hold, as a cluster would
@@ -380,6 +381,67 @@ func TestChartPIIKeysReachCollectorAndShipper(t *testing.T) {
 		sealed := seal.SealString(pii.PurposeUserPhone, "+79171234567")
 		if got, err := open.OpenString(pii.PurposeUserPhone, sealed); err != nil || got != "+79171234567" {
 			t.Errorf("%s sealed %q; the shipper opened %q, %v", c.workload, sealed, got, err)
+		}
+	}
+}
+
+// TestChartTenantAliases: elasticsearch.tenantAliases gives the shipper
+// the tenants file audit has (the same audit.tenants), as its
+// elasticsearch.tenants_file in its config directory, so every monthly
+// index carries one filtered alias per tenant for the tenants' auditors;
+// off (the default), the shipper has neither.
+func TestChartTenantAliases(t *testing.T) {
+	r, err := render(t, readValues(t, "testdata/all-on.yaml", "testdata/secured.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cms := map[string]*corev1.ConfigMap{}
+	for _, d := range r.all("ConfigMap") {
+		cm := d.obj.(*corev1.ConfigMap)
+		cms[strings.TrimPrefix(cm.Name, "demo-assistlog-")] = cm
+	}
+	shipper, audit := cms["shipper"], cms["audit"]
+	if shipper == nil || audit == nil {
+		t.Fatalf("ConfigMaps %v; want the shipper's and audit's", cms)
+	}
+	if shipper.Data["tenants.yaml"] == "" || shipper.Data["tenants.yaml"] != audit.Data["tenants.yaml"] {
+		t.Errorf("the shipper's tenants file %q is not audit's %q", shipper.Data["tenants.yaml"], audit.Data["tenants.yaml"])
+	}
+	set, err := tenants.Parse([]byte(shipper.Data["tenants.yaml"]))
+	if err != nil || !reflect.DeepEqual(set.Names(), []string{"dental-smile", "salon-aurora"}) {
+		t.Errorf("the shipper's tenants: %v, %v; want audit.tenants", err, set)
+	}
+	var cfg struct {
+		Elasticsearch struct {
+			TenantsFile string `json:"tenants_file"`
+		} `json:"elasticsearch"`
+	}
+	if err := yaml.Unmarshal([]byte(shipper.Data["shipper.yaml"]), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	mounted := false
+	for _, p := range programs(t, r) {
+		if p.binary != "shipper" {
+			continue
+		}
+		for _, m := range p.c.VolumeMounts {
+			if m.Name == "config" && cfg.Elasticsearch.TenantsFile == m.MountPath+"/tenants.yaml" {
+				mounted = true
+			}
+		}
+	}
+	if !mounted {
+		t.Errorf("the shipper's elasticsearch.tenants_file %q is not its ConfigMap's tenants.yaml", cfg.Elasticsearch.TenantsFile)
+	}
+
+	r, err = render(t, readValues(t, "testdata/all-on.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range r.all("ConfigMap") {
+		cm := d.obj.(*corev1.ConfigMap)
+		if strings.HasSuffix(cm.Name, "-shipper") && (cm.Data["tenants.yaml"] != "" || strings.Contains(cm.Data["shipper.yaml"], "tenants_file")) {
+			t.Errorf("tenantAliases off, yet the shipper has a tenants file:\n%s", cm.Data["shipper.yaml"])
 		}
 	}
 }

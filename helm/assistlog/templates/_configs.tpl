@@ -112,6 +112,9 @@ password: "${ES_PASSWORD}"
 {{- if $e.caSecret.name }}
 ca_file: /etc/assistlog-certs/es-ca/ca.crt
 {{- end }}
+{{- if and (eq .program "shipper") $e.tenantAliases }}
+tenants_file: /etc/assistlog/tenants.yaml
+{{- end }}
 {{- end -}}
 
 {{- define "assistlog.shipperConfig" -}}

@@ -84,6 +84,9 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- fail (printf "elasticsearch.%s.username and elasticsearch.%s.passwordSecret.name go together" $prog $prog) -}}
 {{- end -}}
 {{- end -}}
+{{- if and .Values.elasticsearch.tenantAliases (not .Values.audit.tenants) -}}
+{{- fail "elasticsearch.tenantAliases needs the tenants in audit.tenants" -}}
+{{- end -}}
 {{- with .Values.collector.webhook.tls -}}
 {{- if and .clientCASecret.name (not .secretName) -}}
 {{- fail "collector.webhook.tls.clientCASecret needs collector.webhook.tls.secretName (client certificates are asked over HTTPS only)" -}}
