@@ -55,31 +55,27 @@ func yamlMap(t *testing.T, s string) map[string]any {
 	return m
 }
 
-// composeRing is the key ring a program's config and environment give.
+// ring is the key ring the program's config and environment give it.
 func (cp composeProgram) ring(t *testing.T) pii.KeysConfig {
 	t.Helper()
 	var doc struct {
-		PII pii.KeysConfig `json:"pii"`
-	}
-	j, _ := yaml.YAMLToJSON([]byte(cp.config))
-	var raw struct {
 		PII struct {
 			Keys       []struct{ ID, Key string } `json:"keys"`
 			CurrentKey string                     `json:"current_key"`
 		} `json:"pii"`
 	}
-	if err := yaml.Unmarshal(j, &raw); err != nil {
+	if err := yaml.Unmarshal([]byte(cp.config), &doc); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range raw.PII.Keys {
+	ring := pii.KeysConfig{CurrentKey: doc.PII.CurrentKey}
+	for _, k := range doc.PII.Keys {
 		m := varRef.FindStringSubmatch(k.Key)
 		if m == nil {
 			t.Fatalf("%s: pii key %s is %q, not a ${VAR}", cp.svc.Name, k.ID, k.Key)
 		}
-		doc.PII.Keys = append(doc.PII.Keys, pii.KeyConfig{ID: k.ID, Key: cp.env[m[1]]})
+		ring.Keys = append(ring.Keys, pii.KeyConfig{ID: k.ID, Key: cp.env[m[1]]})
 	}
-	doc.PII.CurrentKey = raw.PII.CurrentKey
-	return doc.PII
+	return ring
 }
 
 // TestComposePIIKeysOptional: without ASSISTLOG_PII_KEY the collector and

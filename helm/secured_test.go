@@ -116,8 +116,8 @@ func programs(t *testing.T, r *rendered) []program {
 }
 
 // env is the program's environment as the kubelet would give it: each
-// variable from its secretKeyRef in cl. A variable with a literal value
-// is returned in literal (secrets must not be written into the pod spec).
+// variable from its secretKeyRef in cl (refs says which), a field
+// reference as a pod name, a literal as written.
 func (p program) env(t *testing.T, cl cluster) (env map[string]string, refs map[string]corev1.SecretKeySelector) {
 	t.Helper()
 	env, refs = map[string]string{}, map[string]corev1.SecretKeySelector{}
