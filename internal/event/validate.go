@@ -87,12 +87,36 @@ func Parse(line []byte) (*Event, error) {
 // without one gets defaultID, which the caller derives deterministically
 // (e.g. from file fingerprint and offset) so a re-read yields the same id.
 func ParseWithDefaultID(line []byte, defaultID string) (*Event, error) {
+	if err := precheck(line); err != nil {
+		return nil, err
+	}
+	if e, payloadLen, ok := fastDecode(line); ok {
+		if e.EventID == "" {
+			e.EventID = defaultID
+		}
+		if e.validate(payloadLen) == nil {
+			return &e, nil
+		}
+		// Invalid: the strict path below says why, in its own words.
+	}
+	return parseStrict(line, defaultID)
+}
+
+// precheck refuses what no decoder is given: too large, or not UTF-8.
+func precheck(line []byte) error {
 	if len(line) > MaxEventBytes {
-		return nil, reject(KindTooLarge, "", "event is %d bytes, the limit is %d", len(line), MaxEventBytes)
+		return reject(KindTooLarge, "", "event is %d bytes, the limit is %d", len(line), MaxEventBytes)
 	}
 	if !utf8.Valid(line) {
-		return nil, reject(KindInvalidUTF8, "", "invalid UTF-8 at byte %d", invalidUTF8At(line))
+		return reject(KindInvalidUTF8, "", "invalid UTF-8 at byte %d", invalidUTF8At(line))
 	}
+	return nil
+}
+
+// parseStrict is the reference decoder: encoding/json with unknown fields
+// refused, the newer-minor tolerance and every error's text. The fast path
+// (fast.go) only ever accepts what this accepts, as this decodes it.
+func parseStrict(line []byte, defaultID string) (*Event, error) {
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
 	var e Event
@@ -309,7 +333,12 @@ const (
 )
 
 // Validate checks every rule of schema v1 and returns all broken ones.
-func (e *Event) Validate() error {
+func (e *Event) Validate() error { return e.validate(-1) }
+
+// validate is Validate; payloadLen ≥ 0 is the length of the payload as
+// it was read, which spares encoding the payload again to measure it when
+// it cannot reach the limit (see validatePayload).
+func (e *Event) validate(payloadLen int) error {
 	var c checker
 	c.str("event_id", e.EventID, true, 1, 128, reEventID, "letters, digits and . _ : -")
 	if e.Timestamp == "" {
@@ -379,7 +408,7 @@ func (e *Event) Validate() error {
 			c.add("schema_version", "must be 1, got %d", e.SchemaVersion)
 		}
 	}
-	e.validatePayload(&c)
+	e.validatePayload(&c, payloadLen)
 	e.validateByType(&c)
 	if len(c.errs) > 0 {
 		return &ValidationError{Kind: KindSchema, Fields: c.errs}
@@ -387,11 +416,20 @@ func (e *Event) Validate() error {
 	return nil
 }
 
-func (e *Event) validatePayload(c *checker) {
+// maxEncodedGrowth bounds how much longer encoding/json writes a decoded
+// payload than it was read: a character grows at most to a 6-byte \u
+// escape ("<" → \u003c), a number at most ≈ 5× ("1e20" → 21 digits);
+// white space only shrinks.
+const maxEncodedGrowth = 8
+
+func (e *Event) validatePayload(c *checker, readLen int) {
 	if e.Payload == nil {
 		return
 	}
-	if b, err := json.Marshal(e.Payload); err != nil {
+	if readLen >= 0 && readLen*maxEncodedGrowth <= MaxPayloadBytes {
+		// Decoded from readLen bytes of JSON, it encodes within the limit
+		// (and, decoded, it encodes without error).
+	} else if b, err := json.Marshal(e.Payload); err != nil {
 		c.add("payload", "cannot be encoded: %v", err)
 	} else if len(b) > MaxPayloadBytes {
 		c.add("payload", "is %d bytes, the limit is %d", len(b), MaxPayloadBytes)
