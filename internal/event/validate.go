@@ -266,24 +266,14 @@ func jsonKind(v string) string {
 }
 
 var (
-	reEventID = regexp.MustCompile(`^[A-Za-z0-9._:-]+$`)
-	reTenant  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-	rePhone   = regexp.MustCompile(`^\+[1-9][0-9]{7,14}$`)
-	reSealed  = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,32}:[A-Za-z0-9_-]{16,}$`)
-
-	reCRMID   = regexp.MustCompile(`^[0-9]{1,20}$`)
-	reRFC3339 = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$`)
-	typeSet   = func() map[Type]bool {
+	typeSet = func() map[Type]bool {
 		m := map[Type]bool{}
 		for _, t := range Types {
 			m[t] = true
 		}
 		return m
 	}()
-	needsText = map[Type]bool{MessageReceived: true, MessageSent: true, ComplaintReceived: true}
-	// reNonBlank is schema.v1.json's $defs.nonBlank: a character that is not
-	// white space, spelt out so that Go and ECMA engines agree.
-	reNonBlank = regexp.MustCompile("[^\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]")
+	needsText  = map[Type]bool{MessageReceived: true, MessageSent: true, ComplaintReceived: true}
 	reMediaURL = regexp.MustCompile(`^https?://[^\t\n\v\f\r ]+$`)
 	reMIMEType = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*( *;[ -~]*)?$`)
 )
@@ -298,7 +288,14 @@ const MaxAttachments = 10
 // Blank reports whether s has no character other than white space: such a
 // text says nothing, and a message.* or complaint event needs either a
 // non-blank text or an attachment.
-func Blank(s string) bool { return !reNonBlank.MatchString(s) }
+func Blank(s string) bool {
+	for _, r := range s {
+		if !isBlankRune(r) {
+			return false
+		}
+	}
+	return true
+}
 
 type checker struct{ errs []FieldError }
 
@@ -307,7 +304,7 @@ func (c *checker) add(field, format string, args ...any) {
 }
 
 // str checks a string field: required or not, length in characters, pattern.
-func (c *checker) str(field, v string, required bool, min, max int, re *regexp.Regexp, what string) {
+func (c *checker) str(field, v string, required bool, min, max int, match func(string) bool, what string) {
 	if v == "" {
 		if required {
 			c.add(field, "is required")
@@ -320,7 +317,7 @@ func (c *checker) str(field, v string, required bool, min, max int, re *regexp.R
 		c.add(field, "must be at least %d characters, got %d", min, n)
 	case n > max:
 		c.add(field, "must be at most %d characters, got %d", max, n)
-	case re != nil && !re.MatchString(v):
+	case match != nil && !match(v):
 		c.add(field, "must be %s, got %q", what, v)
 	}
 }
@@ -340,15 +337,15 @@ func (e *Event) Validate() error { return e.validate(-1) }
 // it cannot reach the limit (see validatePayload).
 func (e *Event) validate(payloadLen int) error {
 	var c checker
-	c.str("event_id", e.EventID, true, 1, 128, reEventID, "letters, digits and . _ : -")
+	c.str("event_id", e.EventID, true, 1, 128, matchEventID, "letters, digits and . _ : -")
 	if e.Timestamp == "" {
 		c.add("timestamp", "is required")
-	} else if !reRFC3339.MatchString(e.Timestamp) {
+	} else if !matchRFC3339(e.Timestamp) {
 		c.add("timestamp", "must be RFC 3339 with a UTC offset (e.g. 2026-11-23T14:05:09.120+03:00), got %q", e.Timestamp)
 	} else if _, err := time.Parse(time.RFC3339Nano, e.Timestamp); err != nil {
 		c.add("timestamp", "is not a real date and time: %q", e.Timestamp)
 	}
-	c.str("tenant", e.Tenant, true, 1, 63, reTenant, "lower-case letters, digits and -, starting with a letter or digit")
+	c.str("tenant", e.Tenant, true, 1, 63, matchTenant, "lower-case letters, digits and -, starting with a letter or digit")
 	if e.Channel == "" {
 		c.add("channel", "is required")
 	} else if !slices.Contains(Channels, e.Channel) {
@@ -356,8 +353,8 @@ func (e *Event) validate(payloadLen int) error {
 	}
 	c.str("session_id", e.SessionID, true, 1, 128, nil, "")
 	c.str("user_id", e.UserID, false, 1, 128, nil, "")
-	c.str("user_phone", e.UserPhone, false, 1, 16, rePhone, "an E.164 number such as +79161234567")
-	c.str("user_phone_sealed", e.UserPhoneSealed, false, 1, 256, reSealed, "<key id>:<base64url>, as the collector seals a number")
+	c.str("user_phone", e.UserPhone, false, 1, 16, matchPhone, "an E.164 number such as +79161234567")
+	c.str("user_phone_sealed", e.UserPhoneSealed, false, 1, 256, matchSealed, "<key id>:<base64url>, as the collector seals a number")
 	if e.UserPhone != "" && e.UserPhoneSealed != "" {
 		c.add("user_phone_sealed", "replaces user_phone; an event carries one or the other")
 	}
@@ -386,7 +383,7 @@ func (e *Event) validate(payloadLen int) error {
 			c.add("confidence", "needs intent: a confidence says how sure the classifier is of an intent")
 		}
 	}
-	c.str("crm_id", e.CRMID, false, 1, 20, reCRMID, "a Bitrix24 id of digits")
+	c.str("crm_id", e.CRMID, false, 1, 20, matchCRMID, "a Bitrix24 id of digits")
 	if e.Scenario != nil {
 		c.str("scenario.from", e.Scenario.From, false, 0, 64, nil, "")
 		c.str("scenario.to", e.Scenario.To, true, 1, 64, nil, "")
