@@ -109,12 +109,17 @@ type decoded struct {
 const ReasonMapping = "mapping"
 
 // decode turns one line or webhook element into a message; m, when not
-// nil, maps the input into an event first.
-func (p *pipeline) decode(raw []byte, defaultID string, rec deadletter.Record, m *mapping.Mapping) decoded {
+// nil, maps the input into an event first. defaultID derives the id of an
+// input without one; it is called only then (it hashes the input).
+func (p *pipeline) decode(raw []byte, defaultID func() string, rec deadletter.Record, m *mapping.Mapping) decoded {
 	if m != nil {
-		return p.decodeMapped(raw, defaultID, rec, m)
+		return p.decodeMapped(raw, defaultID(), rec, m)
 	}
-	e, err := event.ParseWithDefaultID(raw, defaultID)
+	derived := false
+	e, err := event.ParseWithIDFunc(raw, func() string {
+		derived = true
+		return defaultID()
+	})
 	if err != nil {
 		rec.Reason, rec.Error, rec.Raw = string(event.KindOf(err)), err.Error(), raw
 		if rec.Tenant == "" { // a webhook knows it from the credentials
@@ -123,7 +128,7 @@ func (p *pipeline) decode(raw []byte, defaultID string, rec deadletter.Record, m
 		return decoded{msg: rec.Message(p.dlqTopic), rejected: &rec}
 	}
 	value := raw
-	if e.EventID == defaultID {
+	if derived {
 		// The id was derived: write the event with it.
 		if value, err = e.Marshal(); err != nil {
 			rec.Reason, rec.Error, rec.Raw = "encode", err.Error(), raw
@@ -187,7 +192,7 @@ func (p *pipeline) handleBatch(ctx context.Context, b tail.Batch) error {
 			blank++
 			continue
 		}
-		d := p.decode(l.Data, fileEventID(b.Fingerprint, l.Offset, l.Data), rec, m)
+		d := p.decode(l.Data, func() string { return fileEventID(b.Fingerprint, l.Offset, l.Data) }, rec, m)
 		msgs = append(msgs, d.msg)
 		if d.rejected != nil {
 			dead = append(dead, d.rejected.Reason)

@@ -9,7 +9,7 @@ func ParseStrict(line []byte, defaultID string) (*Event, error) {
 	if err := precheck(line); err != nil {
 		return nil, err
 	}
-	return parseStrict(line, defaultID)
+	return parseStrict(line, func() string { return defaultID })
 }
 
 // FastDecode is the fast path's decoder alone.

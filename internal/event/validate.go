@@ -87,12 +87,19 @@ func Parse(line []byte) (*Event, error) {
 // without one gets defaultID, which the caller derives deterministically
 // (e.g. from file fingerprint and offset) so a re-read yields the same id.
 func ParseWithDefaultID(line []byte, defaultID string) (*Event, error) {
+	return ParseWithIDFunc(line, func() string { return defaultID })
+}
+
+// ParseWithIDFunc is ParseWithDefaultID with the default id made only for
+// an event that has none: the collector's ids are hashes of the line, and
+// most lines carry their own.
+func ParseWithIDFunc(line []byte, defaultID func() string) (*Event, error) {
 	if err := precheck(line); err != nil {
 		return nil, err
 	}
 	if e, payloadLen, ok := fastDecode(line); ok {
 		if e.EventID == "" {
-			e.EventID = defaultID
+			e.EventID = defaultID()
 		}
 		if e.validate(payloadLen) == nil {
 			return &e, nil
@@ -116,7 +123,7 @@ func precheck(line []byte) error {
 // parseStrict is the reference decoder: encoding/json with unknown fields
 // refused, the newer-minor tolerance and every error's text. The fast path
 // (fast.go) only ever accepts what this accepts, as this decodes it.
-func parseStrict(line []byte, defaultID string) (*Event, error) {
+func parseStrict(line []byte, defaultID func() string) (*Event, error) {
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
 	var e Event
@@ -140,7 +147,7 @@ func parseStrict(line []byte, defaultID string) (*Event, error) {
 		return nil, reject(KindInvalidJSON, "", "invalid JSON: unexpected data after the event object")
 	}
 	if e.EventID == "" {
-		e.EventID = defaultID
+		e.EventID = defaultID()
 	}
 	if err := e.Validate(); err != nil {
 		return nil, err
