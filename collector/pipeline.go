@@ -125,14 +125,14 @@ func (p *pipeline) decode(raw []byte, defaultID func() string, rec deadletter.Re
 		if rec.Tenant == "" { // a webhook knows it from the credentials
 			rec.Tenant = deadletter.TenantOf(raw)
 		}
-		return decoded{msg: rec.Message(p.dlqTopic), rejected: &rec}
+		return p.rejected(rec)
 	}
 	value := raw
 	if derived {
 		// The id was derived: write the event with it.
 		if value, err = e.Marshal(); err != nil {
 			rec.Reason, rec.Error, rec.Raw = "encode", err.Error(), raw
-			return decoded{msg: rec.Message(p.dlqTopic), rejected: &rec}
+			return p.rejected(rec)
 		}
 	}
 	return decoded{event: e, msg: p.eventMessage(e, value, rec)}
@@ -150,9 +150,16 @@ func (p *pipeline) decodeMapped(raw []byte, defaultID string, rec deadletter.Rec
 		if rec.Tenant == "" {
 			rec.Tenant = deadletter.TenantOf(raw)
 		}
-		return decoded{msg: rec.Message(p.dlqTopic), rejected: &rec}
+		return p.rejected(rec)
 	}
 	return decoded{event: e, msg: p.eventMessage(e, value, rec)}
+}
+
+// rejected is the outcome of input refused as rec says. Its own copy of
+// rec: taking the address of decode's parameter would put that on the
+// heap for every line, valid ones too.
+func (p *pipeline) rejected(rec deadletter.Record) decoded {
+	return decoded{msg: rec.Message(p.dlqTopic), rejected: &rec}
 }
 
 // eventMessage is the events-topic message of a valid event: through the
