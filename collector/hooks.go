@@ -279,7 +279,7 @@ func (h *webhook) jsonHook(w http.ResponseWriter, r *http.Request, hk *hook, bod
 	resp := Response{}
 	for i, raw := range lines {
 		rec := deadletter.Record{Source: "hook:" + hk.cfg.Name, Offset: int64(i), Tenant: hk.cfg.Tenant}
-		d := h.p.decode(raw, webhookEventID(hk.cfg.Tenant, raw), rec, hk.m)
+		d := h.p.decode(raw, func() string { return webhookEventID(hk.cfg.Tenant, raw) }, rec, hk.m)
 		if d.rejected == nil && d.event.Tenant != hk.cfg.Tenant {
 			reply(w, http.StatusForbidden, Response{Error: fmt.Sprintf("event %d is for tenant %q; hook %s is for %q", i, d.event.Tenant, hk.cfg.Name, hk.cfg.Tenant)})
 			return

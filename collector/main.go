@@ -74,7 +74,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	producer, err := kafka.NewProducer(cfg.Kafka.ProducerConfig, pol, log, reg)
+	pcfg := cfg.Kafka.ProducerConfig
+	// Every source writes to these two alone (events, dead letters).
+	pcfg.Topics = []string{cfg.Kafka.Topic, cfg.Kafka.DeadLetterTopic}
+	producer, err := kafka.NewProducer(pcfg, pol, log, reg)
 	if err != nil {
 		return err
 	}

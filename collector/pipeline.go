@@ -109,25 +109,30 @@ type decoded struct {
 const ReasonMapping = "mapping"
 
 // decode turns one line or webhook element into a message; m, when not
-// nil, maps the input into an event first.
-func (p *pipeline) decode(raw []byte, defaultID string, rec deadletter.Record, m *mapping.Mapping) decoded {
+// nil, maps the input into an event first. defaultID derives the id of an
+// input without one; it is called only then (it hashes the input).
+func (p *pipeline) decode(raw []byte, defaultID func() string, rec deadletter.Record, m *mapping.Mapping) decoded {
 	if m != nil {
-		return p.decodeMapped(raw, defaultID, rec, m)
+		return p.decodeMapped(raw, defaultID(), rec, m)
 	}
-	e, err := event.ParseWithDefaultID(raw, defaultID)
+	derived := false
+	e, err := event.ParseWithIDFunc(raw, func() string {
+		derived = true
+		return defaultID()
+	})
 	if err != nil {
 		rec.Reason, rec.Error, rec.Raw = string(event.KindOf(err)), err.Error(), raw
 		if rec.Tenant == "" { // a webhook knows it from the credentials
 			rec.Tenant = deadletter.TenantOf(raw)
 		}
-		return decoded{msg: rec.Message(p.dlqTopic), rejected: &rec}
+		return p.rejected(rec)
 	}
 	value := raw
-	if e.EventID == defaultID {
+	if derived {
 		// The id was derived: write the event with it.
 		if value, err = e.Marshal(); err != nil {
 			rec.Reason, rec.Error, rec.Raw = "encode", err.Error(), raw
-			return decoded{msg: rec.Message(p.dlqTopic), rejected: &rec}
+			return p.rejected(rec)
 		}
 	}
 	return decoded{event: e, msg: p.eventMessage(e, value, rec)}
@@ -145,9 +150,16 @@ func (p *pipeline) decodeMapped(raw []byte, defaultID string, rec deadletter.Rec
 		if rec.Tenant == "" {
 			rec.Tenant = deadletter.TenantOf(raw)
 		}
-		return decoded{msg: rec.Message(p.dlqTopic), rejected: &rec}
+		return p.rejected(rec)
 	}
 	return decoded{event: e, msg: p.eventMessage(e, value, rec)}
+}
+
+// rejected is the outcome of input refused as rec says. Its own copy of
+// rec: taking the address of decode's parameter would put that on the
+// heap for every line, valid ones too.
+func (p *pipeline) rejected(rec deadletter.Record) decoded {
+	return decoded{msg: rec.Message(p.dlqTopic), rejected: &rec}
 }
 
 // eventMessage is the events-topic message of a valid event: through the
@@ -187,7 +199,7 @@ func (p *pipeline) handleBatch(ctx context.Context, b tail.Batch) error {
 			blank++
 			continue
 		}
-		d := p.decode(l.Data, fileEventID(b.Fingerprint, l.Offset, l.Data), rec, m)
+		d := p.decode(l.Data, func() string { return fileEventID(b.Fingerprint, l.Offset, l.Data) }, rec, m)
 		msgs = append(msgs, d.msg)
 		if d.rejected != nil {
 			dead = append(dead, d.rejected.Reason)

@@ -43,7 +43,7 @@ func BenchmarkDecode(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.SetBytes(int64(len(c.line)))
 			for i := 0; i < b.N; i++ {
-				if d := p.decode(c.line, "f-x-1", deadletter.Record{Source: "bench"}, c.m); d.rejected != nil {
+				if d := p.decode(c.line, func() string { return "f-x-1" }, deadletter.Record{Source: "bench"}, c.m); d.rejected != nil {
 					b.Fatal(d.rejected.Error)
 				}
 			}

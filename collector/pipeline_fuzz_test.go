@@ -55,7 +55,7 @@ func FuzzDecode(f *testing.F) {
 	reasons := map[string]bool{string(event.KindInvalidJSON): true, string(event.KindInvalidUTF8): true,
 		string(event.KindSchema): true, string(event.KindTooLarge): true}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		d := p.decode(raw, "f-fuzz-0", deadletter.Record{Source: "fuzz"}, nil)
+		d := p.decode(raw, func() string { return "f-fuzz-0" }, deadletter.Record{Source: "fuzz"}, nil)
 		switch d.msg.Topic {
 		case "events":
 			if d.rejected != nil || d.event == nil {
@@ -80,7 +80,7 @@ func FuzzDecode(f *testing.F) {
 		}
 		// Through the edge step, an accepted event stays valid (the shipper
 		// would dead-letter it otherwise) and opens again for the shipper.
-		de := edge.decode(raw, "f-fuzz-0", deadletter.Record{Source: "fuzz"}, nil)
+		de := edge.decode(raw, func() string { return "f-fuzz-0" }, deadletter.Record{Source: "fuzz"}, nil)
 		if de.msg.Topic != d.msg.Topic {
 			t.Fatalf("the edge step changed the outcome: %s, without it %s", de.msg.Topic, d.msg.Topic)
 		}

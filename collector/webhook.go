@@ -221,7 +221,7 @@ func (h *webhook) events(w http.ResponseWriter, r *http.Request) {
 	var msgs []kafkago.Message
 	var rejected []Rejection
 	for i, raw := range items {
-		d := h.p.decode(raw, webhookEventID(tenant, raw), deadletter.Record{Source: "webhook", Offset: int64(i), Tenant: tenant}, h.mappings[tenant])
+		d := h.p.decode(raw, func() string { return webhookEventID(tenant, raw) }, deadletter.Record{Source: "webhook", Offset: int64(i), Tenant: tenant}, h.mappings[tenant])
 		if d.rejected == nil && d.event.Tenant != tenant {
 			reply(w, http.StatusForbidden, Response{Error: fmt.Sprintf("event %d is for tenant %q; these credentials are for %q", i, d.event.Tenant, tenant)})
 			return

@@ -87,12 +87,43 @@ func Parse(line []byte) (*Event, error) {
 // without one gets defaultID, which the caller derives deterministically
 // (e.g. from file fingerprint and offset) so a re-read yields the same id.
 func ParseWithDefaultID(line []byte, defaultID string) (*Event, error) {
+	return ParseWithIDFunc(line, func() string { return defaultID })
+}
+
+// ParseWithIDFunc is ParseWithDefaultID with the default id made only for
+// an event that has none: the collector's ids are hashes of the line, and
+// most lines carry their own.
+func ParseWithIDFunc(line []byte, defaultID func() string) (*Event, error) {
+	if err := precheck(line); err != nil {
+		return nil, err
+	}
+	if e, payloadLen, ok := fastDecode(line); ok {
+		if e.EventID == "" {
+			e.EventID = defaultID()
+		}
+		if e.validate(payloadLen) == nil {
+			return &e, nil
+		}
+		// Invalid: the strict path below says why, in its own words.
+	}
+	return parseStrict(line, defaultID)
+}
+
+// precheck refuses what no decoder is given: too large, or not UTF-8.
+func precheck(line []byte) error {
 	if len(line) > MaxEventBytes {
-		return nil, reject(KindTooLarge, "", "event is %d bytes, the limit is %d", len(line), MaxEventBytes)
+		return reject(KindTooLarge, "", "event is %d bytes, the limit is %d", len(line), MaxEventBytes)
 	}
 	if !utf8.Valid(line) {
-		return nil, reject(KindInvalidUTF8, "", "invalid UTF-8 at byte %d", invalidUTF8At(line))
+		return reject(KindInvalidUTF8, "", "invalid UTF-8 at byte %d", invalidUTF8At(line))
 	}
+	return nil
+}
+
+// parseStrict is the reference decoder: encoding/json with unknown fields
+// refused, the newer-minor tolerance and every error's text. The fast path
+// (fast.go) only ever accepts what this accepts, as this decodes it.
+func parseStrict(line []byte, defaultID func() string) (*Event, error) {
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
 	var e Event
@@ -116,7 +147,7 @@ func ParseWithDefaultID(line []byte, defaultID string) (*Event, error) {
 		return nil, reject(KindInvalidJSON, "", "invalid JSON: unexpected data after the event object")
 	}
 	if e.EventID == "" {
-		e.EventID = defaultID
+		e.EventID = defaultID()
 	}
 	if err := e.Validate(); err != nil {
 		return nil, err
@@ -242,24 +273,14 @@ func jsonKind(v string) string {
 }
 
 var (
-	reEventID = regexp.MustCompile(`^[A-Za-z0-9._:-]+$`)
-	reTenant  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-	rePhone   = regexp.MustCompile(`^\+[1-9][0-9]{7,14}$`)
-	reSealed  = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,32}:[A-Za-z0-9_-]{16,}$`)
-
-	reCRMID   = regexp.MustCompile(`^[0-9]{1,20}$`)
-	reRFC3339 = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$`)
-	typeSet   = func() map[Type]bool {
+	typeSet = func() map[Type]bool {
 		m := map[Type]bool{}
 		for _, t := range Types {
 			m[t] = true
 		}
 		return m
 	}()
-	needsText = map[Type]bool{MessageReceived: true, MessageSent: true, ComplaintReceived: true}
-	// reNonBlank is schema.v1.json's $defs.nonBlank: a character that is not
-	// white space, spelt out so that Go and ECMA engines agree.
-	reNonBlank = regexp.MustCompile("[^\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]")
+	needsText  = map[Type]bool{MessageReceived: true, MessageSent: true, ComplaintReceived: true}
 	reMediaURL = regexp.MustCompile(`^https?://[^\t\n\v\f\r ]+$`)
 	reMIMEType = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*( *;[ -~]*)?$`)
 )
@@ -274,7 +295,14 @@ const MaxAttachments = 10
 // Blank reports whether s has no character other than white space: such a
 // text says nothing, and a message.* or complaint event needs either a
 // non-blank text or an attachment.
-func Blank(s string) bool { return !reNonBlank.MatchString(s) }
+func Blank(s string) bool {
+	for _, r := range s {
+		if !isBlankRune(r) {
+			return false
+		}
+	}
+	return true
+}
 
 type checker struct{ errs []FieldError }
 
@@ -283,7 +311,7 @@ func (c *checker) add(field, format string, args ...any) {
 }
 
 // str checks a string field: required or not, length in characters, pattern.
-func (c *checker) str(field, v string, required bool, min, max int, re *regexp.Regexp, what string) {
+func (c *checker) str(field, v string, required bool, min, max int, match func(string) bool, what string) {
 	if v == "" {
 		if required {
 			c.add(field, "is required")
@@ -296,7 +324,7 @@ func (c *checker) str(field, v string, required bool, min, max int, re *regexp.R
 		c.add(field, "must be at least %d characters, got %d", min, n)
 	case n > max:
 		c.add(field, "must be at most %d characters, got %d", max, n)
-	case re != nil && !re.MatchString(v):
+	case match != nil && !match(v):
 		c.add(field, "must be %s, got %q", what, v)
 	}
 }
@@ -309,17 +337,22 @@ const (
 )
 
 // Validate checks every rule of schema v1 and returns all broken ones.
-func (e *Event) Validate() error {
+func (e *Event) Validate() error { return e.validate(-1) }
+
+// validate is Validate; payloadLen ≥ 0 is the length of the payload as
+// it was read, which spares encoding the payload again to measure it when
+// it cannot reach the limit (see validatePayload).
+func (e *Event) validate(payloadLen int) error {
 	var c checker
-	c.str("event_id", e.EventID, true, 1, 128, reEventID, "letters, digits and . _ : -")
+	c.str("event_id", e.EventID, true, 1, 128, matchEventID, "letters, digits and . _ : -")
 	if e.Timestamp == "" {
 		c.add("timestamp", "is required")
-	} else if !reRFC3339.MatchString(e.Timestamp) {
+	} else if !matchRFC3339(e.Timestamp) {
 		c.add("timestamp", "must be RFC 3339 with a UTC offset (e.g. 2026-11-23T14:05:09.120+03:00), got %q", e.Timestamp)
 	} else if _, err := time.Parse(time.RFC3339Nano, e.Timestamp); err != nil {
 		c.add("timestamp", "is not a real date and time: %q", e.Timestamp)
 	}
-	c.str("tenant", e.Tenant, true, 1, 63, reTenant, "lower-case letters, digits and -, starting with a letter or digit")
+	c.str("tenant", e.Tenant, true, 1, 63, matchTenant, "lower-case letters, digits and -, starting with a letter or digit")
 	if e.Channel == "" {
 		c.add("channel", "is required")
 	} else if !slices.Contains(Channels, e.Channel) {
@@ -327,8 +360,8 @@ func (e *Event) Validate() error {
 	}
 	c.str("session_id", e.SessionID, true, 1, 128, nil, "")
 	c.str("user_id", e.UserID, false, 1, 128, nil, "")
-	c.str("user_phone", e.UserPhone, false, 1, 16, rePhone, "an E.164 number such as +79161234567")
-	c.str("user_phone_sealed", e.UserPhoneSealed, false, 1, 256, reSealed, "<key id>:<base64url>, as the collector seals a number")
+	c.str("user_phone", e.UserPhone, false, 1, 16, matchPhone, "an E.164 number such as +79161234567")
+	c.str("user_phone_sealed", e.UserPhoneSealed, false, 1, 256, matchSealed, "<key id>:<base64url>, as the collector seals a number")
 	if e.UserPhone != "" && e.UserPhoneSealed != "" {
 		c.add("user_phone_sealed", "replaces user_phone; an event carries one or the other")
 	}
@@ -357,7 +390,7 @@ func (e *Event) Validate() error {
 			c.add("confidence", "needs intent: a confidence says how sure the classifier is of an intent")
 		}
 	}
-	c.str("crm_id", e.CRMID, false, 1, 20, reCRMID, "a Bitrix24 id of digits")
+	c.str("crm_id", e.CRMID, false, 1, 20, matchCRMID, "a Bitrix24 id of digits")
 	if e.Scenario != nil {
 		c.str("scenario.from", e.Scenario.From, false, 0, 64, nil, "")
 		c.str("scenario.to", e.Scenario.To, true, 1, 64, nil, "")
@@ -379,7 +412,7 @@ func (e *Event) Validate() error {
 			c.add("schema_version", "must be 1, got %d", e.SchemaVersion)
 		}
 	}
-	e.validatePayload(&c)
+	e.validatePayload(&c, payloadLen)
 	e.validateByType(&c)
 	if len(c.errs) > 0 {
 		return &ValidationError{Kind: KindSchema, Fields: c.errs}
@@ -387,11 +420,20 @@ func (e *Event) Validate() error {
 	return nil
 }
 
-func (e *Event) validatePayload(c *checker) {
+// maxEncodedGrowth bounds how much longer encoding/json writes a decoded
+// payload than it was read: a character grows at most to a 6-byte \u
+// escape ("<" → \u003c), a number at most ≈ 5× ("1e20" → 21 digits);
+// white space only shrinks.
+const maxEncodedGrowth = 8
+
+func (e *Event) validatePayload(c *checker, readLen int) {
 	if e.Payload == nil {
 		return
 	}
-	if b, err := json.Marshal(e.Payload); err != nil {
+	if readLen >= 0 && readLen*maxEncodedGrowth <= MaxPayloadBytes {
+		// Decoded from readLen bytes of JSON, it encodes within the limit
+		// (and, decoded, it encodes without error).
+	} else if b, err := json.Marshal(e.Payload); err != nil {
 		c.add("payload", "cannot be encoded: %v", err)
 	} else if len(b) > MaxPayloadBytes {
 		c.add("payload", "is %d bytes, the limit is %d", len(b), MaxPayloadBytes)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -65,6 +66,12 @@ type ProducerConfig struct {
 	// Balancer picks a message's partition; nil hashes the key, so one
 	// key always lands on one partition.
 	Balancer kafkago.Balancer `yaml:"-"`
+	// Topics, when set, are the only topics the producer writes: its
+	// metadata cache then holds these alone. Unset, kafka-go caches every
+	// topic of the cluster and refreshes it every few seconds — on the
+	// stack's 3,000 topics a few MiB live and tens of MiB of garbage a
+	// minute, the collector's memory growing with other people's topics.
+	Topics []string `yaml:"-"`
 }
 
 // DefaultProducerConfig favours throughput with a small added latency.
@@ -141,6 +148,10 @@ func NewProducer(cfg ProducerConfig, pol *errpolicy.Policy, log *slog.Logger, re
 	if err != nil {
 		return nil, err
 	}
+	if len(cfg.Topics) > 0 {
+		// Set before the transport's first request, which starts its cache.
+		conn.Transport().MetadataTopics = slices.Clone(cfg.Topics)
+	}
 	balancer := cfg.Balancer
 	if balancer == nil {
 		balancer = &kafkago.Hash{}
@@ -186,6 +197,15 @@ func (p *Producer) Healthy() bool { return p.healthy.Load() }
 // it retries only the messages that failed, under the error policy (a
 // missing topic or a refused ACL pauses rather than spins), until ctx ends.
 func (p *Producer) Send(ctx context.Context, msgs []kafkago.Message) error {
+	if len(p.cfg.Topics) > 0 {
+		for _, m := range msgs {
+			if !slices.Contains(p.cfg.Topics, m.Topic) {
+				// Outside the metadata cache it would read as a missing
+				// topic and pause forever: a mistake in the program.
+				return fmt.Errorf("kafka: topic %q is not one of the producer's topics %v", m.Topic, p.cfg.Topics)
+			}
+		}
+	}
 	start := time.Now()
 	pending := msgs
 	att := p.pol.Start(Destination)

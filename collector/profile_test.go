@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/metrics"
+	"runtime/pprof"
+	"strconv"
+	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/assistlog/assistlog/demo"
+	"github.com/assistlog/assistlog/internal/kafka"
+	"github.com/assistlog/assistlog/internal/proctest"
+	"github.com/assistlog/assistlog/internal/stacktest"
+)
+
+// TestProfileCollecting runs the collector in this process over one file
+// of ASSISTLOG_COLLECTOR_PROFILE generated events (row 1 of make bench:
+// the program's defaults, snappy, 6 partitions), so that
+//
+//	ASSISTLOG_COLLECTOR_PROFILE=300000 go test -run 'TestProfileCollecting$' \
+//	  -cpuprofile cpu.out -memprofile mem.out ./collector/
+//
+// profiles where its time and allocations go (bench/NOTES.md). It is a
+// tool, not a check: without the variable it is skipped.
+func TestProfileCollecting(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("ASSISTLOG_COLLECTOR_PROFILE"))
+	if n <= 0 {
+		t.Skip("set ASSISTLOG_COLLECTOR_PROFILE=N to profile collecting N events")
+	}
+	ep := stacktest.Require(t, stacktest.Kafka)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "assistant.jsonl")
+	writeGenerated(t, data, n)
+	// The generated events are garbage now: collected before the start, so
+	// the profile's GC work is the collector's own.
+	runtime.GC()
+	suffix := strconv.FormatInt(time.Now().UnixNano()%1e9, 10)
+	topic := "test-profile-collecting-" + suffix
+	stacktest.CreateTopics(t, ep.KafkaBrokers, map[string]int{topic: 6, topic + "-dlq": 1})
+	cfgText := fmt.Sprintf(`kafka:
+  brokers: [%q]
+  topic: %s
+  dead_letter_topic: %s-dlq
+  compression: snappy
+files:
+  include: [%q]
+  scan_interval: 200ms
+  read_from: beginning
+positions:
+  path: %s
+http:
+  listen: %s
+log:
+  level: warn
+`, ep.KafkaBrokers, topic, topic, data, filepath.Join(dir, "positions.json"), proctest.FreeAddr(t))
+	path := filepath.Join(dir, "collector.yaml")
+	if err := os.WriteFile(path, []byte(cfgText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		done <- serve(ctx, cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	}()
+	client := &kafkago.Client{Addr: kafkago.TCP(ep.KafkaBrokers), Timeout: 10 * time.Second}
+	for {
+		parts, err := kafka.GroupOffsets(ctx, client, topic, "none-"+suffix)
+		var written int64
+		for _, p := range parts {
+			written += p.Last - p.First
+		}
+		if err == nil && written >= int64(n) {
+			break
+		}
+		if time.Since(start) > 10*time.Minute {
+			t.Fatalf("only %d of %d in Kafka", written, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	took := time.Since(start)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d events in %s: %.0f events/s", n, took.Round(time.Millisecond), float64(n)/took.Seconds())
+}
+
+// writeGenerated writes n generated events to path, one JSON line each.
+func writeGenerated(t *testing.T, path string, n int) {
+	gen := demo.DefaultConfig()
+	gen.Days, gen.Rounds = 2, n/37_000+1 // about 37.6k events a round
+	evs, _, err := demo.FromShared(0, gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := bufio.NewWriter(f)
+	for i := range evs[:n] {
+		b, err := evs[i].Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(append(b, '\n'))
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestProfileCollectingAtRate is row 6's load in this process: a file
+// appended to at ASSISTLOG_COLLECTOR_PROFILE_RATE events/s for 20s while
+// the collector tails it. It reports the peak of the Go heap's in-use
+// bytes and of all memory the runtime holds, and writes a heap profile
+// at each new peak of the heap to ASSISTLOG_COLLECTOR_HEAP (a file), so
+// that `go tool pprof -sample_index=inuse_space` shows what was live at
+// the worst moment. A tool, not a check: without the variables it is
+// skipped.
+func TestProfileCollectingAtRate(t *testing.T) {
+	rate, _ := strconv.Atoi(os.Getenv("ASSISTLOG_COLLECTOR_PROFILE_RATE"))
+	heapOut := os.Getenv("ASSISTLOG_COLLECTOR_HEAP")
+	if rate <= 0 || heapOut == "" {
+		t.Skip("set ASSISTLOG_COLLECTOR_PROFILE_RATE=N and ASSISTLOG_COLLECTOR_HEAP=FILE")
+	}
+	const d = 20 * time.Second
+	ep := stacktest.Require(t, stacktest.Kafka)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "assistant.jsonl")
+	n := rate*int(d.Seconds()) + 1000
+	writeGenerated(t, filepath.Join(dir, "all.jsonl"), n)
+	all, err := os.ReadFile(filepath.Join(dir, "all.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := bytes.SplitAfter(all, []byte("\n"))
+	runtime.GC()
+	suffix := strconv.FormatInt(time.Now().UnixNano()%1e9, 10)
+	topic := "test-profile-rate-" + suffix
+	stacktest.CreateTopics(t, ep.KafkaBrokers, map[string]int{topic: 6, topic + "-dlq": 1})
+	cfgText := fmt.Sprintf(`kafka:
+  brokers: [%q]
+  topic: %s
+  dead_letter_topic: %s-dlq
+  compression: snappy
+files:
+  include: [%q]
+  scan_interval: 200ms
+  read_from: beginning
+positions:
+  path: %s
+http:
+  listen: %s
+log:
+  level: warn
+`, ep.KafkaBrokers, topic, topic, data, filepath.Join(dir, "positions.json"), proctest.FreeAddr(t))
+	path := filepath.Join(dir, "collector.yaml")
+	if err := os.WriteFile(path, []byte(cfgText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(ctx, cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	}()
+	// The sampler: the test's own lines are in the heap too (a constant).
+	samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/total:bytes"}, {Name: "/gc/heap/goal:bytes"}}
+	metrics.Read(samples)
+	base := samples[0].Value.Uint64()
+	var peakObjects, peakTotal, peakGoal uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			metrics.Read(samples)
+			peakTotal = max(peakTotal, samples[1].Value.Uint64())
+			peakGoal = max(peakGoal, samples[2].Value.Uint64())
+			if o := samples[0].Value.Uint64(); o > peakObjects {
+				peakObjects = o
+				if hf, err := os.Create(heapOut); err == nil {
+					_ = pprof.Lookup("heap").WriteTo(hf, 0)
+					hf.Close()
+				}
+			}
+		}
+	}()
+	start := time.Now()
+	written := 0
+	for time.Since(start) < d {
+		due := int(time.Since(start).Seconds() * float64(rate))
+		var chunk []byte
+		for ; written < due && written < len(lines); written++ {
+			chunk = append(chunk, lines[written]...)
+		}
+		if _, err := f.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	client := &kafkago.Client{Addr: kafkago.TCP(ep.KafkaBrokers), Timeout: 10 * time.Second}
+	for {
+		parts, err := kafka.GroupOffsets(ctx, client, topic, "none-"+suffix)
+		var got int64
+		for _, p := range parts {
+			got += p.Last - p.First
+		}
+		if err == nil && got >= int64(written) {
+			break
+		}
+		if time.Since(start) > 5*time.Minute {
+			t.Fatalf("only %d of %d in Kafka", got, written)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	close(stop)
+	<-sampled
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	const mib = 1 << 20
+	t.Logf("%d events at %d/s: heap objects peak %.1f MiB above the test's own %.1f MiB; heap goal peak %.1f MiB; runtime total peak %.1f MiB",
+		written, rate, float64(peakObjects-base)/mib, float64(base)/mib, float64(peakGoal)/mib, float64(peakTotal)/mib)
+}
