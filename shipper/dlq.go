@@ -241,7 +241,9 @@ func replay(ctx context.Context, cfg Config, f replayFilter, group string, dry b
 		if err != nil {
 			return rep, err
 		}
-		p, err := kafka.NewProducer(cfg.Kafka.ProducerConfig, pol, log, reg)
+		pcfg := cfg.Kafka.ProducerConfig
+		pcfg.Topics = []string{cfg.Kafka.Topic} // replays go back to the events topic only
+		p, err := kafka.NewProducer(pcfg, pol, log, reg)
 		if err != nil {
 			return rep, err
 		}

@@ -94,6 +94,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// a conversation's link records on one partition.
 	pcfg := cfg.Kafka.ProducerConfig
 	pcfg.Balancer = crm.Balancer()
+	// Only these two: the client would otherwise cache and refresh the
+	// metadata of every topic of the cluster (bench/NOTES.md, row 6).
+	pcfg.Topics = []string{cfg.Kafka.DeadLetterTopic, cfg.CRM.LinksTopic}
 	dlq, err := kafka.NewProducer(pcfg, pol, log, reg)
 	if err != nil {
 		return err
