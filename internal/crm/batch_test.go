@@ -232,3 +232,46 @@ func TestTodoCommandsFailAlone(t *testing.T) {
 	}
 	t.Logf("%d appointments, faults inside the batches: %d requests, crm.activity.list ran %d times", n, requests, r.fake.Calls("crm.activity.list"))
 }
+
+// TestAppointmentBeforeItsLeadRequest: the shipper asked about a
+// conversation (without a lead to make: its number is not in the CRM) and
+// its appointment, and asks to make the lead only later (lead.created
+// reached it after appointment.confirmed), while the worker is still
+// looking the number up. The appointment is not answered as lead-less: the
+// lead asked for is made first, and the appointment's to-do goes on it.
+func TestAppointmentBeforeItsLeadRequest(t *testing.T) {
+	r := newRig(t, true)
+	ctx := context.Background()
+	const busy = 4
+	r.fake.FailNext("crm.duplicate.findbycomm", busy, http.StatusServiceUnavailable, "QUERY_LIMIT_EXCEEDED", "Too many requests")
+	s := pendingSession(1)
+	s.CreateLead = false
+	a := pendingAppointment(s, 1)
+	if err := r.store.PutAll(ctx, []Link{s, a}); err != nil {
+		t.Fatal(err)
+	}
+	stacktest.Eventually(t, time.Minute, "the worker looking the number up", func() error {
+		if r.fake.Faults("crm.duplicate.findbycomm") == busy {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	create := pendingSession(1) // lead.created stored: make the lead
+	if err := r.store.Put(ctx, create); err != nil {
+		t.Fatal(err)
+	}
+	if r.fake.Faults("crm.duplicate.findbycomm") == 0 {
+		t.Fatal("the look-up ended before the request to make the lead was written; the test proves nothing")
+	}
+	r.waitAll(t, []string{s.Key()}, StateLinked)
+	stacktest.Eventually(t, 2*time.Minute, "the appointment answered", func() error {
+		if l := r.latest(t)[a.Key()]; l.State == StatePending {
+			return fmt.Errorf("still pending")
+		}
+		return nil
+	})
+	if l := r.latest(t)[a.Key()]; l.State != StateDone {
+		t.Fatalf("the appointment is %q (%s), want done on the lead made for its conversation", l.State, l.Error)
+	}
+	r.exactlyOnce(t, []string{s.Key()}, []string{a.Key()})
+}

@@ -193,6 +193,14 @@ func (w *Worker) handleGroup(ctx context.Context, msgs []kafkago.Message) error 
 			return err
 		}
 	}
+	asked := w.createBeforeTodos(appts, seen)
+	for len(asked) > 0 {
+		n := min(len(asked), batchMax)
+		if err := w.createLeads(ctx, asked[:n], created); err != nil {
+			return err
+		}
+		asked = asked[n:]
+	}
 	var todos []todoJob
 	for _, m := range appts {
 		j, ok := w.newTodo(m, created)
@@ -216,6 +224,35 @@ func (w *Worker) handleGroup(ctx context.Context, msgs []kafkago.Message) error 
 		todos = todos[n:]
 	}
 	return nil
+}
+
+// createBeforeTodos returns the conversations of appointments that the
+// view shows asked to make a lead by a request outside the group: written
+// after the appointment's request (the shipper asks for a lead when it
+// stores lead.created, which may reach it after appointment.confirmed),
+// so it comes later on the partition. Its lead is made now (found by
+// ORIGIN_ID if it exists), or the appointment would be answered as
+// lead-less; the request itself, met later, finds the conversation
+// linked. A number the view could not open is left to that request.
+func (w *Worker) createBeforeTodos(appts []kafkago.Message, seen map[string]bool) []Link {
+	if !w.cfg.Sync {
+		return nil
+	}
+	var out []Link
+	for _, m := range appts {
+		a, err := w.store.decode(m.Value)
+		if err != nil {
+			continue
+		}
+		key := SessionKey(a.Tenant, a.SessionID)
+		v, ok := w.store.Get(key)
+		if seen[key] || !ok || v.Kind != KindSession || v.State != StatePending || !v.CreateLead || v.CRMID != "" || v.PhoneSealed != "" {
+			continue
+		}
+		seen[key] = true
+		out = append(out, v)
+	}
+	return out
 }
 
 // appointment reports a readable request for an appointment's to-do.
