@@ -95,7 +95,7 @@ func NewWorker(cfg WorkerConfig, store *Store, client *bitrix24.Client, policy *
 
 // Run consumes the links topic in the worker's group until ctx ends. A
 // record is committed only after it was resolved (or failed for good).
-// Records are taken in groups of up to batchMax: the new conversations of
+// Records are taken in groups of up to groupMax: the new conversations of
 // a group get their leads through batch requests (createLeads), and the
 // appointments of linked conversations their to-dos (addTodos); the rest
 // are answered one by one, in order.
@@ -125,8 +125,15 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 // batchMax is the most commands one batch request may carry (CONTRACT.md
-// section 6, batch); it also bounds a group of records.
+// section 6, batch).
 const batchMax = 50
+
+// groupMax bounds a group of records: several batches' worth, because a
+// group also holds records that need no command (a conversation asked
+// about again once linked) and mixes conversations with appointments, so
+// a group of 50 records sent half-empty batches while a backlog waited at
+// the portal's 2 requests/s.
+const groupMax = 4 * batchMax
 
 // groupLinger is how long a group waits for more records after its first:
 // a backlog arrives partition by partition, each fetch waiting up to the
@@ -134,7 +141,7 @@ const batchMax = 50
 // a lone record waits this long more for its lead.
 const groupLinger = 300 * time.Millisecond
 
-// fetchGroup waits for a record, then takes up to batchMax-1 more that
+// fetchGroup waits for a record, then takes up to groupMax-1 more that
 // arrive within groupLinger.
 func fetchGroup(ctx context.Context, r *kafkago.Reader) ([]kafkago.Message, error) {
 	m, err := r.FetchMessage(ctx)
@@ -144,7 +151,7 @@ func fetchGroup(ctx context.Context, r *kafkago.Reader) ([]kafkago.Message, erro
 	msgs := []kafkago.Message{m}
 	lctx, cancel := context.WithTimeout(ctx, groupLinger)
 	defer cancel()
-	for len(msgs) < batchMax {
+	for len(msgs) < groupMax {
 		m, err := r.FetchMessage(lctx)
 		if err != nil {
 			break // the linger is over (or ctx ended: the caller sees it next)
