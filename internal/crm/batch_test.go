@@ -93,7 +93,7 @@ func TestCommandAction(t *testing.T) {
 // TestTodosDrainInBatches: the to-dos of a backlog of confirmed
 // appointments go to the portal in batch requests, counted by the fake
 // portal itself: with their new conversations about three requests per 50
-// records (a look-up of the leads, their adds, the to-dos' adds: a lead
+// conversations (a look-up of the leads, their adds, the to-dos' adds: a lead
 // made a moment ago holds no to-do to look for), and, asked about again
 // (a replay after a crash, the view holding no answered appointments),
 // one look-up per 50 appointments that finds every to-do and adds none.
@@ -123,7 +123,7 @@ func TestTodosDrainInBatches(t *testing.T) {
 	r.waitAll(t, appts, StateDone)
 	r.exactlyOnce(t, keys, appts)
 	requests := r.fake.Requests() - before
-	ideal := 3 * ((2*n + 49) / 50) // groups of at most 50 records
+	ideal := 3 * ((n + 49) / 50) // batch takes at most 50 commands
 	if limit := ideal + 12; requests > limit {
 		t.Errorf("%d conversations with an appointment each took %d requests to the portal, want at most %d (ideal %d; to-dos one by one would be %d more)",
 			n, requests, limit, ideal, 2*n)
@@ -220,10 +220,12 @@ func TestTodoCommandsFailAlone(t *testing.T) {
 		}
 	}
 	r.exactlyOnce(t, liveKeys, appts)
-	// Each live appointment's to-do made once, and the deleted lead's add
-	// refused once (the fake counts a method that ran and answered an
-	// error; not a command a FailNext fault answered).
-	if got := r.fake.Calls("crm.activity.todo.add"); got != len(appts)+1 {
+	// Each live appointment's add ran once (each run on a live lead makes
+	// a to-do, and exactlyOnce counted one each), the deleted lead's add
+	// was refused once, or twice when the cut reply was its batch's (the
+	// fake counts a method that ran and answered an error; not a command a
+	// FailNext fault answered).
+	if got := r.fake.Calls("crm.activity.todo.add"); got < len(appts)+1 || got > len(appts)+2 {
 		t.Errorf("crm.activity.todo.add ran %d times for %d to-dos and one refused", got, len(appts))
 	}
 	requests := r.fake.Requests() - before
