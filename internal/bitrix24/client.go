@@ -513,10 +513,60 @@ func (c *Client) TodoAdd(ctx context.Context, t Todo) (ID, error) {
 		ID ID `json:"id"`
 	}
 	_, err := c.call(ctx, "crm.activity.todo.add", map[string]any{
-		"ownerTypeId": 1, "ownerId": int64(t.LeadID), "deadline": t.Deadline.Format("2006-01-02T15:04:05"),
+		"ownerTypeId": 1, "ownerId": int64(t.LeadID), "deadline": t.Deadline.Format(todoDeadline),
 		"title": t.Title, "description": t.Description,
 	}, &res, false)
 	return res.ID, err
+}
+
+// todoDeadline is how crm.activity.todo.add takes its deadline.
+const todoDeadline = "2006-01-02T15:04:05"
+
+// TodoAddCommand is TodoAdd as a batch command ("method?query" in the PHP
+// bracket notation, CONTRACT.md section 6, batch). Its result is
+// {"id":N}; send it with BatchWrite, which like TodoAdd is not retried
+// after an ambiguous failure.
+func TodoAddCommand(t Todo) string {
+	q := url.Values{"ownerTypeId": {"1"}, "ownerId": {t.LeadID.String()}, "deadline": {t.Deadline.Format(todoDeadline)},
+		"title": {t.Title}, "description": {t.Description}}
+	return "crm.activity.todo.add?" + q.Encode()
+}
+
+// TodoAdded decodes a TodoAddCommand's result.
+func TodoAdded(result json.RawMessage) (ID, error) {
+	var res struct {
+		ID ID `json:"id"`
+	}
+	if err := json.Unmarshal(result, &res); err != nil {
+		return 0, fmt.Errorf("bitrix24 crm.activity.todo.add: decode %s: %w", truncate(result), err)
+	}
+	if res.ID <= 0 {
+		return 0, fmt.Errorf("bitrix24 crm.activity.todo.add: no id in %s", truncate(result))
+	}
+	return res.ID, nil
+}
+
+// LeadTodosCommand is the first page of LeadTodos as a batch command: the
+// lead's activities whose description holds marker, oldest first. Its
+// result is a page of Activity rows; pass them through WithMarker, and when
+// none matches and the batch's Next has the command, the rest are on more
+// pages (LeadTodos reads them all).
+func LeadTodosCommand(lead ID, marker string) string {
+	q := url.Values{"filter[OWNER_TYPE_ID]": {"1"}, "filter[OWNER_ID]": {lead.String()}, "filter[%DESCRIPTION]": {marker},
+		"select[0]": {"ID"}, "select[1]": {"DESCRIPTION"}, "order[ID]": {"ASC"}, "start": {"0"}}
+	return "crm.activity.list?" + q.Encode()
+}
+
+// WithMarker keeps the rows whose description holds marker: the portal's
+// filter is a LIKE, where "_" matches any character.
+func WithMarker(rows []Activity, marker string) []Activity {
+	var out []Activity
+	for _, a := range rows {
+		if strings.Contains(a.Description, marker) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // Activity is a row of crm.activity.list (every value arrives as a string).
@@ -560,19 +610,15 @@ func (c *Client) LeadTodos(ctx context.Context, lead ID, marker string) ([]Activ
 	if err != nil {
 		return nil, err
 	}
-	var out []Activity
-	for _, a := range rows {
-		if strings.Contains(a.Description, marker) {
-			out = append(out, a)
-		}
-	}
-	return out, nil
+	return WithMarker(rows, marker), nil
 }
 
-// BatchResult is the reply of batch: per-command results and errors.
+// BatchResult is the reply of batch: per-command results and errors, and
+// for list commands with another page the offset of that page.
 type BatchResult struct {
 	Result map[string]json.RawMessage
 	Errors map[string]*Error
+	Next   map[string]int
 }
 
 // Batch runs up to 50 commands ("method?query") in one request, which
@@ -599,15 +645,21 @@ func (c *Client) batch(ctx context.Context, cmds map[string]string, halt, idempo
 	var raw struct {
 		Result      json.RawMessage `json:"result"`
 		ResultError json.RawMessage `json:"result_error"`
+		ResultNext  json.RawMessage `json:"result_next"`
 	}
 	if _, err := c.call(ctx, "batch", map[string]any{"halt": h, "cmd": cmds}, &raw, idempotent); err != nil {
 		return BatchResult{}, err
 	}
-	out := BatchResult{Result: map[string]json.RawMessage{}, Errors: map[string]*Error{}}
+	out := BatchResult{Result: map[string]json.RawMessage{}, Errors: map[string]*Error{}, Next: map[string]int{}}
 	// Empty sections arrive as [] rather than {}.
 	if t := bytes.TrimSpace(raw.Result); len(t) > 0 && t[0] == '{' {
 		if err := json.Unmarshal(t, &out.Result); err != nil {
 			return out, fmt.Errorf("bitrix24 batch: decode result: %w", err)
+		}
+	}
+	if t := bytes.TrimSpace(raw.ResultNext); len(t) > 0 && t[0] == '{' {
+		if err := json.Unmarshal(t, &out.Next); err != nil {
+			return out, fmt.Errorf("bitrix24 batch: decode result_next: %w", err)
 		}
 	}
 	if t := bytes.TrimSpace(raw.ResultError); len(t) > 0 && t[0] == '{' {

@@ -2,7 +2,9 @@ package bitrix24
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -297,5 +299,69 @@ func TestBatch(t *testing.T) {
 	empty, err := c.Batch(context.Background(), map[string]string{"x": "crm.lead.get?id=1"}, true)
 	if err != nil || len(empty.Result) != 0 || len(empty.Errors) != 1 {
 		t.Errorf("batch with only a failure (result: []) = %+v, %v", empty, err)
+	}
+}
+
+// TestTodoCommands: the batch forms of TodoAdd and LeadTodos do what the
+// single calls do (a to-do on the lead, with its deadline, found again by
+// its marker and only on its lead), an add on a missing lead fails alone
+// in result_error, and a look-up matching more than a page reports the
+// next page's offset (result_next).
+func TestTodoCommands(t *testing.T) {
+	c, srv := newPair(t, bitrix24test.Config{}, nil)
+	ctx := context.Background()
+	a, _ := c.LeadAdd(ctx, Lead{Title: "a"})
+	b, _ := c.LeadAdd(ctx, Lead{Title: "b"})
+	at := time.Date(2026, 12, 2, 11, 0, 0, 0, time.UTC)
+	cmds := map[string]string{"m": TodoAddCommand(Todo{LeadID: 999999, Deadline: at, Title: "x", Description: "(appointment apt-0)"})}
+	for i := 0; i < 49; i++ { // with "m", the 50 a batch may hold
+		cmds[fmt.Sprintf("d%02d", i)] = TodoAddCommand(Todo{LeadID: a, Deadline: at, Title: "Appointment: haircut & wash",
+			Description: fmt.Sprintf("Booked by the assistant (appointment apt-%d) [many]", i)})
+	}
+	added, err := c.BatchWrite(ctx, cmds, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := added.Errors["m"]; e == nil || e.Code != "OWNER_NOT_FOUND" {
+		t.Errorf("a to-do on a missing lead: %v, want OWNER_NOT_FOUND in result_error", e)
+	}
+	id, err := TodoAdded(added.Result["d07"])
+	if err != nil || len(added.Result) != 49 {
+		t.Fatalf("%d results; d07 %s: %v", len(added.Result), added.Result["d07"], err)
+	}
+	for i := 49; i < 55; i++ { // more to-dos on lead a than a page holds
+		if _, err := c.TodoAdd(ctx, Todo{LeadID: a, Deadline: at, Title: "y", Description: fmt.Sprintf("(appointment apt-%d) [many]", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	found, err := c.Batch(ctx, map[string]string{"one": LeadTodosCommand(a, "(appointment apt-7)"), "other": LeadTodosCommand(b, "(appointment apt-7)"),
+		"many": LeadTodosCommand(a, "[many]")}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var one, other, many []Activity
+	for k, v := range map[string]*[]Activity{"one": &one, "other": &other, "many": &many} {
+		if err := json.Unmarshal(found.Result[k], v); err != nil {
+			t.Fatalf("%s: %s: %v", k, found.Result[k], err)
+		}
+	}
+	if one = WithMarker(one, "(appointment apt-7)"); len(one) != 1 || one[0].ID != id {
+		t.Errorf("apt-7 on lead a: %+v, want to-do %d", one, id)
+	}
+	if len(other) != 0 {
+		t.Errorf("apt-7 on lead b: %+v, want none", other)
+	}
+	if len(many) != 50 || found.Next["many"] != 50 {
+		t.Errorf("55 matches: a page of %d, next %v; want 50 and 50", len(many), found.Next)
+	}
+	if _, ok := found.Next["one"]; ok {
+		t.Errorf("a one-row look-up has a next page: %v", found.Next)
+	}
+	acts := srv.Activities()
+	for _, x := range acts {
+		if x["DESCRIPTION"] == "Booked by the assistant (appointment apt-7) [many]" &&
+			(x["SUBJECT"] != "Appointment: haircut & wash" || x["DEADLINE"] != "2026-12-02T11:00:00+00:00") {
+			t.Errorf("apt-7's to-do as stored: %v", x)
+		}
 	}
 }

@@ -256,9 +256,19 @@ func (s *Store) PutAll(ctx context.Context, ls []Link) error {
 // answer: the shipper asks again for conversations it already knows, and
 // the view must keep saying what the CRM answered (but a request to create
 // a lead reopens a conversation that had none).
+//
+// A conversation asked to make a lead stays asked until a worker answers
+// that request: neither the no_lead answer to an earlier request without
+// it, nor that earlier request read back late, hides it. Otherwise an
+// appointment between the two would find "no lead" although its lead is
+// on the way (createBeforeTodos makes it).
 func (s *Store) apply(key string, l Link) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if cur, ok := s.open[key]; ok && l.Kind == KindSession && cur.CreateLead && !l.CreateLead && cur.Updated.After(l.Updated) &&
+		(l.State == StatePending || l.State == StateNoLead) {
+		return
+	}
 	if l.resolved() {
 		delete(s.open, key)
 		if l.Kind != KindSession {

@@ -95,8 +95,9 @@ func NewWorker(cfg WorkerConfig, store *Store, client *bitrix24.Client, policy *
 
 // Run consumes the links topic in the worker's group until ctx ends. A
 // record is committed only after it was resolved (or failed for good).
-// Records are taken in groups of up to batchMax: the new conversations of
-// a group get their leads through batch requests (createLeads), the rest
+// Records are taken in groups of up to groupMax: the new conversations of
+// a group get their leads through batch requests (createLeads), and the
+// appointments of linked conversations their to-dos (addTodos); the rest
 // are answered one by one, in order.
 func (w *Worker) Run(ctx context.Context) error {
 	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: w.cfg.Brokers, Dialer: w.cfg.Dialer, GroupID: w.cfg.GroupID, Topic: w.cfg.Topic,
@@ -124,8 +125,15 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 // batchMax is the most commands one batch request may carry (CONTRACT.md
-// section 6, batch); it also bounds a group of records.
+// section 6, batch).
 const batchMax = 50
+
+// groupMax bounds a group of records: several batches' worth, because a
+// group also holds records that need no command (a conversation asked
+// about again once linked) and mixes conversations with appointments, so
+// a group of 50 records sent half-empty batches while a backlog waited at
+// the portal's 2 requests/s.
+const groupMax = 4 * batchMax
 
 // groupLinger is how long a group waits for more records after its first:
 // a backlog arrives partition by partition, each fetch waiting up to the
@@ -133,7 +141,7 @@ const batchMax = 50
 // a lone record waits this long more for its lead.
 const groupLinger = 300 * time.Millisecond
 
-// fetchGroup waits for a record, then takes up to batchMax-1 more that
+// fetchGroup waits for a record, then takes up to groupMax-1 more that
 // arrive within groupLinger.
 func fetchGroup(ctx context.Context, r *kafkago.Reader) ([]kafkago.Message, error) {
 	m, err := r.FetchMessage(ctx)
@@ -143,7 +151,7 @@ func fetchGroup(ctx context.Context, r *kafkago.Reader) ([]kafkago.Message, erro
 	msgs := []kafkago.Message{m}
 	lctx, cancel := context.WithTimeout(ctx, groupLinger)
 	defer cancel()
-	for len(msgs) < batchMax {
+	for len(msgs) < groupMax {
 		m, err := r.FetchMessage(lctx)
 		if err != nil {
 			break // the linger is over (or ctx ended: the caller sees it next)
@@ -154,8 +162,10 @@ func fetchGroup(ctx context.Context, r *kafkago.Reader) ([]kafkago.Message, erro
 }
 
 // handleGroup answers a group of records: first the leads of its new
-// conversations, in batches, then every other record in order (an
-// appointment after its conversation, as one by one).
+// conversations, in batches; then every other conversation's record in
+// order, one by one; last the appointments: those whose conversation is
+// linked get their to-dos in batches (addTodos), the rest (waiting for
+// their conversation, or without a lead) one by one.
 func (w *Worker) handleGroup(ctx context.Context, msgs []kafkago.Message) error {
 	var fresh []Link
 	batched := map[int]bool{}
@@ -169,22 +179,129 @@ func (w *Worker) handleGroup(ctx context.Context, msgs []kafkago.Message) error 
 		fresh = append(fresh, l)
 		batched[i] = true
 	}
+	created := map[string]bool{} // conversations whose lead this group made
 	for len(fresh) > 0 {
 		n := min(len(fresh), batchMax)
-		if err := w.createLeads(ctx, fresh[:n]); err != nil {
+		if err := w.createLeads(ctx, fresh[:n], created); err != nil {
 			return err
 		}
 		fresh = fresh[n:]
 	}
+	var appts []kafkago.Message
 	for i, m := range msgs {
 		if batched[i] {
+			continue
+		}
+		if w.appointment(m) {
+			appts = append(appts, m) // after every conversation of the group: its lead is known by then
 			continue
 		}
 		if err := w.handle(ctx, m); err != nil {
 			return err
 		}
 	}
+	asked := w.createBeforeTodos(appts, seen)
+	for len(asked) > 0 {
+		n := min(len(asked), batchMax)
+		if err := w.createLeads(ctx, asked[:n], created); err != nil {
+			return err
+		}
+		asked = asked[n:]
+	}
+	var todos []todoJob
+	for _, m := range appts {
+		j, ok := w.newTodo(m, created)
+		if !ok {
+			if err := w.handle(ctx, m); err != nil {
+				return err
+			}
+			continue
+		}
+		if seen[j.link.Key()] {
+			continue // asked twice in the group: one answer, written after both requests, covers both
+		}
+		seen[j.link.Key()] = true
+		todos = append(todos, j)
+	}
+	for len(todos) > 0 {
+		n := min(len(todos), batchMax)
+		if err := w.addTodos(ctx, todos[:n]); err != nil {
+			return err
+		}
+		todos = todos[n:]
+	}
 	return nil
+}
+
+// createBeforeTodos returns the conversations of appointments that the
+// view shows asked to make a lead by a request outside the group: written
+// after the appointment's request (the shipper asks for a lead when it
+// stores lead.created, which may reach it after appointment.confirmed),
+// so it comes later on the partition. Its lead is made now (found by
+// ORIGIN_ID if it exists), or the appointment would be answered as
+// lead-less; the request itself, met later, finds the conversation
+// linked. A number the view could not open is left to that request.
+func (w *Worker) createBeforeTodos(appts []kafkago.Message, seen map[string]bool) []Link {
+	if !w.cfg.Sync {
+		return nil
+	}
+	var out []Link
+	for _, m := range appts {
+		a, err := w.store.decode(m.Value)
+		if err != nil {
+			continue
+		}
+		key := SessionKey(a.Tenant, a.SessionID)
+		v, ok := w.store.Get(key)
+		if seen[key] || !ok || v.Kind != KindSession || v.State != StatePending || !v.CreateLead || v.CRMID != "" || v.PhoneSealed != "" {
+			continue
+		}
+		seen[key] = true
+		out = append(out, v)
+	}
+	return out
+}
+
+// appointment reports a readable request for an appointment's to-do.
+func (w *Worker) appointment(m kafkago.Message) bool {
+	if m.Value == nil {
+		return false
+	}
+	l, err := w.store.decode(m.Value)
+	return err == nil && l.Kind == KindAppointment && !l.resolved()
+}
+
+// todoJob is an appointment whose to-do goes in a batch: its request, the
+// lead of its conversation, and whether that lead was made by this group
+// (then it cannot hold the to-do yet, and the look-up is skipped).
+type todoJob struct {
+	link    Link
+	lead    bitrix24.ID
+	crmID   string
+	created bool
+}
+
+// newTodo decodes an appointment whose conversation is linked: what
+// addActivity would look up and add. Any other (no sync, a conversation
+// not linked yet or without a lead) is answered one by one.
+func (w *Worker) newTodo(m kafkago.Message, created map[string]bool) (todoJob, bool) {
+	if !w.cfg.Sync {
+		return todoJob{}, false
+	}
+	l, err := w.store.decode(m.Value)
+	if err != nil || l.Kind != KindAppointment || l.resolved() {
+		return todoJob{}, false
+	}
+	key := SessionKey(l.Tenant, l.SessionID)
+	sess, ok := w.store.Get(key)
+	if !ok || sess.State != StateLinked {
+		return todoJob{}, false
+	}
+	var lead bitrix24.ID
+	if err := lead.UnmarshalJSON([]byte(sess.CRMID)); err != nil || lead <= 0 {
+		return todoJob{}, false // addActivity answers it as failed
+	}
+	return todoJob{link: l, lead: lead, crmID: sess.CRMID, created: created[key]}, true
 }
 
 // newConversation decodes a record that asks for a lead the CRM may not
@@ -398,12 +515,7 @@ func (w *Worker) addActivity(ctx context.Context, l Link, first time.Time) error
 	if len(found) > 0 {
 		id = found[0].ID
 	} else {
-		deadline := time.Now().Add(24 * time.Hour)
-		if t, err := time.Parse(time.RFC3339, l.StartsAt); err == nil {
-			deadline = t
-		}
-		if id, err = w.client.TodoAdd(ctx, bitrix24.Todo{LeadID: leadID, Deadline: deadline,
-			Title: "Appointment: " + l.Service, Description: "Booked by the assistant " + marker}); err != nil {
+		if id, err = w.client.TodoAdd(ctx, todo(l, leadID)); err != nil {
 			return err // an ambiguous failure is looked up again first
 		}
 		outcome = "done"
@@ -416,6 +528,17 @@ func (w *Worker) addActivity(ctx context.Context, l Link, first time.Time) error
 	return nil
 }
 
+// todo is the to-do of an appointment on its conversation's lead, with
+// the marker that finds it again.
+func todo(l Link, lead bitrix24.ID) bitrix24.Todo {
+	deadline := time.Now().Add(24 * time.Hour)
+	if t, err := time.Parse(time.RFC3339, l.StartsAt); err == nil {
+		deadline = t
+	}
+	return bitrix24.Todo{LeadID: lead, Deadline: deadline, Title: "Appointment: " + l.Service,
+		Description: "Booked by the assistant " + TodoMarker(l.AppointmentID)}
+}
+
 // createLeads finds or creates the leads of up to batchMax new
 // conversations with two requests instead of two per conversation: a
 // batch of crm.lead.list by ORIGIN_ID, then a batch of crm.lead.add for
@@ -425,10 +548,13 @@ func (w *Worker) addActivity(ctx context.Context, l Link, first time.Time) error
 // QUERY_LIMIT_EXCEEDED, OPERATION_TIME_LIMIT, ERROR_CORE) follows the
 // error policy for its conversation alone: invalid ones are answered as
 // failed, the rest wait and go again with the next round.
-func (w *Worker) createLeads(ctx context.Context, ls []Link) error {
+//
+// created gets the key of each conversation whose lead a batch here made
+// (its reply read), for addTodos.
+func (w *Worker) createLeads(ctx context.Context, ls []Link, created map[string]bool) error {
 	a := w.policy.Start(bitrix24.Destination)
 	for {
-		left, err := w.createRound(ctx, ls)
+		left, err := w.createRound(ctx, ls, created)
 		if len(left) > 0 && errpolicy.Classify(err) == errpolicy.DeadLetter {
 			// The portal refused a batch itself as invalid: answer the
 			// conversations left one by one, the way that needs no batch.
@@ -467,7 +593,7 @@ func (w *Worker) oneByOne(ctx context.Context, ls []Link) error {
 // createRound is one look-up and one add. It returns the conversations
 // still without an answer and the error that kept them (marked with its
 // action for the policy).
-func (w *Worker) createRound(ctx context.Context, ls []Link) (left []Link, err error) {
+func (w *Worker) createRound(ctx context.Context, ls []Link, created map[string]bool) (left []Link, err error) {
 	cmds := make(map[string]string, len(ls))
 	for i, l := range ls {
 		q := url.Values{"filter[ORIGIN_ID]": {OriginID(l.Tenant, l.SessionID)}, "select[0]": {"ID"},
@@ -541,6 +667,9 @@ func (w *Worker) createRound(ctx context.Context, ls []Link) (left []Link, err e
 		}
 		for i, l := range linked {
 			w.outcomes.WithLabelValues(KindSession, outcomes[i]).Inc()
+			if outcomes[i] == "created" {
+				created[l.Key()] = true
+			}
 			if err := w.linked(ctx, l); err != nil {
 				left, lastErr = append(left, l), err
 			}
@@ -548,6 +677,149 @@ func (w *Worker) createRound(ctx context.Context, ls []Link) (left []Link, err e
 	}
 	if len(left) > 0 && lastErr == nil {
 		lastErr = errors.New("crm leads not answered") // cannot happen: every kept conversation sets lastErr
+	}
+	return left, lastErr
+}
+
+// addTodos adds the to-dos of up to batchMax appointments with two
+// requests instead of two per appointment: a batch of crm.activity.list by
+// each to-do's marker, then a batch of crm.activity.todo.add for those not
+// found. An appointment whose lead this group made skips the look-up on
+// its first round (nothing can be on a lead that did not exist); every
+// later round looks first, so a to-do whose add failed ambiguously (a lost
+// reply, a cut connection) is found rather than made twice, as after a
+// crash: the replayed request meets a linked conversation and looks. A
+// command's own error follows the error policy for its appointment alone
+// (commandFailed), as in createLeads.
+func (w *Worker) addTodos(ctx context.Context, js []todoJob) error {
+	a := w.policy.Start(bitrix24.Destination)
+	for {
+		left, err := w.todoRound(ctx, js)
+		if len(left) > 0 && errpolicy.Classify(err) == errpolicy.DeadLetter {
+			// The portal refused a batch itself as invalid: add the
+			// to-dos left one by one, the way that needs no batch.
+			w.log.Warn("crm batch refused; adding to-dos one by one", "count", len(left), "err", err)
+			a.Done()
+			ls := make([]Link, len(left))
+			for i, j := range left {
+				ls[i] = j.link
+			}
+			return w.oneByOne(ctx, ls)
+		}
+		if len(left) == 0 {
+			a.Done()
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if werr := a.Wait(ctx, fmt.Errorf("crm to-dos of %d appointments (first %s): %w", len(left), left[0].link.Key(), err)); werr != nil {
+			return werr
+		}
+		for i := range left {
+			left[i].created = false // a request of the round may have been carried out: look first
+		}
+		js = left
+	}
+}
+
+// todoRound is one look-up and one add. It returns the appointments still
+// without an answer and the error that kept them (marked for the policy).
+func (w *Worker) todoRound(ctx context.Context, js []todoJob) (left []todoJob, err error) {
+	var toAdd, done []todoJob
+	var ids []bitrix24.ID
+	var outcomes []string
+	var lastErr error
+	cmds := map[string]string{}
+	for i, j := range js {
+		if !j.created {
+			cmds["t"+strconv.Itoa(i)] = bitrix24.LeadTodosCommand(j.lead, TodoMarker(j.link.AppointmentID))
+		}
+	}
+	var found bitrix24.BatchResult
+	if len(cmds) > 0 {
+		if found, err = w.client.Batch(ctx, cmds, false); err != nil {
+			return js, err
+		}
+	}
+	for i, j := range js {
+		if j.created {
+			toAdd = append(toAdd, j)
+			continue
+		}
+		k := "t" + strconv.Itoa(i)
+		if e := found.Errors[k]; e != nil {
+			if err := w.commandFailed(ctx, j.link, "crm.activity.list", e); err != nil {
+				left, lastErr = append(left, j), err
+			}
+			continue
+		}
+		marker := TodoMarker(j.link.AppointmentID)
+		var rows []bitrix24.Activity
+		if err := json.Unmarshal(found.Result[k], &rows); err != nil {
+			lastErr = fmt.Errorf("bitrix24 batch crm.activity.list %s: decode %s: %w", j.link.Key(), found.Result[k], err)
+			left = append(left, j)
+			continue
+		}
+		rows = bitrix24.WithMarker(rows, marker)
+		if _, more := found.Next[k]; len(rows) == 0 && more {
+			// A page of LIKE matches that are not this marker: read them all.
+			if rows, err = w.client.LeadTodos(ctx, j.lead, marker); err != nil {
+				left, lastErr = append(left, j), err
+				continue
+			}
+		}
+		if len(rows) > 0 {
+			done, ids, outcomes = append(done, j), append(ids, rows[0].ID), append(outcomes, "found")
+		} else {
+			toAdd = append(toAdd, j)
+		}
+	}
+	if len(toAdd) > 0 {
+		cmds := make(map[string]string, len(toAdd))
+		for i, j := range toAdd {
+			cmds["d"+strconv.Itoa(i)] = bitrix24.TodoAddCommand(todo(j.link, j.lead))
+		}
+		added, err := w.client.BatchWrite(ctx, cmds, false)
+		if err != nil {
+			// Maybe applied: the next round looks these up first.
+			left, lastErr = append(left, toAdd...), err
+		} else {
+			for i, j := range toAdd {
+				k := "d" + strconv.Itoa(i)
+				if e := added.Errors[k]; e != nil {
+					if err := w.commandFailed(ctx, j.link, "crm.activity.todo.add", e); err != nil {
+						left, lastErr = append(left, j), err
+					}
+					continue
+				}
+				id, err := bitrix24.TodoAdded(added.Result[k])
+				if err != nil {
+					// Added, but the id is unreadable: found by its marker next round.
+					left, lastErr = append(left, j), fmt.Errorf("%s: %w", j.link.Key(), err)
+					continue
+				}
+				done, ids, outcomes = append(done, j), append(ids, id), append(outcomes, "done")
+			}
+		}
+	}
+	if len(done) > 0 {
+		answers := make([]Link, len(done))
+		for i, j := range done {
+			l := j.link
+			l.State, l.ActivityID, l.CRMID, l.Error = StateDone, ids[i].String(), j.crmID, ""
+			answers[i] = l
+		}
+		if err := w.store.PutAll(ctx, answers); err != nil {
+			// Not answered: found by the marker next round.
+			return append(left, done...), err
+		}
+		for i := range done {
+			w.outcomes.WithLabelValues(KindAppointment, outcomes[i]).Inc()
+		}
+	}
+	if len(left) > 0 && lastErr == nil {
+		lastErr = errors.New("crm to-dos not answered") // cannot happen: every kept appointment sets lastErr
 	}
 	return left, lastErr
 }
