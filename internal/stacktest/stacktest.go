@@ -9,6 +9,7 @@ package stacktest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -234,11 +235,24 @@ func LokiScalar(t testing.TB, base, q string) int {
 // sends none, as to the stack's single-tenant Loki).
 func LokiScalarAs(t testing.TB, base, org, q string) int {
 	t.Helper()
-	n, err := LokiInstant(context.Background(), base, org, q, time.Time{})
-	if err != nil {
-		t.Fatal(err)
+	var err error
+	// A query queued behind others past Loki's 30 s server write timeout
+	// ends as EOF on the connection (seen under the full suite's load);
+	// the query reads only, so it is asked again, at most three times.
+	for attempt := 0; attempt < 3; attempt++ {
+		var n int
+		if n, err = LokiInstant(context.Background(), base, org, q, time.Time{}); err == nil {
+			return n
+		}
+		var uerr *url.Error
+		if !errors.As(err, &uerr) {
+			break
+		}
+		t.Logf("loki query %s: %v; asking again", q, err)
+		time.Sleep(time.Second)
 	}
-	return n
+	t.Fatal(err)
+	return 0
 }
 
 // LokiInstant runs an instant LogQL query whose answer is one number as
