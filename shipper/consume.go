@@ -141,7 +141,8 @@ type flight struct {
 }
 
 // Run consumes until ctx ends. Up to inFlight batches are shipped at once
-// (the sinks work on one while the next is prepared or sent) and their
+// (the sinks work on one while the next is prepared or sent), each
+// pushing to Loki only after the one before (lokiTurn), and their
 // offsets are committed strictly in fetch order, each only after every
 // batch before it was acknowledged and committed: a batch that fails holds
 // back every later one. When ctx ends, the batches in flight get up to the
@@ -159,6 +160,7 @@ func (c *consumer) Run(ctx context.Context) error {
 	fetchCtx, abort := context.WithCancel(ctx)
 	defer abort()
 
+	var lokiDone <-chan struct{} // the last batch's turn at Loki (lokiTurn)
 	slots := make(chan struct{}, c.inFlight)
 	queue := make(chan *flight, c.inFlight)
 	committed := make(chan error, 1)
@@ -194,7 +196,9 @@ func (c *consumer) Run(ctx context.Context) error {
 			refused = nil
 		}
 		f := &flight{batch: batch, start: time.Now(), done: make(chan error, 1)}
-		go func() { f.done <- c.p.ship(sendCtx, f.batch) }()
+		turn := lokiTurn{prev: lokiDone, done: make(chan struct{})}
+		lokiDone = turn.done
+		go func() { f.done <- c.p.ship(sendCtx, f.batch, turn) }()
 		queue <- f
 	}
 	close(queue)

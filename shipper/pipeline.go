@@ -191,10 +191,47 @@ func (p *pipeline) deadLetter(msg kafkago.Message, reason, errText, tenant strin
 	return rec.Message(p.dlqTopic)
 }
 
+// lokiTurn puts the Loki writes of batches shipped side by side in fetch
+// order: a batch pushes only once the batch fetched before it is done with
+// Loki. Loki refuses an entry more than its out-of-order window
+// (max_chunk_age/2, 1 h by default) behind the newest of its stream, and a
+// backfill's batches are hours apart: pushed in the order their
+// Elasticsearch writes happened to finish, a later batch landing first got
+// the earlier one's entries refused as "entry too far behind" and
+// dead-lettered (TestBackfillInFlightReachesLoki). Elasticsearch writes
+// stay concurrent; they are the larger share of a batch's time.
+type lokiTurn struct {
+	prev <-chan struct{} // closed once the batch before is done with Loki; nil: no batch before
+	done chan struct{}   // closed once this batch is; nil: no batch after
+}
+
+// wait blocks until it is this batch's turn at Loki, or ctx ends.
+func (t *lokiTurn) wait(ctx context.Context) error {
+	if t.prev == nil {
+		return nil
+	}
+	select {
+	case <-t.prev:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for the batch before to reach loki: %w", ctx.Err())
+	}
+}
+
+// finish hands the turn to the next batch; a batch that fails before or
+// during its push hands it on too, so no batch waits for ever.
+func (t *lokiTurn) finish() {
+	if t.done != nil {
+		close(t.done)
+		t.done = nil
+	}
+}
+
 // ship processes one batch; it returns nil once every message is in both
 // sinks or dead-lettered, and an error only when ctx ended first (then no
-// offset may be committed).
-func (p *pipeline) ship(ctx context.Context, msgs []kafkago.Message) error {
+// offset may be committed). Its Loki writes wait for turn.
+func (p *pipeline) ship(ctx context.Context, msgs []kafkago.Message, turn lokiTurn) error {
+	defer turn.finish()
 	p.m.consumed.Add(float64(len(msgs)))
 	now := time.Now()
 	var items []*item
@@ -270,6 +307,9 @@ func (p *pipeline) ship(ctx context.Context, msgs []kafkago.Message) error {
 			reasons[ReasonElasticsearch]++
 		}
 	}
+	if err := turn.wait(ctx); err != nil {
+		return fmt.Errorf("ship batch of %d: %w", len(msgs), err)
+	}
 	var push, seen []loki.Entry
 	for i, it := range items {
 		switch {
@@ -302,6 +342,7 @@ func (p *pipeline) ship(ctx context.Context, msgs []kafkago.Message) error {
 	if err != nil {
 		return fmt.Errorf("ship batch of %d: loki: %w", len(msgs), err)
 	}
+	turn.finish()
 	lokiRefused := map[*item]bool{}
 	for _, r := range lokiRejections {
 		it := r.Entry.Ref.(*item)
