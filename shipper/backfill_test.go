@@ -3,14 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"testing"
 	"time"
 
 	"github.com/assistlog/assistlog/internal/deadletter"
-	"github.com/assistlog/assistlog/internal/proctest"
 	"github.com/assistlog/assistlog/internal/stacktest"
 	"github.com/assistlog/assistlog/stack"
 )
@@ -48,33 +45,10 @@ func TestBackfillInFlightReachesLoki(t *testing.T) {
 	stacktest.CreateTopics(t, e.ep.KafkaBrokers, map[string]int{topic: 1})
 	produceEvents(t, e.ep.KafkaBrokers, topic, evs)
 
-	addr := proctest.FreeAddr(t)
-	cfg := fmt.Sprintf(`kafka:
-  brokers: [%q]
-  topic: %s
-  dead_letter_topic: %s
-  group_id: group-%s
-  batch_messages: 50
-  batch_wait: 200ms
-  batches_in_flight: 4
-retry: {max_backoff: 2s, pause_interval: 2s}
-elasticsearch:
-  urls: [%q]
-  alias: %s
-loki:
-  url: %s
-  labels: {app: assistlog-test, deployment: %s}
-pii:
-  hash_secret: %q
-http:
-  listen: %s
-`, e.ep.KafkaBrokers, topic, e.dlq, e.run, e.ep.ElasticsearchURL, e.alias, lk.URL, e.run, testSecret, addr)
-	path := filepath.Join(e.dir, "shipper-backfill.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	e.procs = append(e.procs, proctest.Start(t, proctest.Build(t, "."), []string{"--config", path},
-		filepath.Join(e.dir, "shipper-backfill.log"), "http://"+addr+"/readyz"))
+	e.topic = topic
+	e.lokiURL = lk.URL
+	e.batching = "  batch_messages: 50\n  batch_wait: 200ms\n  batches_in_flight: 4\n"
+	e.start()
 
 	start := time.Now()
 	// Elasticsearch is written first: once it holds every event the Loki
@@ -107,4 +81,33 @@ http:
 	})
 	t.Logf("%d events spanning %s in batches of 50, 4 in flight: all in Loki after %s, none dead-lettered", len(evs), span.Round(time.Hour),
 		time.Since(start).Round(time.Millisecond))
+}
+
+// TestIdleTopicShipsPartialBatch: a few events on a topic that then stays
+// quiet are shipped once no more come (batch_linger), not when batch_wait
+// runs out. batch_wait is set to a minute so the two cannot be confused:
+// the events must be committed, in Elasticsearch and in Loki well before.
+// Waiting out batch_wait for a batch that could not fill added up to half a
+// second (the default) to every event's latency (bench row 5).
+func TestIdleTopicShipsPartialBatch(t *testing.T) {
+	e := newEnv(t)
+	evs, _ := e.generate(2)
+	for i := range evs { // a live assistant's events: Loki answers for them from its ingester at once
+		evs[i].Timestamp = time.Now().UTC().Add(time.Duration(i-len(evs)) * time.Millisecond).Format(time.RFC3339Nano)
+	}
+	const wait = time.Minute
+	e.batching = fmt.Sprintf("  batch_messages: 1000\n  batch_wait: %s\n", wait)
+	e.start()
+	produced := time.Now()
+	e.produce(evs)
+	stacktest.Eventually(t, wait/2, "the partial batch committed", func() error {
+		if n, err := e.committed(); err != nil || n != int64(len(evs)) {
+			return fmt.Errorf("%d of %d committed (%v)", n, len(evs), err)
+		}
+		return nil
+	})
+	took := time.Since(produced)
+	e.waitShipped(len(evs), wait/2-took)
+	t.Logf("%d events committed %s after they were produced, stored in both sinks after %s (batch_wait %s)",
+		len(evs), took.Round(time.Millisecond), time.Since(produced).Round(time.Millisecond), wait)
 }
