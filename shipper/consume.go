@@ -23,7 +23,8 @@ type consumer struct {
 	p        *pipeline
 	size     int
 	wait     time.Duration
-	inFlight int // batches shipped at once
+	linger   time.Duration // a batch is shipped once no message came for this long
+	inFlight int           // batches shipped at once
 	shutdown time.Duration
 	log      *slog.Logger
 	// pol waits out fetches that fail: a refused password or ACL pauses
@@ -70,7 +71,7 @@ func newConsumer(cfg Config, p *pipeline, pol *errpolicy.Policy, log *slog.Logge
 		// (its status, its requests): CRM batches go one at a time.
 		inFlight = 1
 	}
-	return &consumer{r: r, p: p, pol: pol, size: cfg.Kafka.BatchSize, inFlight: max(inFlight, 1), wait: cfg.Kafka.BatchWait, shutdown: cfg.ShutdownTimeout, log: log, lag: lag,
+	return &consumer{r: r, p: p, pol: pol, size: cfg.Kafka.BatchSize, inFlight: max(inFlight, 1), wait: cfg.Kafka.BatchWait, linger: cfg.Kafka.BatchLinger, shutdown: cfg.ShutdownTimeout, log: log, lag: lag,
 		lagFrom: kc.Client(10 * time.Second),
 		group:   cfg.Kafka.GroupID, topic: cfg.Kafka.Topic}, nil
 }
@@ -114,19 +115,28 @@ func (c *consumer) groupLag(ctx context.Context) (int64, error) {
 	return lag, nil
 }
 
-// fetch collects up to size messages, waiting at most wait after the first.
+// fetch collects up to size messages, waiting at most wait after the
+// first and at most linger for each next one: what the topic holds now is
+// shipped now. A backlog still fills whole batches (its messages come
+// back to back), and while every batch slot is busy the next batch grows
+// in the reader's queue.
 func (c *consumer) fetch(ctx context.Context) ([]kafkago.Message, error) {
 	first, err := c.r.FetchMessage(ctx)
 	if err != nil {
 		return nil, err
 	}
 	batch := []kafkago.Message{first}
-	fctx, cancel := context.WithTimeout(ctx, c.wait)
-	defer cancel()
+	deadline := time.Now().Add(c.wait)
 	for len(batch) < c.size {
+		gap := min(c.linger, time.Until(deadline))
+		if gap <= 0 {
+			break
+		}
+		fctx, cancel := context.WithTimeout(ctx, gap)
 		m, err := c.r.FetchMessage(fctx)
+		cancel()
 		if err != nil {
-			break // the wait ran out (or shutdown): ship what we have
+			break // idle, the wait ran out, or shutdown: ship what we have
 		}
 		batch = append(batch, m)
 	}
