@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/url"
 	"sort"
 	"testing"
 	"time"
 
 	"github.com/assistlog/assistlog/internal/deadletter"
+	"github.com/assistlog/assistlog/internal/event"
 	"github.com/assistlog/assistlog/internal/stacktest"
 	"github.com/assistlog/assistlog/stack"
 )
@@ -62,6 +66,11 @@ func TestBackfillInFlightReachesLoki(t *testing.T) {
 	t.Logf("all %d in Elasticsearch after %s", len(evs), time.Since(start).Round(time.Millisecond))
 	q := fmt.Sprintf(`sum(count_over_time({deployment=%q}[8d]))`, e.run)
 	var inLoki int
+	defer func() {
+		if t.Failed() && inLoki < len(evs) {
+			lokiShortfall(t, lk.URL, e.run, evs)
+		}
+	}()
 	stacktest.Eventually(t, 2*time.Minute, "events in Loki, none dead-lettered", func() error {
 		if dead := stacktest.ReadTopic(t, e.ep.KafkaBrokers, e.dlq); len(dead) > 0 {
 			reasons := map[string]int{}
@@ -110,4 +119,59 @@ func TestIdleTopicShipsPartialBatch(t *testing.T) {
 	e.waitShipped(len(evs), wait/2-took)
 	t.Logf("%d events committed %s after they were produced, stored in both sinks after %s (batch_wait %s)",
 		len(evs), took.Round(time.Millisecond), time.Since(produced).Round(time.Millisecond), wait)
+}
+
+// lokiShortfall tells a failing test which events Loki does not return and
+// whether they appear once Loki flushed its chunks: not yet readable (an
+// old entry still in an ingester's memory is read only after the flush,
+// query_ingesters_within) or lost.
+func lokiShortfall(t *testing.T, base, run string, evs []event.Event) {
+	t.Helper()
+	missing := func() []event.Event {
+		v := url.Values{"query": {fmt.Sprintf(`sum by (event_id) (count_over_time({deployment=%q}[8d]))`, run)}}
+		resp, err := http.Get(base + "/loki/api/v1/query?" + v.Encode())
+		if err != nil {
+			t.Log(err)
+			return nil
+		}
+		defer resp.Body.Close()
+		var r struct {
+			Data struct {
+				Result []struct {
+					Metric map[string]string `json:"metric"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+			t.Log(err)
+			return nil
+		}
+		have := map[string]bool{}
+		for _, s := range r.Data.Result {
+			have[s.Metric["event_id"]] = true
+		}
+		var out []event.Event
+		for _, e := range evs {
+			if !have[e.EventID] {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	gone := missing()
+	for i, e := range gone {
+		if i == 10 {
+			t.Logf("... %d more", len(gone)-i)
+			break
+		}
+		t.Logf("not in Loki: %s %s %s/%s/%s/%s", e.EventID, e.Timestamp, e.Tenant, e.Channel, e.Type, e.Level)
+	}
+	if resp, err := http.Post(base+"/flush", "", nil); err == nil {
+		resp.Body.Close()
+	}
+	for wait := 0; wait < 6 && len(gone) > 0; wait++ {
+		time.Sleep(10 * time.Second)
+		gone = missing()
+		t.Logf("%ds after Loki's /flush: %d not in Loki", 10*(wait+1), len(gone))
+	}
 }
