@@ -60,12 +60,11 @@ type KafkaConfig struct {
 	BatchLinger time.Duration `yaml:"batch_linger"`
 	// BatchesInFlight is how many batches are shipped at once; offsets are
 	// still committed in order, each only after every batch before it
-	// (issue 14: one batch at a time left the sinks idle in turn). With
-	// crm.enabled it is 1: a batch's enrichment reads the links the
-	// previous batch's requests wrote. The default is 1: with several in
-	// flight a stream's entries reach Loki out of order, and a backfill
-	// spanning more than Loki's out-of-order window (max_chunk_age/2) has
-	// its oldest entries refused (an open question from the merged suite).
+	// (issue 14: one batch at a time left the sinks idle in turn), and
+	// their Loki pushes go in fetch order too (lokiTurn), so Loki sees a
+	// partition's entries in the order one batch at a time would give it.
+	// With crm.enabled it is 1: a batch's enrichment reads the links the
+	// previous batch's requests wrote.
 	BatchesInFlight int `yaml:"batches_in_flight"`
 }
 
@@ -108,7 +107,7 @@ func DefaultConfig() Config {
 	return Config{
 		Kafka: KafkaConfig{ProducerConfig: kafka.DefaultProducerConfig(), Topic: kafka.EventsTopic,
 			DeadLetterTopic: kafka.DeadLetterTopic, GroupID: "assistlog-shipper", BatchSize: 1000, BatchWait: 500 * time.Millisecond, BatchLinger: 10 * time.Millisecond,
-			BatchesInFlight: 1},
+			BatchesInFlight: 4},
 		Elasticsearch:   elastic.DefaultConfig(),
 		Loki:            LokiConfig{Config: loki.DefaultConfig(), Labels: map[string]string{"app": "assistlog"}},
 		CRM:             defaultCRMConfig(),
