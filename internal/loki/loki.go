@@ -29,11 +29,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang/snappy"
 	"github.com/grafana/loki/pkg/push"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/assistlog/assistlog/internal/errpolicy"
 	"github.com/assistlog/assistlog/internal/tenants"
@@ -208,7 +210,7 @@ func (c *Client) Push(ctx context.Context, entries []Entry) ([]Rejection, error)
 		byOrg[org] = append(byOrg[org], e)
 	}
 	for _, org := range orgs {
-		r, err := c.pushVerdicts(ctx, org, byOrg[org])
+		r, err := c.pushStreams(ctx, org, byOrg[org])
 		if err != nil {
 			return rejected, err
 		}
@@ -217,6 +219,49 @@ func (c *Client) Push(ctx context.Context, entries []Entry) ([]Rejection, error)
 		c.m.entries.WithLabelValues("rejected", org).Add(float64(len(r)))
 	}
 	c.m.latency.Observe(c.now().Sub(start).Seconds())
+	return rejected, nil
+}
+
+// streamsAtOnce bounds the requests one Push has under way.
+const streamsAtOnce = 8
+
+// pushStreams pushes each stream of entries in a request of its own,
+// streamsAtOnce at a time. Loki (3.7, pkg/ingester/instance.go Push)
+// answers a request with the verdict of its last stream only: a stream
+// refused earlier in the request ("entry too far behind", a per-stream
+// rate limit) is dropped behind a 204. One stream per request is the only
+// way to learn which entries Loki refused (TestStreamRefusalIsReported).
+func (c *Client) pushStreams(ctx context.Context, org string, entries []Entry) ([]Rejection, error) {
+	byStream := map[string][]Entry{}
+	var keys []string
+	for _, e := range entries {
+		k := labelString(e.Labels)
+		if _, seen := byStream[k]; !seen {
+			keys = append(keys, k)
+		}
+		byStream[k] = append(byStream[k], e)
+	}
+	if len(keys) == 1 {
+		return c.pushVerdicts(ctx, org, entries)
+	}
+	var (
+		mu       sync.Mutex
+		rejected []Rejection
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(streamsAtOnce)
+	for _, k := range keys {
+		g.Go(func() error {
+			r, err := c.pushVerdicts(gctx, org, byStream[k])
+			mu.Lock()
+			rejected = append(rejected, r...)
+			mu.Unlock()
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
 	return rejected, nil
 }
 
