@@ -116,10 +116,13 @@ func (c *consumer) groupLag(ctx context.Context) (int64, error) {
 }
 
 // fetch collects up to size messages, waiting at most wait after the
-// first and at most linger for each next one: what the topic holds now is
-// shipped now. A backlog still fills whole batches (its messages come
-// back to back), and while every batch slot is busy the next batch grows
-// in the reader's queue.
+// first. While the topic is caught up (every partition's last message in
+// the batch was the end of that partition when it was fetched) it waits
+// at most linger for each next one: what a live topic holds now is
+// shipped now. Behind, with more already in Kafka, it fills the batch:
+// cutting a backlog into small batches at every pause of the fetches would
+// multiply the sink requests (each batch's Loki push waits for the one
+// before) and fall further behind.
 func (c *consumer) fetch(ctx context.Context) ([]kafkago.Message, error) {
 	first, err := c.r.FetchMessage(ctx)
 	if err != nil {
@@ -127,8 +130,24 @@ func (c *consumer) fetch(ctx context.Context) ([]kafkago.Message, error) {
 	}
 	batch := []kafkago.Message{first}
 	deadline := time.Now().Add(c.wait)
+	behind := map[int]bool{} // partition → more was in Kafka after its last message here
+	lagging := 0             // partitions behind
+	note := func(m kafkago.Message) {
+		was, now := behind[m.Partition], m.Offset+1 < m.HighWaterMark
+		behind[m.Partition] = now
+		switch {
+		case now && !was:
+			lagging++
+		case was && !now:
+			lagging--
+		}
+	}
+	note(first)
 	for len(batch) < c.size {
-		gap := min(c.linger, time.Until(deadline))
+		gap := time.Until(deadline)
+		if lagging == 0 {
+			gap = min(gap, c.linger)
+		}
 		if gap <= 0 {
 			break
 		}
@@ -136,9 +155,10 @@ func (c *consumer) fetch(ctx context.Context) ([]kafkago.Message, error) {
 		m, err := c.r.FetchMessage(fctx)
 		cancel()
 		if err != nil {
-			break // idle, the wait ran out, or shutdown: ship what we have
+			break // caught up and idle, the wait ran out, or shutdown: ship what we have
 		}
 		batch = append(batch, m)
+		note(m)
 	}
 	return batch, nil
 }
