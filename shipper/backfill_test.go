@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ import (
 // (hours newer) could land first and get the earlier one refused.
 func TestBackfillInFlightReachesLoki(t *testing.T) {
 	e := newEnv(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	// The shared Loki's window is widened to 7 days (stack/loki_config.go);
 	// this one has Loki's default, as a fresh installation does.
@@ -94,15 +95,17 @@ func TestBackfillInFlightReachesLoki(t *testing.T) {
 	} else {
 		t.Fatal(err)
 	}
+	// Counted at the newest event (a follow-up may be minutes ahead of now).
+	at := evs[len(evs)-1].Time().Add(time.Second)
 	var inLoki int
 	defer func() {
 		if t.Failed() && inLoki < len(evs) {
-			lokiShortfall(t, lk.URL, e.run, evs)
+			lokiShortfall(t, lk.URL, e.run, evs, at)
 		}
 	}()
 	stacktest.Eventually(t, 2*time.Minute, "events in Loki", func() error {
-		if inLoki = stacktest.LokiScalar(t, lk.URL, q); inLoki != len(evs) {
-			return fmt.Errorf("%d of %d", inLoki, len(evs))
+		if inLoki, err = stacktest.LokiInstant(ctx, lk.URL, "", q, at); err != nil || inLoki != len(evs) {
+			return fmt.Errorf("%d of %d (%v)", inLoki, len(evs), err)
 		}
 		return nil
 	})
@@ -146,10 +149,11 @@ func TestIdleTopicShipsPartialBatch(t *testing.T) {
 // whether they appear once Loki flushed its chunks: not yet readable (an
 // old entry still in an ingester's memory is read only after the flush,
 // query_ingesters_within) or lost.
-func lokiShortfall(t *testing.T, base, run string, evs []event.Event) {
+func lokiShortfall(t *testing.T, base, run string, evs []event.Event, at time.Time) {
 	t.Helper()
 	missing := func() []event.Event {
-		v := url.Values{"query": {fmt.Sprintf(`sum by (event_id) (count_over_time({deployment=%q}[8d]))`, run)}}
+		v := url.Values{"query": {fmt.Sprintf(`sum by (event_id) (count_over_time({deployment=%q}[8d]))`, run)},
+			"time": {strconv.FormatInt(at.UnixNano(), 10)}}
 		resp, err := http.Get(base + "/loki/api/v1/query?" + v.Encode())
 		if err != nil {
 			t.Log(err)

@@ -171,8 +171,8 @@ type flight struct {
 }
 
 // Run consumes until ctx ends. Up to inFlight batches are shipped at once
-// (the sinks work on one while the next is prepared or sent), each
-// pushing to Loki only after the one before (lokiTurn), and their
+// (the sinks work on one while the next is prepared or sent), each Loki
+// stream pushed in fetch order (lokiTurn), and their
 // offsets are committed strictly in fetch order, each only after every
 // batch before it was acknowledged and committed: a batch that fails holds
 // back every later one. When ctx ends, the batches in flight get up to the
@@ -191,6 +191,7 @@ func (c *consumer) Run(ctx context.Context) error {
 	defer abort()
 
 	var lokiDone <-chan struct{} // the last batch's turn at Loki (lokiTurn)
+	streams := newStreamOrder()
 	slots := make(chan struct{}, c.inFlight)
 	queue := make(chan *flight, c.inFlight)
 	committed := make(chan error, 1)
@@ -226,7 +227,7 @@ func (c *consumer) Run(ctx context.Context) error {
 			refused = nil
 		}
 		f := &flight{batch: batch, start: time.Now(), done: make(chan error, 1)}
-		turn := lokiTurn{prev: lokiDone, done: make(chan struct{})}
+		turn := lokiTurn{prev: lokiDone, done: make(chan struct{}), streams: streams}
 		lokiDone = turn.done
 		go func() { f.done <- c.p.ship(sendCtx, f.batch, turn) }()
 		queue <- f
