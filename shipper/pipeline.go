@@ -268,7 +268,7 @@ func (o *streamOrder) done(key string, mine chan struct{}) {
 }
 
 // lokiStreamsAtOnce bounds one batch's Loki pushes under way.
-const lokiStreamsAtOnce = 8
+const lokiStreamsAtOnce = 16
 
 // pushInOrder pushes entries stream by stream, each stream after the
 // batch before pushed it (lokiTurn).

@@ -167,7 +167,7 @@ func New(cfg Config, pol *errpolicy.Policy, log *slog.Logger, reg prometheus.Reg
 			return nil, fmt.Errorf("loki config: tenants_file %s: %w", cfg.TenantsFile, err)
 		}
 	}
-	c := &Client{cfg: cfg, orgs: orgs, pol: pol, storedWindow: defaultStoredWindow, http: &http.Client{Timeout: cfg.Timeout}, log: log, now: time.Now, m: clientMetrics{
+	c := &Client{cfg: cfg, orgs: orgs, pol: pol, storedWindow: defaultStoredWindow, http: newHTTPClient(cfg.Timeout), log: log, now: time.Now, m: clientMetrics{
 		entries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "assistlog_loki_entries_total",
 			Help: "Entries by outcome (pushed, rejected, retried) and the Loki tenant they were sent as."}, []string{"outcome", "loki_tenant"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "assistlog_loki_push_seconds",
@@ -263,6 +263,15 @@ func (c *Client) pushStreams(ctx context.Context, org string, entries []Entry) (
 		return nil, err
 	}
 	return rejected, nil
+}
+
+// newHTTPClient keeps enough connections to Loki open for a push per
+// stream, several batches at once: the default transport keeps 2 idle per
+// host and opened (and closed) a connection for nearly every request.
+func newHTTPClient(timeout time.Duration) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64
+	return &http.Client{Timeout: timeout, Transport: t}
 }
 
 // orgOf is the Loki tenant an entry is sent as ("": no header).
