@@ -386,6 +386,9 @@ func (e *env) committed() (int64, error) {
 func TestKillLoop(t *testing.T) {
 	kills := killsFromEnv(t, 6)
 	e := newEnv(t)
+	// Small batches: with 4 in flight a backlog of 2,000 in batches of 500
+	// was sometimes all committed before the kill landed.
+	e.batching = "  batch_messages: 100\n  batch_wait: 200ms\n"
 	evs, _ := e.generate(500)
 	// The topic is fed in chunks so that every restart finds a backlog of
 	// several batches: a kill made as soon as the commits move then always
