@@ -55,6 +55,7 @@ func TestBadConfig(t *testing.T) {
 	os.WriteFile(path, []byte(`
 kafka:
   group_id: ""
+  batch_linger: 2s
   tls: {ca_file: /etc/assistlog/kafka-ca.pem}
   sasl: {username: shipper, password: secret}
 elasticsearch:
@@ -78,7 +79,8 @@ crm:
 		"pii.hash_secret: is required, at least 16 characters", "crm.bitrix24.webhook_url: must be https",
 		"pii.keys[0].key: must be at least 32 characters", `pii.current_key: "k2" is not one of keys[].id`,
 		"crm.links_topic: must differ from kafka.topic", "kafka.tls.ca_file: set while tls.enabled is false",
-		"kafka.sasl.mechanism: required when sasl.username or sasl.password is set"} {
+		"kafka.sasl.mechanism: required when sasl.username or sasl.password is set",
+		"kafka.batch_linger: must be positive and at most batch_wait (500ms), got 2s"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}

@@ -23,7 +23,8 @@ type consumer struct {
 	p        *pipeline
 	size     int
 	wait     time.Duration
-	inFlight int // batches shipped at once
+	linger   time.Duration // a batch is shipped once no message came for this long
+	inFlight int           // batches shipped at once
 	shutdown time.Duration
 	log      *slog.Logger
 	// pol waits out fetches that fail: a refused password or ACL pauses
@@ -70,7 +71,7 @@ func newConsumer(cfg Config, p *pipeline, pol *errpolicy.Policy, log *slog.Logge
 		// (its status, its requests): CRM batches go one at a time.
 		inFlight = 1
 	}
-	return &consumer{r: r, p: p, pol: pol, size: cfg.Kafka.BatchSize, inFlight: max(inFlight, 1), wait: cfg.Kafka.BatchWait, shutdown: cfg.ShutdownTimeout, log: log, lag: lag,
+	return &consumer{r: r, p: p, pol: pol, size: cfg.Kafka.BatchSize, inFlight: max(inFlight, 1), wait: cfg.Kafka.BatchWait, linger: cfg.Kafka.BatchLinger, shutdown: cfg.ShutdownTimeout, log: log, lag: lag,
 		lagFrom: kc.Client(10 * time.Second),
 		group:   cfg.Kafka.GroupID, topic: cfg.Kafka.Topic}, nil
 }
@@ -114,21 +115,50 @@ func (c *consumer) groupLag(ctx context.Context) (int64, error) {
 	return lag, nil
 }
 
-// fetch collects up to size messages, waiting at most wait after the first.
+// fetch collects up to size messages, waiting at most wait after the
+// first. While the topic is caught up (every partition's last message in
+// the batch was the end of that partition when it was fetched) it waits
+// at most linger for each next one: what a live topic holds now is
+// shipped now. Behind, with more already in Kafka, it fills the batch:
+// cutting a backlog into small batches at every pause of the fetches would
+// multiply the sink requests (each batch's Loki push waits for the one
+// before) and fall further behind.
 func (c *consumer) fetch(ctx context.Context) ([]kafkago.Message, error) {
 	first, err := c.r.FetchMessage(ctx)
 	if err != nil {
 		return nil, err
 	}
 	batch := []kafkago.Message{first}
-	fctx, cancel := context.WithTimeout(ctx, c.wait)
-	defer cancel()
+	deadline := time.Now().Add(c.wait)
+	behind := map[int]bool{} // partition → more was in Kafka after its last message here
+	lagging := 0             // partitions behind
+	note := func(m kafkago.Message) {
+		was, now := behind[m.Partition], m.Offset+1 < m.HighWaterMark
+		behind[m.Partition] = now
+		switch {
+		case now && !was:
+			lagging++
+		case was && !now:
+			lagging--
+		}
+	}
+	note(first)
 	for len(batch) < c.size {
+		gap := time.Until(deadline)
+		if lagging == 0 {
+			gap = min(gap, c.linger)
+		}
+		if gap <= 0 {
+			break
+		}
+		fctx, cancel := context.WithTimeout(ctx, gap)
 		m, err := c.r.FetchMessage(fctx)
+		cancel()
 		if err != nil {
-			break // the wait ran out (or shutdown): ship what we have
+			break // caught up and idle, the wait ran out, or shutdown: ship what we have
 		}
 		batch = append(batch, m)
+		note(m)
 	}
 	return batch, nil
 }
@@ -141,7 +171,8 @@ type flight struct {
 }
 
 // Run consumes until ctx ends. Up to inFlight batches are shipped at once
-// (the sinks work on one while the next is prepared or sent) and their
+// (the sinks work on one while the next is prepared or sent), each Loki
+// stream pushed in fetch order (lokiTurn), and their
 // offsets are committed strictly in fetch order, each only after every
 // batch before it was acknowledged and committed: a batch that fails holds
 // back every later one. When ctx ends, the batches in flight get up to the
@@ -159,6 +190,8 @@ func (c *consumer) Run(ctx context.Context) error {
 	fetchCtx, abort := context.WithCancel(ctx)
 	defer abort()
 
+	var lokiDone <-chan struct{} // the last batch's turn at Loki (lokiTurn)
+	streams := newStreamOrder()
 	slots := make(chan struct{}, c.inFlight)
 	queue := make(chan *flight, c.inFlight)
 	committed := make(chan error, 1)
@@ -194,7 +227,9 @@ func (c *consumer) Run(ctx context.Context) error {
 			refused = nil
 		}
 		f := &flight{batch: batch, start: time.Now(), done: make(chan error, 1)}
-		go func() { f.done <- c.p.ship(sendCtx, f.batch) }()
+		turn := lokiTurn{prev: lokiDone, done: make(chan struct{}), streams: streams}
+		lokiDone = turn.done
+		go func() { f.done <- c.p.ship(sendCtx, f.batch, turn) }()
 		queue <- f
 	}
 	close(queue)

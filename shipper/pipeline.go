@@ -5,11 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/assistlog/assistlog/internal/deadletter"
 	"github.com/assistlog/assistlog/internal/elastic"
@@ -191,10 +195,156 @@ func (p *pipeline) deadLetter(msg kafkago.Message, reason, errText, tenant strin
 	return rec.Message(p.dlqTopic)
 }
 
+// lokiTurn puts the Loki writes of batches shipped side by side in fetch
+// order, stream by stream: batches register their streams in fetch order
+// (each waits for the batch before to have registered), and a stream's
+// push waits for the push of the same stream registered before it
+// (streamOrder). Loki refuses an entry more than its out-of-order window
+// (max_chunk_age/2, 1 h by default) behind the newest of its stream, and a
+// backfill's batches are hours apart: pushed in the order their
+// Elasticsearch writes happened to finish, a later batch landing first got
+// the earlier one's entries refused as "entry too far behind"
+// (TestBackfillInFlightReachesLoki). Elasticsearch writes, and the pushes
+// of different streams, stay concurrent.
+type lokiTurn struct {
+	prev    <-chan struct{} // closed once the batch before has registered; nil: no batch before
+	done    chan struct{}   // closed once this batch has; nil: no batch after
+	streams *streamOrder    // nil: no ordering (one batch at a time)
+}
+
+// wait blocks until it is this batch's turn to register, or ctx ends.
+func (t *lokiTurn) wait(ctx context.Context) error {
+	if t.prev == nil {
+		return nil
+	}
+	select {
+	case <-t.prev:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for the batch before to reach loki: %w", ctx.Err())
+	}
+}
+
+// finish hands the turn to the next batch; a batch that fails before its
+// push hands it on too, so no batch waits for ever.
+func (t *lokiTurn) finish() {
+	if t.done != nil {
+		close(t.done)
+		t.done = nil
+	}
+}
+
+// streamOrder holds, per Loki stream, the push of it registered last;
+// its channel is closed once that push returned.
+type streamOrder struct {
+	mu   sync.Mutex
+	last map[string]chan struct{}
+}
+
+func newStreamOrder() *streamOrder { return &streamOrder{last: map[string]chan struct{}{}} }
+
+// register returns what a push of the stream waits for (nil: nothing) and
+// what it closes when done.
+func (o *streamOrder) register(key string) (<-chan struct{}, chan struct{}) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	prev, mine := o.last[key], make(chan struct{})
+	o.last[key] = mine
+	if prev == nil {
+		return nil, mine
+	}
+	return prev, mine
+}
+
+// done releases the stream to the next push, forgetting it when none is
+// registered after this one.
+func (o *streamOrder) done(key string, mine chan struct{}) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	close(mine)
+	if o.last[key] == mine {
+		delete(o.last, key)
+	}
+}
+
+// lokiStreamsAtOnce bounds one batch's Loki pushes under way.
+const lokiStreamsAtOnce = 16
+
+// pushInOrder pushes entries stream by stream, each stream after the
+// batch before pushed it (lokiTurn).
+func (p *pipeline) pushInOrder(ctx context.Context, turn *lokiTurn, entries []loki.Entry) ([]loki.Rejection, error) {
+	if err := turn.wait(ctx); err != nil {
+		return nil, err
+	}
+	if turn.streams == nil {
+		turn.finish()
+		return p.loki.Push(ctx, entries)
+	}
+	byKey := map[string][]loki.Entry{}
+	var keys []string
+	for _, e := range entries {
+		k := streamKey(e.Labels)
+		if _, seen := byKey[k]; !seen {
+			keys = append(keys, k)
+		}
+		byKey[k] = append(byKey[k], e)
+	}
+	prevs, mines := make([]<-chan struct{}, len(keys)), make([]chan struct{}, len(keys))
+	for i, k := range keys {
+		prevs[i], mines[i] = turn.streams.register(k)
+	}
+	turn.finish()
+	var (
+		mu       sync.Mutex
+		rejected []loki.Rejection
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(lokiStreamsAtOnce)
+	for i, k := range keys {
+		g.Go(func() error {
+			defer turn.streams.done(k, mines[i])
+			if prevs[i] != nil {
+				select {
+				case <-prevs[i]:
+				case <-gctx.Done():
+					return fmt.Errorf("wait for the batch before to push %s: %w", k, gctx.Err())
+				}
+			}
+			r, err := p.loki.Push(gctx, byKey[k])
+			mu.Lock()
+			rejected = append(rejected, r...)
+			mu.Unlock()
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return rejected, nil
+}
+
+// streamKey names a Loki stream by its labels.
+func streamKey(labels map[string]string) string {
+	names := make([]string, 0, len(labels))
+	for k := range labels {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, k := range names {
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(strconv.Quote(labels[k]))
+		b.WriteByte(',')
+	}
+	return b.String()
+}
+
 // ship processes one batch; it returns nil once every message is in both
 // sinks or dead-lettered, and an error only when ctx ended first (then no
-// offset may be committed).
-func (p *pipeline) ship(ctx context.Context, msgs []kafkago.Message) error {
+// offset may be committed). Its Loki writes wait for turn.
+func (p *pipeline) ship(ctx context.Context, msgs []kafkago.Message, turn lokiTurn) error {
+	defer turn.finish()
 	p.m.consumed.Add(float64(len(msgs)))
 	now := time.Now()
 	var items []*item
@@ -298,7 +448,7 @@ func (p *pipeline) ship(ctx context.Context, msgs []kafkago.Message) error {
 		p.log.Info("events shipped before: Elasticsearch held them, Loki is sent only what it lacks",
 			"events", len(seen), "loki_lacking", missing)
 	}
-	lokiRejections, err := p.loki.Push(ctx, push)
+	lokiRejections, err := p.pushInOrder(ctx, &turn, push)
 	if err != nil {
 		return fmt.Errorf("ship batch of %d: loki: %w", len(msgs), err)
 	}

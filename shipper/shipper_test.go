@@ -49,6 +49,9 @@ type env struct {
 	// Elasticsearch), switched by onEachStore.
 	mirrorOS  bool
 	searchURL string
+	// batching replaces the kafka: section's batch lines (default 500
+	// messages, 200ms); lokiURL replaces the stack's Loki.
+	batching, lokiURL string
 }
 
 // withOpenSearch makes the deployment write both stores, so the same test
@@ -112,9 +115,7 @@ func (e *env) start() *proctest.Process {
   topic: %s
   dead_letter_topic: %s
   group_id: group-%s
-  batch_messages: 500
-  batch_wait: 200ms
-retry: {max_backoff: 2s, pause_interval: 2s}
+%sretry: {max_backoff: 2s, pause_interval: 2s}
 elasticsearch:
   urls: [%q]
   alias: %s
@@ -126,7 +127,8 @@ pii:
 http:
   listen: %s
 shutdown_timeout: 20s
-%s`, e.ep.KafkaBrokers, e.topic, e.dlq, e.run, cmp.Or(e.esURL, e.ep.ElasticsearchURL), e.alias, e.esAuth, e.mirrors(), e.ep.LokiURL, e.run, testSecret, addr, e.crm)
+%s`, e.ep.KafkaBrokers, e.topic, e.dlq, e.run, cmp.Or(e.batching, "  batch_messages: 500\n  batch_wait: 200ms\n"),
+		cmp.Or(e.esURL, e.ep.ElasticsearchURL), e.alias, e.esAuth, e.mirrors(), cmp.Or(e.lokiURL, e.ep.LokiURL), e.run, testSecret, addr, e.crm)
 	path := filepath.Join(e.dir, fmt.Sprintf("shipper-%d.yaml", len(e.procs)))
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		e.t.Fatal(err)
@@ -384,6 +386,9 @@ func (e *env) committed() (int64, error) {
 func TestKillLoop(t *testing.T) {
 	kills := killsFromEnv(t, 6)
 	e := newEnv(t)
+	// Small batches: with 4 in flight a backlog of 2,000 in batches of 500
+	// was sometimes all committed before the kill landed.
+	e.batching = "  batch_messages: 100\n  batch_wait: 200ms\n"
 	evs, _ := e.generate(500)
 	// The topic is fed in chunks so that every restart finds a backlog of
 	// several batches: a kill made as soon as the commits move then always

@@ -29,11 +29,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang/snappy"
 	"github.com/grafana/loki/pkg/push"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/assistlog/assistlog/internal/errpolicy"
 	"github.com/assistlog/assistlog/internal/tenants"
@@ -165,7 +167,7 @@ func New(cfg Config, pol *errpolicy.Policy, log *slog.Logger, reg prometheus.Reg
 			return nil, fmt.Errorf("loki config: tenants_file %s: %w", cfg.TenantsFile, err)
 		}
 	}
-	c := &Client{cfg: cfg, orgs: orgs, pol: pol, storedWindow: defaultStoredWindow, http: &http.Client{Timeout: cfg.Timeout}, log: log, now: time.Now, m: clientMetrics{
+	c := &Client{cfg: cfg, orgs: orgs, pol: pol, storedWindow: defaultStoredWindow, http: newHTTPClient(cfg.Timeout), log: log, now: time.Now, m: clientMetrics{
 		entries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "assistlog_loki_entries_total",
 			Help: "Entries by outcome (pushed, rejected, retried) and the Loki tenant they were sent as."}, []string{"outcome", "loki_tenant"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "assistlog_loki_push_seconds",
@@ -208,7 +210,7 @@ func (c *Client) Push(ctx context.Context, entries []Entry) ([]Rejection, error)
 		byOrg[org] = append(byOrg[org], e)
 	}
 	for _, org := range orgs {
-		r, err := c.pushVerdicts(ctx, org, byOrg[org])
+		r, err := c.pushStreams(ctx, org, byOrg[org])
 		if err != nil {
 			return rejected, err
 		}
@@ -218,6 +220,58 @@ func (c *Client) Push(ctx context.Context, entries []Entry) ([]Rejection, error)
 	}
 	c.m.latency.Observe(c.now().Sub(start).Seconds())
 	return rejected, nil
+}
+
+// streamsAtOnce bounds the requests one Push has under way.
+const streamsAtOnce = 8
+
+// pushStreams pushes each stream of entries in a request of its own,
+// streamsAtOnce at a time. Loki (3.7, pkg/ingester/instance.go Push)
+// answers a request with the verdict of its last stream only: a stream
+// refused earlier in the request ("entry too far behind", a per-stream
+// rate limit) is dropped behind a 204. One stream per request is the only
+// way to learn which entries Loki refused (TestStreamRefusalIsReported).
+func (c *Client) pushStreams(ctx context.Context, org string, entries []Entry) ([]Rejection, error) {
+	byStream := map[string][]Entry{}
+	var keys []string
+	for _, e := range entries {
+		k := labelString(e.Labels)
+		if _, seen := byStream[k]; !seen {
+			keys = append(keys, k)
+		}
+		byStream[k] = append(byStream[k], e)
+	}
+	if len(keys) == 1 {
+		return c.pushVerdicts(ctx, org, entries)
+	}
+	var (
+		mu       sync.Mutex
+		rejected []Rejection
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(streamsAtOnce)
+	for _, k := range keys {
+		g.Go(func() error {
+			r, err := c.pushVerdicts(gctx, org, byStream[k])
+			mu.Lock()
+			rejected = append(rejected, r...)
+			mu.Unlock()
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return rejected, nil
+}
+
+// newHTTPClient keeps enough connections to Loki open for a push per
+// stream, several batches at once: the default transport keeps 2 idle per
+// host and opened (and closed) a connection for nearly every request.
+func newHTTPClient(timeout time.Duration) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64
+	return &http.Client{Timeout: timeout, Transport: t}
 }
 
 // orgOf is the Loki tenant an entry is sent as ("": no header).
