@@ -55,8 +55,13 @@ func lokiConfig(o lokiOptions) string {
 	if o.RuntimeConfig != "" {
 		fmt.Fprintf(&extra, "runtime_config:\n  file: %s\n  period: %s\n", o.RuntimeConfig, o.RuntimeReload)
 	}
+	// Loki asks its ingesters only about the last 3 h by default: a
+	// backfilled entry older than that is unreadable until its chunk is
+	// flushed (about 2 min idle here, longer under load), which made counts
+	// of a backfill a race with the flush. 0 asks them about every range.
+	extra.WriteString("querier:\n  query_ingesters_within: 0\n")
 	if o.MultiTenantQueries {
-		extra.WriteString("querier:\n  multi_tenant_queries_enabled: true\n")
+		extra.WriteString("  multi_tenant_queries_enabled: true\n")
 	}
 	limits := strings.TrimRight(o.Limits, "\n")
 	if limits != "" {
