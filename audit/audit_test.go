@@ -108,9 +108,21 @@ func onStores(t *testing.T, stores []stacktest.SearchStore, checks func(t *testi
 func count(t *testing.T, es, alias, lucene string) int {
 	t.Helper()
 	body, _ := json.Marshal(map[string]any{"query": map[string]any{"query_string": map[string]any{"query": lucene}}})
-	resp, err := http.Post(es+"/"+alias+"/_count", "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
+	var resp *http.Response
+	// A monthly index the shipper has just created answers 503
+	// no_shard_available until its primary shard is started (seen under
+	// the full suite's load): asked again for a while, not failed.
+	for attempt := 0; ; attempt++ {
+		var err error
+		resp, err = http.Post(es+"/"+alias+"/_count", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusServiceUnavailable || attempt == 60 {
+			break
+		}
+		resp.Body.Close()
+		time.Sleep(500 * time.Millisecond)
 	}
 	defer resp.Body.Close()
 	var r struct {
