@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -250,9 +248,6 @@ func (o *streamOrder) register(key string) (<-chan struct{}, chan struct{}) {
 	defer o.mu.Unlock()
 	prev, mine := o.last[key], make(chan struct{})
 	o.last[key] = mine
-	if prev == nil {
-		return nil, mine
-	}
 	return prev, mine
 }
 
@@ -283,7 +278,7 @@ func (p *pipeline) pushInOrder(ctx context.Context, turn *lokiTurn, entries []lo
 	byKey := map[string][]loki.Entry{}
 	var keys []string
 	for _, e := range entries {
-		k := streamKey(e.Labels)
+		k := loki.Selector(e.Labels)
 		if _, seen := byKey[k]; !seen {
 			keys = append(keys, k)
 		}
@@ -321,23 +316,6 @@ func (p *pipeline) pushInOrder(ctx context.Context, turn *lokiTurn, entries []lo
 		return nil, err
 	}
 	return rejected, nil
-}
-
-// streamKey names a Loki stream by its labels.
-func streamKey(labels map[string]string) string {
-	names := make([]string, 0, len(labels))
-	for k := range labels {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	var b strings.Builder
-	for _, k := range names {
-		b.WriteString(k)
-		b.WriteByte('=')
-		b.WriteString(strconv.Quote(labels[k]))
-		b.WriteByte(',')
-	}
-	return b.String()
 }
 
 // ship processes one batch; it returns nil once every message is in both

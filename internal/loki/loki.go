@@ -235,7 +235,7 @@ func (c *Client) pushStreams(ctx context.Context, org string, entries []Entry) (
 	byStream := map[string][]Entry{}
 	var keys []string
 	for _, e := range entries {
-		k := labelString(e.Labels)
+		k := Selector(e.Labels)
 		if _, seen := byStream[k]; !seen {
 			keys = append(keys, k)
 		}
@@ -431,7 +431,7 @@ func encode(entries []Entry) ([]byte, error) {
 	streams := map[string]*push.Stream{}
 	var keys []string
 	for _, e := range entries {
-		key := labelString(e.Labels)
+		key := Selector(e.Labels)
 		s, ok := streams[key]
 		if !ok {
 			s = &push.Stream{Labels: key}
@@ -464,8 +464,9 @@ func encode(entries []Entry) ([]byte, error) {
 	return snappy.Encode(nil, raw), nil
 }
 
-// labelString renders {a="x", b="y"} with sorted names.
-func labelString(labels map[string]string) string {
+// Selector renders labels as a LogQL stream selector, {a="x", b="y"} with
+// sorted names: one string per stream, also used to group entries by stream.
+func Selector(labels map[string]string) string {
 	names := make([]string, 0, len(labels))
 	for k := range labels {
 		names = append(names, k)
@@ -546,7 +547,7 @@ func (c *Client) Stored(ctx context.Context, entries []Entry, key string) (map[s
 		// among the stream's labels): up to storedBatch lines of up to
 		// max_line_size would exceed the 4 MiB gRPC message limit between
 		// Loki's querier and its ingesters, a 500 no retry can pass.
-		q := fmt.Sprintf("%s | %s=~`%s` | line_format \"\"", labelString(g.labels), key, strings.Join(quoted, "|"))
+		q := fmt.Sprintf("%s | %s=~`%s` | line_format \"\"", Selector(g.labels), key, strings.Join(quoted, "|"))
 		end := g.end.Add(time.Millisecond) // the range's end is exclusive
 		for from := g.start; from.Before(end); from = from.Add(c.storedWindow) {
 			to := from.Add(c.storedWindow)
