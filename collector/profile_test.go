@@ -44,54 +44,14 @@ func TestProfileCollecting(t *testing.T) {
 	// The generated events are garbage now: collected before the start, so
 	// the profile's GC work is the collector's own.
 	runtime.GC()
-	suffix := strconv.FormatInt(time.Now().UnixNano()%1e9, 10)
-	topic := "test-profile-collecting-" + suffix
-	stacktest.CreateTopics(t, ep.KafkaBrokers, map[string]int{topic: 6, topic + "-dlq": 1})
-	cfgText := fmt.Sprintf(`kafka:
-  brokers: [%q]
-  topic: %s
-  dead_letter_topic: %s-dlq
-  compression: snappy
-files:
-  include: [%q]
-  scan_interval: 200ms
-  read_from: beginning
-positions:
-  path: %s
-http:
-  listen: %s
-log:
-  level: warn
-`, ep.KafkaBrokers, topic, topic, data, filepath.Join(dir, "positions.json"), proctest.FreeAddr(t))
-	path := filepath.Join(dir, "collector.yaml")
-	if err := os.WriteFile(path, []byte(cfgText), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := LoadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, topic := profileConfig(t, ep.KafkaBrokers, dir, data, "collecting")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	start := time.Now()
 	go func() {
 		done <- serve(ctx, cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	}()
-	client := &kafkago.Client{Addr: kafkago.TCP(ep.KafkaBrokers), Timeout: 10 * time.Second}
-	for {
-		parts, err := kafka.GroupOffsets(ctx, client, topic, "none-"+suffix)
-		var written int64
-		for _, p := range parts {
-			written += p.Last - p.First
-		}
-		if err == nil && written >= int64(n) {
-			break
-		}
-		if time.Since(start) > 10*time.Minute {
-			t.Fatalf("only %d of %d in Kafka", written, n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitInKafka(t, ep.KafkaBrokers, topic, n, start.Add(10*time.Minute))
 	took := time.Since(start)
 	cancel()
 	if err := <-done; err != nil {
@@ -152,33 +112,7 @@ func TestProfileCollectingAtRate(t *testing.T) {
 	}
 	lines := bytes.SplitAfter(all, []byte("\n"))
 	runtime.GC()
-	suffix := strconv.FormatInt(time.Now().UnixNano()%1e9, 10)
-	topic := "test-profile-rate-" + suffix
-	stacktest.CreateTopics(t, ep.KafkaBrokers, map[string]int{topic: 6, topic + "-dlq": 1})
-	cfgText := fmt.Sprintf(`kafka:
-  brokers: [%q]
-  topic: %s
-  dead_letter_topic: %s-dlq
-  compression: snappy
-files:
-  include: [%q]
-  scan_interval: 200ms
-  read_from: beginning
-positions:
-  path: %s
-http:
-  listen: %s
-log:
-  level: warn
-`, ep.KafkaBrokers, topic, topic, data, filepath.Join(dir, "positions.json"), proctest.FreeAddr(t))
-	path := filepath.Join(dir, "collector.yaml")
-	if err := os.WriteFile(path, []byte(cfgText), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := LoadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, topic := profileConfig(t, ep.KafkaBrokers, dir, data, "rate")
 	f, err := os.Create(data)
 	if err != nil {
 		t.Fatal(err)
@@ -229,21 +163,7 @@ log:
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	client := &kafkago.Client{Addr: kafkago.TCP(ep.KafkaBrokers), Timeout: 10 * time.Second}
-	for {
-		parts, err := kafka.GroupOffsets(ctx, client, topic, "none-"+suffix)
-		var got int64
-		for _, p := range parts {
-			got += p.Last - p.First
-		}
-		if err == nil && got >= int64(written) {
-			break
-		}
-		if time.Since(start) > 5*time.Minute {
-			t.Fatalf("only %d of %d in Kafka", got, written)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitInKafka(t, ep.KafkaBrokers, topic, written, start.Add(5*time.Minute))
 	close(stop)
 	<-sampled
 	cancel()
@@ -253,4 +173,58 @@ log:
 	const mib = 1 << 20
 	t.Logf("%d events at %d/s: heap objects peak %.1f MiB above the test's own %.1f MiB; heap goal peak %.1f MiB; runtime total peak %.1f MiB",
 		written, rate, float64(peakObjects-base)/mib, float64(base)/mib, float64(peakGoal)/mib, float64(peakTotal)/mib)
+}
+
+// profileConfig creates a 6-partition topic named after name (and its
+// dead-letter topic) and returns the collector's config tailing data into
+// it with row 1's settings.
+func profileConfig(t *testing.T, brokers, dir, data, name string) (Config, string) {
+	t.Helper()
+	topic := "test-profile-" + name + "-" + strconv.FormatInt(time.Now().UnixNano()%1e9, 10)
+	stacktest.CreateTopics(t, brokers, map[string]int{topic: 6, topic + "-dlq": 1})
+	cfgText := fmt.Sprintf(`kafka:
+  brokers: [%q]
+  topic: %s
+  dead_letter_topic: %s-dlq
+  compression: snappy
+files:
+  include: [%q]
+  scan_interval: 200ms
+  read_from: beginning
+positions:
+  path: %s
+http:
+  listen: %s
+log:
+  level: warn
+`, brokers, topic, topic, data, filepath.Join(dir, "positions.json"), proctest.FreeAddr(t))
+	path := filepath.Join(dir, "collector.yaml")
+	if err := os.WriteFile(path, []byte(cfgText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, topic
+}
+
+// waitInKafka waits until topic holds want messages, failing at deadline.
+func waitInKafka(t *testing.T, brokers, topic string, want int, deadline time.Time) {
+	t.Helper()
+	client := &kafkago.Client{Addr: kafkago.TCP(brokers), Timeout: 10 * time.Second}
+	for {
+		parts, err := kafka.GroupOffsets(context.Background(), client, topic, "none-"+topic)
+		var got int64
+		for _, p := range parts {
+			got += p.Last - p.First
+		}
+		if err == nil && got >= int64(want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d in Kafka", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
