@@ -58,22 +58,10 @@ func yamlMap(t *testing.T, s string) map[string]any {
 // ring is the key ring the program's config and environment give it.
 func (cp composeProgram) ring(t *testing.T) pii.KeysConfig {
 	t.Helper()
-	var doc struct {
-		PII struct {
-			Keys       []struct{ ID, Key string } `json:"keys"`
-			CurrentKey string                     `json:"current_key"`
-		} `json:"pii"`
-	}
-	if err := yaml.Unmarshal([]byte(cp.config), &doc); err != nil {
-		t.Fatal(err)
-	}
-	ring := pii.KeysConfig{CurrentKey: doc.PII.CurrentKey}
-	for _, k := range doc.PII.Keys {
-		m := varRef.FindStringSubmatch(k.Key)
-		if m == nil {
-			t.Fatalf("%s: pii key %s is %q, not a ${VAR}", cp.svc.Name, k.ID, k.Key)
-		}
-		ring.Keys = append(ring.Keys, pii.KeyConfig{ID: k.ID, Key: cp.env[m[1]]})
+	keys, current := ringVars(t, cp.svc.Name, cp.config)
+	ring := pii.KeysConfig{CurrentKey: current}
+	for _, k := range keys {
+		ring.Keys = append(ring.Keys, pii.KeyConfig{ID: k.ID, Key: cp.env[k.Var]})
 	}
 	return ring
 }

@@ -310,29 +310,45 @@ type ring struct {
 
 func (p program) ring(t *testing.T, cl cluster) ring {
 	t.Helper()
+	keys, current := ringVars(t, p.workload, p.config)
+	env, refs := p.env(t, cl)
+	var rg ring
+	for _, k := range keys {
+		ref := refs[k.Var]
+		rg.keys = append(rg.keys, k.ID+"="+ref.Name+"/"+ref.Key)
+		rg.config.Keys = append(rg.config.Keys, pii.KeyConfig{ID: k.ID, Key: env[k.Var]})
+	}
+	sort.Strings(rg.keys)
+	rg.current, rg.config.CurrentKey = current, current
+	return rg
+}
+
+// ringVar is a key of a config's pii ring: its id and the ${VAR} holding it.
+type ringVar struct{ ID, Var string }
+
+// ringVars reads the pii key ring of a program's config text: each key's
+// id and variable (a key that is not a ${VAR} fails the test) and the
+// current key's id.
+func ringVars(t *testing.T, program, config string) ([]ringVar, string) {
+	t.Helper()
 	var doc struct {
 		PII struct {
 			Keys       []struct{ ID, Key string } `json:"keys"`
 			CurrentKey string                     `json:"current_key"`
 		} `json:"pii"`
 	}
-	if err := yaml.Unmarshal([]byte(p.config), &doc); err != nil {
+	if err := yaml.Unmarshal([]byte(config), &doc); err != nil {
 		t.Fatal(err)
 	}
-	env, refs := p.env(t, cl)
-	var rg ring
+	var keys []ringVar
 	for _, k := range doc.PII.Keys {
 		m := varRef.FindStringSubmatch(k.Key)
 		if m == nil {
-			t.Fatalf("%s: pii key %s is %q, not a ${VAR}", p.workload, k.ID, k.Key)
+			t.Fatalf("%s: pii key %s is %q, not a ${VAR}", program, k.ID, k.Key)
 		}
-		ref := refs[m[1]]
-		rg.keys = append(rg.keys, k.ID+"="+ref.Name+"/"+ref.Key)
-		rg.config.Keys = append(rg.config.Keys, pii.KeyConfig{ID: k.ID, Key: env[m[1]]})
+		keys = append(keys, ringVar{ID: k.ID, Var: m[1]})
 	}
-	sort.Strings(rg.keys)
-	rg.current, rg.config.CurrentKey = doc.PII.CurrentKey, doc.PII.CurrentKey
-	return rg
+	return keys, doc.PII.CurrentKey
 }
 
 // TestChartPIIKeysReachCollectorAndShipper: pii.keys gives the collector
