@@ -86,6 +86,10 @@ elasticsearch:
 loki:
   url: %s
   labels: {app: %s}
+  # The stack's Loki limits (stack/loki_config.go).
+  max_chunk_age: 336h
+  per_stream_rate_limit: 33554432
+  per_stream_rate_limit_burst: 67108864
 pii:
   hash_secret: bench-secret-0123456789abcdef
 http:

@@ -109,6 +109,11 @@ elasticsearch:
 $mirror
 loki:
   url: $ASSISTLOG_LOKI_URL
+  # The stack's Loki (stack/loki_config.go): a 7-day out-of-order window
+  # and 32MB/64MB per stream, so a week's backfill shares requests.
+  max_chunk_age: 336h
+  per_stream_rate_limit: 33554432
+  per_stream_rate_limit_burst: 67108864
 pii:
   hash_secret: "\${ASSISTLOG_PII_SECRET}"
   keys: [{id: demo1, key: "\${ASSISTLOG_PII_KEY}"}]

@@ -11,7 +11,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/assistlog/assistlog/internal/deadletter"
 	"github.com/assistlog/assistlog/internal/elastic"
@@ -202,8 +201,9 @@ func (p *pipeline) deadLetter(msg kafkago.Message, reason, errText, tenant strin
 // backfill's batches are hours apart: pushed in the order their
 // Elasticsearch writes happened to finish, a later batch landing first got
 // the earlier one's entries refused as "entry too far behind"
-// (TestBackfillInFlightReachesLoki). Elasticsearch writes, and the pushes
-// of different streams, stay concurrent.
+// (TestBackfillInFlightReachesLoki). A batch pushes once every stream it
+// has is pushed by the batches before (one request for the streams Loki
+// cannot refuse); Elasticsearch writes stay concurrent.
 type lokiTurn struct {
 	prev    <-chan struct{} // closed once the batch before has registered; nil: no batch before
 	done    chan struct{}   // closed once this batch has; nil: no batch after
@@ -262,11 +262,9 @@ func (o *streamOrder) done(key string, mine chan struct{}) {
 	}
 }
 
-// lokiStreamsAtOnce bounds one batch's Loki pushes under way.
-const lokiStreamsAtOnce = 16
-
-// pushInOrder pushes entries stream by stream, each stream after the
-// batch before pushed it (lokiTurn).
+// pushInOrder pushes a batch's entries once the batches before have pushed
+// every stream it has (lokiTurn), in one Push: the client sends the streams
+// Loki cannot refuse in one request, the others alone.
 func (p *pipeline) pushInOrder(ctx context.Context, turn *lokiTurn, entries []loki.Entry) ([]loki.Rejection, error) {
 	if err := turn.wait(ctx); err != nil {
 		return nil, err
@@ -275,47 +273,35 @@ func (p *pipeline) pushInOrder(ctx context.Context, turn *lokiTurn, entries []lo
 		turn.finish()
 		return p.loki.Push(ctx, entries)
 	}
-	byKey := map[string][]loki.Entry{}
 	var keys []string
+	seen := map[string]bool{}
 	for _, e := range entries {
-		k := loki.Selector(e.Labels)
-		if _, seen := byKey[k]; !seen {
+		if k := loki.Selector(e.Labels); !seen[k] {
+			seen[k] = true
 			keys = append(keys, k)
 		}
-		byKey[k] = append(byKey[k], e)
 	}
 	prevs, mines := make([]<-chan struct{}, len(keys)), make([]chan struct{}, len(keys))
 	for i, k := range keys {
 		prevs[i], mines[i] = turn.streams.register(k)
 	}
 	turn.finish()
-	var (
-		mu       sync.Mutex
-		rejected []loki.Rejection
-	)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(lokiStreamsAtOnce)
-	for i, k := range keys {
-		g.Go(func() error {
-			defer turn.streams.done(k, mines[i])
-			if prevs[i] != nil {
-				select {
-				case <-prevs[i]:
-				case <-gctx.Done():
-					return fmt.Errorf("wait for the batch before to push %s: %w", k, gctx.Err())
-				}
-			}
-			r, err := p.loki.Push(gctx, byKey[k])
-			mu.Lock()
-			rejected = append(rejected, r...)
-			mu.Unlock()
-			return err
-		})
+	defer func() {
+		for i, k := range keys {
+			turn.streams.done(k, mines[i])
+		}
+	}()
+	for i, prev := range prevs {
+		if prev == nil {
+			continue
+		}
+		select {
+		case <-prev:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for the batch before to push %s: %w", keys[i], ctx.Err())
+		}
 	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	return rejected, nil
+	return p.loki.Push(ctx, entries)
 }
 
 // ship processes one batch; it returns nil once every message is in both

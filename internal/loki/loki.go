@@ -73,12 +73,23 @@ type Config struct {
 	MaxLineBytes    int           `yaml:"max_line_bytes"`
 	RejectOlderThan time.Duration `yaml:"reject_older_than"`
 	CreationGrace   time.Duration `yaml:"creation_grace"`
+	// MaxChunkAge (the ingester's max_chunk_age), PerStreamRateLimit and
+	// PerStreamRateLimitBurst (bytes; per_stream_rate_limit and _burst)
+	// decide which streams may share a request: Loki reports only the
+	// last stream's refusal of a request, so a stream that Loki could
+	// refuse (entries near the edge of its out-of-order window, or near
+	// its rate limit) goes in a request of its own. With several shippers
+	// writing the same streams, give each its share of the rate limits.
+	MaxChunkAge             time.Duration `yaml:"max_chunk_age"`
+	PerStreamRateLimit      int           `yaml:"per_stream_rate_limit"`
+	PerStreamRateLimitBurst int           `yaml:"per_stream_rate_limit_burst"`
 }
 
 // DefaultConfig points at the local stack with Loki's default limits.
 func DefaultConfig() Config {
 	return Config{URL: "http://127.0.0.1:13100", Timeout: 30 * time.Second,
-		MaxLineBytes: 256 << 10, RejectOlderThan: 7 * 24 * time.Hour, CreationGrace: 10 * time.Minute}
+		MaxLineBytes: 256 << 10, RejectOlderThan: 7 * 24 * time.Hour, CreationGrace: 10 * time.Minute,
+		MaxChunkAge: 2 * time.Hour, PerStreamRateLimit: 3 << 20, PerStreamRateLimitBurst: 15 << 20}
 }
 
 // Validate names the field at fault.
@@ -109,6 +120,9 @@ func (c Config) Validate() error {
 	}
 	if c.Timeout <= 0 || c.RejectOlderThan <= 0 || c.CreationGrace <= 0 || c.MaxLineBytes <= 0 {
 		errs = append(errs, errors.New("timeout, reject_older_than, creation_grace, max_line_bytes: must be positive"))
+	}
+	if c.MaxChunkAge <= 0 || c.PerStreamRateLimit <= 0 || c.PerStreamRateLimitBurst <= 0 {
+		errs = append(errs, errors.New("max_chunk_age, per_stream_rate_limit, per_stream_rate_limit_burst: must be positive (Loki's defaults: 2h, 3145728, 15728640)"))
 	}
 	return errors.Join(errs...)
 }
@@ -142,11 +156,13 @@ type Client struct {
 	now  func() time.Time
 	// storedWindow bounds the time range of one Stored query.
 	storedWindow time.Duration
+	budget       *streamBudget
 }
 
 type clientMetrics struct {
-	entries *prometheus.CounterVec
-	latency prometheus.Histogram
+	entries  *prometheus.CounterVec
+	requests *prometheus.CounterVec
+	latency  prometheus.Histogram
 }
 
 // New builds a client whose failures follow pol.
@@ -167,13 +183,16 @@ func New(cfg Config, pol *errpolicy.Policy, log *slog.Logger, reg prometheus.Reg
 			return nil, fmt.Errorf("loki config: tenants_file %s: %w", cfg.TenantsFile, err)
 		}
 	}
-	c := &Client{cfg: cfg, orgs: orgs, pol: pol, storedWindow: defaultStoredWindow, http: newHTTPClient(cfg.Timeout), log: log, now: time.Now, m: clientMetrics{
-		entries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "assistlog_loki_entries_total",
-			Help: "Entries by outcome (pushed, rejected, retried) and the Loki tenant they were sent as."}, []string{"outcome", "loki_tenant"}),
-		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "assistlog_loki_push_seconds",
-			Help: "Time to get a batch acknowledged, retries included.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
-	}}
-	for _, col := range []prometheus.Collector{c.m.entries, c.m.latency} {
+	c := &Client{cfg: cfg, orgs: orgs, pol: pol, storedWindow: defaultStoredWindow, http: newHTTPClient(cfg.Timeout), log: log, now: time.Now,
+		budget: newStreamBudget(cfg.PerStreamRateLimit, cfg.PerStreamRateLimitBurst), m: clientMetrics{
+			entries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "assistlog_loki_entries_total",
+				Help: "Entries by outcome (pushed, rejected, retried) and the Loki tenant they were sent as."}, []string{"outcome", "loki_tenant"}),
+			requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "assistlog_loki_push_requests_total",
+				Help: "Push requests by kind: shared (streams Loki cannot refuse, together) or alone (one stream that Loki could refuse in part)."}, []string{"kind"}),
+			latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "assistlog_loki_push_seconds",
+				Help: "Time to get a batch acknowledged, retries included.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
+		}}
+	for _, col := range []prometheus.Collector{c.m.entries, c.m.requests, c.m.latency} {
 		if err := reg.Register(col); err != nil {
 			return nil, fmt.Errorf("register loki metrics: %w", err)
 		}
@@ -225,12 +244,18 @@ func (c *Client) Push(ctx context.Context, entries []Entry) ([]Rejection, error)
 // streamsAtOnce bounds the requests one Push has under way.
 const streamsAtOnce = 8
 
-// pushStreams pushes each stream of entries in a request of its own,
-// streamsAtOnce at a time. Loki (3.7, pkg/ingester/instance.go Push)
-// answers a request with the verdict of its last stream only: a stream
-// refused earlier in the request ("entry too far behind", a per-stream
-// rate limit) is dropped behind a 204. One stream per request is the only
-// way to learn which entries Loki refused (TestStreamRefusalIsReported).
+// clockSkew is the margin allowed between this host's clock and Loki's
+// when judging whether an entry lies safely inside Loki's window.
+const clockSkew = 5 * time.Minute
+
+// pushStreams pushes entries with a verdict for every stream. Loki (3.7,
+// pkg/ingester/instance.go Push) answers a request with the verdict of its
+// last stream only: a stream refused earlier in the request ("entry too far
+// behind", a per-stream rate limit) is dropped behind a 204
+// (TestStreamRefusalIsReported). So only streams Loki cannot refuse share
+// one request (packable); each of the others goes in a request of its own,
+// streamsAtOnce at a time. A shared request that comes back 400 or 413 is
+// pushed again stream by stream; re-sending stored entries is harmless.
 func (c *Client) pushStreams(ctx context.Context, org string, entries []Entry) ([]Rejection, error) {
 	byStream := map[string][]Entry{}
 	var keys []string
@@ -241,8 +266,19 @@ func (c *Client) pushStreams(ctx context.Context, org string, entries []Entry) (
 		}
 		byStream[k] = append(byStream[k], e)
 	}
-	if len(keys) == 1 {
-		return c.pushVerdicts(ctx, org, entries)
+	now := c.now()
+	var packed []Entry
+	var packedKeys, alone []string
+	for _, k := range keys {
+		if c.packable(k, byStream[k], now) {
+			packed = append(packed, byStream[k]...)
+			packedKeys = append(packedKeys, k)
+		} else {
+			alone = append(alone, k)
+		}
+	}
+	if len(packedKeys) == 1 {
+		alone, packedKeys = append(alone, packedKeys[0]), nil
 	}
 	var (
 		mu       sync.Mutex
@@ -250,19 +286,113 @@ func (c *Client) pushStreams(ctx context.Context, org string, entries []Entry) (
 	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(streamsAtOnce)
-	for _, k := range keys {
+	verdicts := func(k string) error {
+		r, err := c.pushVerdicts(gctx, org, byStream[k])
+		mu.Lock()
+		rejected = append(rejected, r...)
+		mu.Unlock()
+		return err
+	}
+	if len(packedKeys) > 0 {
 		g.Go(func() error {
-			r, err := c.pushVerdicts(gctx, org, byStream[k])
-			mu.Lock()
-			rejected = append(rejected, r...)
-			mu.Unlock()
-			return err
+			c.m.requests.WithLabelValues("shared").Inc()
+			status, msg, err := c.pushRetrying(gctx, org, packed)
+			if err != nil || (status != http.StatusBadRequest && status != http.StatusRequestEntityTooLarge) {
+				return err
+			}
+			c.log.Warn("loki refused part of a shared push; pushing its streams one by one", "streams", len(packedKeys), "loki_tenant", org, "reason", msg)
+			for _, k := range packedKeys {
+				c.m.requests.WithLabelValues("alone").Inc()
+				if err := verdicts(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	for _, k := range alone {
+		g.Go(func() error {
+			c.m.requests.WithLabelValues("alone").Inc()
+			return verdicts(k)
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
 	return rejected, nil
+}
+
+// packable reports whether Loki cannot refuse any entry of one stream (in
+// a request shared with others), charging the entries to the stream's rate
+// budget either way. Loki refuses an entry "too far behind" when it is
+// older than its stream's newest minus max_chunk_age/2; the newest can be
+// at most creation_grace ahead of Loki's clock.
+func (c *Client) packable(key string, entries []Entry, now time.Time) bool {
+	oldestSafe := now.Add(c.cfg.CreationGrace + clockSkew - c.cfg.MaxChunkAge/2)
+	inWindow := true
+	n := 0
+	for _, e := range entries {
+		n += entryBytes(e)
+		if e.Time.Before(oldestSafe) {
+			inWindow = false
+		}
+	}
+	withinRate := c.budget.take(key, n, now)
+	return inWindow && withinRate
+}
+
+// entryBytes is an entry's size as Loki's rate limits count it
+// (util.EntryTotalSize: the line and the structured metadata).
+func entryBytes(e Entry) int {
+	n := len(e.Line)
+	for k, v := range e.Metadata {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
+// streamBudget mirrors Loki's per-stream rate limiter, a token bucket per
+// stream, over this client's own pushes.
+type streamBudget struct {
+	rate, burst float64
+	mu          sync.Mutex
+	streams     map[string]*bucket
+	swept       time.Time
+}
+
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+func newStreamBudget(rate, burst int) *streamBudget {
+	return &streamBudget{rate: float64(rate), burst: float64(burst), streams: map[string]*bucket{}}
+}
+
+// take charges n bytes to a stream and reports whether its bucket held
+// them, as Loki's would with the same limits and no other writer.
+func (b *streamBudget) take(key string, n int, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.streams[key]
+	if s == nil {
+		s = &bucket{tokens: b.burst, at: now}
+		b.streams[key] = s
+	}
+	s.tokens = min(b.burst, s.tokens+now.Sub(s.at).Seconds()*b.rate)
+	s.at = now
+	ok := s.tokens >= float64(n)
+	s.tokens -= float64(n)
+	if now.Sub(b.swept) > time.Minute {
+		// A bucket full again is the same as no bucket: forget it.
+		for k, s := range b.streams {
+			if s.tokens+now.Sub(s.at).Seconds()*b.rate >= b.burst {
+				delete(b.streams, k)
+			}
+		}
+		b.swept = now
+	}
+	return ok
 }
 
 // newHTTPClient keeps enough connections to Loki open for a push per

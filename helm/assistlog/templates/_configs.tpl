@@ -126,6 +126,12 @@ elasticsearch:
 loki:
   url: {{ .Values.loki.url | quote }}
   tenant_id: {{ .Values.loki.tenantId | quote }}
+  {{- $s := .Values.shipper }}
+  {{- $n := max 1 (ternary $s.autoscaling.maxReplicas $s.replicas $s.autoscaling.enabled) }}
+  # This replica's share of the Loki's per-stream limits (of {{ $n }}).
+  max_chunk_age: {{ .Values.loki.maxChunkAge | quote }}
+  per_stream_rate_limit: {{ div (int64 .Values.loki.perStreamRateLimit) $n }}
+  per_stream_rate_limit_burst: {{ div (int64 .Values.loki.perStreamRateLimitBurst) $n }}
 pii:
   hash_secret: "${ASSISTLOG_PII_SECRET}"
   {{- if .Values.pii.keys }}
