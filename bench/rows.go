@@ -228,6 +228,8 @@ func (e *env) bulkCeiling(ctx context.Context, evs []event.Event, withLoki bool)
 	if withLoki {
 		lcfg := loki.DefaultConfig()
 		lcfg.URL = e.ep.LokiURL
+		// The stack's Loki limits, as the shipper's config states them.
+		lcfg.MaxChunkAge, lcfg.PerStreamRateLimit, lcfg.PerStreamRateLimitBurst = 336*time.Hour, 32<<20, 64<<20
 		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 		pol, err := errpolicy.New(errpolicy.DefaultConfig(), log, prometheus.NewRegistry())
 		if err != nil {

@@ -25,8 +25,12 @@ type consumer struct {
 	wait     time.Duration
 	linger   time.Duration // a batch is shipped once no message came for this long
 	inFlight int           // batches shipped at once
-	shutdown time.Duration
-	log      *slog.Logger
+	// lokiWindow is how far behind its stream's newest Loki still takes
+	// an entry (max_chunk_age/2): the span within which batches' Loki
+	// pushes need no order (streamOrder).
+	lokiWindow time.Duration
+	shutdown   time.Duration
+	log        *slog.Logger
 	// pol waits out fetches that fail: a refused password or ACL pauses
 	// (assistlog_destination_paused{destination="kafka"}), the rest retry.
 	pol *errpolicy.Policy
@@ -71,7 +75,7 @@ func newConsumer(cfg Config, p *pipeline, pol *errpolicy.Policy, log *slog.Logge
 		// (its status, its requests): CRM batches go one at a time.
 		inFlight = 1
 	}
-	return &consumer{r: r, p: p, pol: pol, size: cfg.Kafka.BatchSize, inFlight: max(inFlight, 1), wait: cfg.Kafka.BatchWait, linger: cfg.Kafka.BatchLinger, shutdown: cfg.ShutdownTimeout, log: log, lag: lag,
+	return &consumer{r: r, p: p, pol: pol, size: cfg.Kafka.BatchSize, inFlight: max(inFlight, 1), lokiWindow: cfg.Loki.MaxChunkAge / 2, wait: cfg.Kafka.BatchWait, linger: cfg.Kafka.BatchLinger, shutdown: cfg.ShutdownTimeout, log: log, lag: lag,
 		lagFrom: kc.Client(10 * time.Second),
 		group:   cfg.Kafka.GroupID, topic: cfg.Kafka.Topic}, nil
 }
@@ -191,7 +195,7 @@ func (c *consumer) Run(ctx context.Context) error {
 	defer abort()
 
 	var lokiDone <-chan struct{} // the last batch's turn at Loki (lokiTurn)
-	streams := newStreamOrder()
+	streams := newStreamOrder(c.lokiWindow)
 	slots := make(chan struct{}, c.inFlight)
 	queue := make(chan *flight, c.inFlight)
 	committed := make(chan error, 1)

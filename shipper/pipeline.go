@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -193,17 +194,17 @@ func (p *pipeline) deadLetter(msg kafkago.Message, reason, errText, tenant strin
 }
 
 // lokiTurn puts the Loki writes of batches shipped side by side in fetch
-// order, stream by stream: batches register their streams in fetch order
+// order where Loki needs it: batches register their streams in fetch order
 // (each waits for the batch before to have registered), and a stream's
-// push waits for the push of the same stream registered before it
-// (streamOrder). Loki refuses an entry more than its out-of-order window
-// (max_chunk_age/2, 1 h by default) behind the newest of its stream, and a
-// backfill's batches are hours apart: pushed in the order their
-// Elasticsearch writes happened to finish, a later batch landing first got
-// the earlier one's entries refused as "entry too far behind"
-// (TestBackfillInFlightReachesLoki). A batch pushes once every stream it
-// has is pushed by the batches before (one request for the streams Loki
-// cannot refuse); Elasticsearch writes stay concurrent.
+// push waits for the earlier pushes of the same stream that it could get
+// refused (streamOrder). Loki refuses an entry more than its out-of-order
+// window (max_chunk_age/2, 1 h by default) behind the newest of its
+// stream, and a backfill's batches are hours apart: pushed in the order
+// their Elasticsearch writes happened to finish, a later batch landing
+// first got the earlier one's entries refused as "entry too far behind"
+// (TestBackfillInFlightReachesLoki). Live batches, seconds apart, push at
+// once (TestStreamOrderWaitsOnlyWhereLokiWouldRefuse); Elasticsearch
+// writes stay concurrent.
 type lokiTurn struct {
 	prev    <-chan struct{} // closed once the batch before has registered; nil: no batch before
 	done    chan struct{}   // closed once this batch has; nil: no batch after
@@ -232,39 +233,60 @@ func (t *lokiTurn) finish() {
 	}
 }
 
-// streamOrder holds, per Loki stream, the push of it registered last;
-// its channel is closed once that push returned.
+// orderMargin keeps a push behind earlier ones whose oldest entry is
+// nearly a window behind its newest.
+const orderMargin = 5 * time.Minute
+
+// streamOrder holds, per Loki stream, the pushes under way: their oldest
+// entry, and a channel closed once the push returned.
 type streamOrder struct {
-	mu   sync.Mutex
-	last map[string]chan struct{}
+	window  time.Duration
+	mu      sync.Mutex
+	pending map[string][]*streamPush
 }
 
-func newStreamOrder() *streamOrder { return &streamOrder{last: map[string]chan struct{}{}} }
-
-// register returns what a push of the stream waits for (nil: nothing) and
-// what it closes when done.
-func (o *streamOrder) register(key string) (<-chan struct{}, chan struct{}) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	prev, mine := o.last[key], make(chan struct{})
-	o.last[key] = mine
-	return prev, mine
+type streamPush struct {
+	oldest time.Time
+	done   chan struct{}
 }
 
-// done releases the stream to the next push, forgetting it when none is
-// registered after this one.
-func (o *streamOrder) done(key string, mine chan struct{}) {
+func newStreamOrder(window time.Duration) *streamOrder {
+	return &streamOrder{window: window, pending: map[string][]*streamPush{}}
+}
+
+// register adds a push of a stream's entries from oldest to newest and
+// returns the earlier pushes it must wait for: those with an entry Loki
+// would refuse once it holds newest.
+func (o *streamOrder) register(key string, oldest, newest time.Time) ([]<-chan struct{}, *streamPush) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	close(mine)
-	if o.last[key] == mine {
-		delete(o.last, key)
+	var wait []<-chan struct{}
+	for _, p := range o.pending[key] {
+		if p.oldest.Before(newest.Add(-o.window + orderMargin)) {
+			wait = append(wait, p.done)
+		}
+	}
+	mine := &streamPush{oldest: oldest, done: make(chan struct{})}
+	o.pending[key] = append(o.pending[key], mine)
+	return wait, mine
+}
+
+// done releases the stream's later pushes waiting for this one.
+func (o *streamOrder) done(key string, mine *streamPush) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	close(mine.done)
+	ps := slices.DeleteFunc(o.pending[key], func(p *streamPush) bool { return p == mine })
+	if len(ps) == 0 {
+		delete(o.pending, key)
+	} else {
+		o.pending[key] = ps
 	}
 }
 
-// pushInOrder pushes a batch's entries once the batches before have pushed
-// every stream it has (lokiTurn), in one Push: the client sends the streams
-// Loki cannot refuse in one request, the others alone.
+// pushInOrder pushes a batch's entries once the earlier pushes of its
+// streams that need to land first have (lokiTurn), in one Push: the client
+// sends the streams Loki cannot refuse in one request, the others alone.
 func (p *pipeline) pushInOrder(ctx context.Context, turn *lokiTurn, entries []loki.Entry) ([]loki.Rejection, error) {
 	if err := turn.wait(ctx); err != nil {
 		return nil, err
@@ -273,32 +295,42 @@ func (p *pipeline) pushInOrder(ctx context.Context, turn *lokiTurn, entries []lo
 		turn.finish()
 		return p.loki.Push(ctx, entries)
 	}
+	type span struct{ oldest, newest time.Time }
 	var keys []string
-	seen := map[string]bool{}
+	spans := map[string]*span{}
 	for _, e := range entries {
-		if k := loki.Selector(e.Labels); !seen[k] {
-			seen[k] = true
+		k := loki.Selector(e.Labels)
+		s, ok := spans[k]
+		if !ok {
+			spans[k] = &span{e.Time, e.Time}
 			keys = append(keys, k)
+			continue
+		}
+		if e.Time.Before(s.oldest) {
+			s.oldest = e.Time
+		}
+		if e.Time.After(s.newest) {
+			s.newest = e.Time
 		}
 	}
-	prevs, mines := make([]<-chan struct{}, len(keys)), make([]chan struct{}, len(keys))
+	var waits []<-chan struct{}
+	mine := make([]*streamPush, len(keys))
 	for i, k := range keys {
-		prevs[i], mines[i] = turn.streams.register(k)
+		var w []<-chan struct{}
+		w, mine[i] = turn.streams.register(k, spans[k].oldest, spans[k].newest)
+		waits = append(waits, w...)
 	}
 	turn.finish()
 	defer func() {
 		for i, k := range keys {
-			turn.streams.done(k, mines[i])
+			turn.streams.done(k, mine[i])
 		}
 	}()
-	for i, prev := range prevs {
-		if prev == nil {
-			continue
-		}
+	for _, w := range waits {
 		select {
-		case <-prev:
+		case <-w:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("wait for the batch before to push %s: %w", keys[i], ctx.Err())
+			return nil, fmt.Errorf("wait for an earlier batch to push to loki: %w", ctx.Err())
 		}
 	}
 	return p.loki.Push(ctx, entries)
