@@ -184,7 +184,7 @@ func (p *pipeline) lokiEntry(it *item) (loki.Entry, error) {
 	if e.CRMID != "" {
 		md["crm_id"] = e.CRMID
 	}
-	return loki.Entry{Labels: labels, Time: e.Time(), Line: string(line), Metadata: md, Ref: it}, nil
+	return loki.Entry{Labels: labels, Stream: loki.Selector(labels), Time: e.Time(), Line: string(line), Metadata: md, Ref: it}, nil
 }
 
 func (p *pipeline) deadLetter(msg kafkago.Message, reason, errText, tenant string) kafkago.Message {
@@ -299,7 +299,10 @@ func (p *pipeline) pushInOrder(ctx context.Context, turn *lokiTurn, entries []lo
 	var keys []string
 	spans := map[string]*span{}
 	for _, e := range entries {
-		k := loki.Selector(e.Labels)
+		k := e.Stream
+		if k == "" {
+			k = loki.Selector(e.Labels)
+		}
 		s, ok := spans[k]
 		if !ok {
 			spans[k] = &span{e.Time, e.Time}

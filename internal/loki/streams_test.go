@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -160,4 +161,41 @@ func TestStreamNearItsRateLimitGoesAlone(t *testing.T) {
 	}
 	eventually(t, lk.URL, fmt.Sprintf(`{tenant=%q, stream="big"}`, run), 200)
 	eventually(t, lk.URL, fmt.Sprintf(`{tenant=%q, stream="small"}`, run), 2)
+}
+
+// TestSelectorRendersLabels: the selector is {name="value", ...} with the
+// names sorted and values quoted as Go (and LogQL) quote them, for any
+// number of labels and any value.
+func TestSelectorRendersLabels(t *testing.T) {
+	reference := func(labels map[string]string) string {
+		names := make([]string, 0, len(labels))
+		for k := range labels {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		parts := make([]string, len(names))
+		for i, k := range names {
+			parts[i] = fmt.Sprintf("%s=%q", k, labels[k])
+		}
+		return "{" + strings.Join(parts, ", ") + "}"
+	}
+	cases := []map[string]string{
+		{},
+		{"app": "assistlog"},
+		{"tenant": "salon-aurora", "app": "assistlog", "level": "info", "channel": "whatsapp", "event_type": "message.sent"},
+		{"b": `quote " and \ backslash`, "a": "юникод ✓", "c": "tab\tnewline\n", "d": ""},
+	}
+	many := map[string]string{}
+	for i := range 20 { // more than the selector's fixed array
+		many[fmt.Sprintf("l%02d", 19-i)] = strconv.Itoa(i)
+	}
+	cases = append(cases, many)
+	for _, labels := range cases {
+		if got, want := Selector(labels), reference(labels); got != want {
+			t.Errorf("Selector(%v) = %s, want %s", labels, got, want)
+		}
+	}
+	if got := Selector(map[string]string{"tenant": "a", "app": "b"}); got != `{app="b", tenant="a"}` {
+		t.Errorf("got %s", got)
+	}
 }

@@ -2,6 +2,7 @@ package pii
 
 import (
 	"errors"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -198,5 +199,38 @@ func TestWhatsAppMessageIDs(t *testing.T) {
 	}
 	if again := m.Apply(a.Event); again.Event.Payload["message_id"] != got {
 		t.Errorf("masked twice: %v", again.Event.Payload["message_id"])
+	}
+}
+
+// TestPhonePrefilterIsNecessary: mayHavePhone, which lets texts skip the
+// phone regexp, is true for every string the regexp matches: random
+// strings of digits, separators and letters, and real-looking numbers.
+func TestPhonePrefilterIsNecessary(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []rune("0123456789 -.()+abcя\t")
+	matched := 0
+	for range 200_000 {
+		r := make([]rune, rng.IntN(40))
+		for i := range r {
+			r[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		s := string(r)
+		if phoneRe.MatchString(s) {
+			matched++
+			if !mayHavePhone(s) {
+				t.Fatalf("%q matches the phone pattern, but the prefilter skips it", s)
+			}
+		}
+	}
+	for _, s := range []string{"+7 (917) 123-45-67", "89171234567", "8 917 123 45 67", "+1.202.555.0143"} {
+		if !phoneRe.MatchString(s) || !mayHavePhone(s) {
+			t.Errorf("%q: pattern %v, prefilter %v", s, phoneRe.MatchString(s), mayHavePhone(s))
+		}
+	}
+	if matched < 1000 {
+		t.Fatalf("only %d random strings matched the pattern: the test checks too little", matched)
+	}
+	if mayHavePhone("до 10:30, кабинет 12") {
+		t.Error("six digits pass the prefilter")
 	}
 }
