@@ -54,6 +54,10 @@ elasticsearch:
 loki:
   url: %s
   labels: {app: assistlog-profile, deployment: %s}
+  # The stack's Loki limits (stack/loki_config.go), as make bench states them.
+  max_chunk_age: 336h
+  per_stream_rate_limit: 33554432
+  per_stream_rate_limit_burst: 67108864
 pii:
   hash_secret: %q
 http:
