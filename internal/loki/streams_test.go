@@ -15,6 +15,18 @@ import (
 	"github.com/assistlog/assistlog/stack"
 )
 
+// privateLoki starts a Loki of the test's own (stopped at its end), with
+// extra command-line flags.
+func privateLoki(ctx context.Context, t *testing.T, name string, args ...string) *stack.ExtraLoki {
+	t.Helper()
+	lk, err := stack.StartLoki(ctx, stack.ExtraLokiConfig{Name: name, HTTPPort: freePort(t), GRPCPort: freePort(t), Args: args})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(lk.Stop)
+	return lk
+}
+
 // TestStreamRefusalIsReported: a push holding two streams, the first with
 // an entry Loki refuses (more than its out-of-order window, max_chunk_age/2
 // = 1 h here, behind the newest of its stream), the second fine. The refused
@@ -26,12 +38,7 @@ func TestStreamRefusalIsReported(t *testing.T) {
 	stacktest.Require(t, stacktest.Loki)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	lk, err := stack.StartLoki(ctx, stack.ExtraLokiConfig{Name: "streams-client", HTTPPort: freePort(t), GRPCPort: freePort(t),
-		Args: []string{"-ingester.max-chunk-age=2h"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lk.Stop()
+	lk := privateLoki(ctx, t, "streams-client", "-ingester.max-chunk-age=2h")
 	cfg := DefaultConfig()
 	cfg.URL = lk.URL
 	c, _ := newClientWith(t, cfg)
@@ -96,11 +103,7 @@ func TestLiveStreamsShareARequest(t *testing.T) {
 	stacktest.Require(t, stacktest.Loki)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	lk, err := stack.StartLoki(ctx, stack.ExtraLokiConfig{Name: "streams-shared", HTTPPort: freePort(t), GRPCPort: freePort(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lk.Stop()
+	lk := privateLoki(ctx, t, "streams-shared")
 	cfg := DefaultConfig()
 	cfg.URL = lk.URL
 	c, _ := newClientWith(t, cfg)
@@ -131,12 +134,7 @@ func TestStreamNearItsRateLimitGoesAlone(t *testing.T) {
 	stacktest.Require(t, stacktest.Loki)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	lk, err := stack.StartLoki(ctx, stack.ExtraLokiConfig{Name: "streams-rate", HTTPPort: freePort(t), GRPCPort: freePort(t),
-		Args: []string{"-ingester.per-stream-rate-limit=64KB", "-ingester.per-stream-rate-limit-burst=128KB"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lk.Stop()
+	lk := privateLoki(ctx, t, "streams-rate", "-ingester.per-stream-rate-limit=64KB", "-ingester.per-stream-rate-limit-burst=128KB")
 	cfg := DefaultConfig()
 	cfg.URL = lk.URL
 	cfg.PerStreamRateLimit, cfg.PerStreamRateLimitBurst = 64<<10, 128<<10
