@@ -75,7 +75,7 @@ func newConsumer(cfg Config, p *pipeline, pol *errpolicy.Policy, log *slog.Logge
 		// (its status, its requests): CRM batches go one at a time.
 		inFlight = 1
 	}
-	return &consumer{r: r, p: p, pol: pol, size: cfg.Kafka.BatchSize, inFlight: max(inFlight, 1), lokiWindow: cfg.Loki.MaxChunkAge / 2, wait: cfg.Kafka.BatchWait, linger: cfg.Kafka.BatchLinger, shutdown: cfg.ShutdownTimeout, log: log, lag: lag,
+	return &consumer{r: r, p: p, pol: pol, size: cfg.Kafka.BatchSize, inFlight: max(inFlight, 1), lokiWindow: cfg.Loki.OutOfOrderWindow(), wait: cfg.Kafka.BatchWait, linger: cfg.Kafka.BatchLinger, shutdown: cfg.ShutdownTimeout, log: log, lag: lag,
 		lagFrom: kc.Client(10 * time.Second),
 		group:   cfg.Kafka.GroupID, topic: cfg.Kafka.Topic}, nil
 }

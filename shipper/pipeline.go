@@ -299,10 +299,7 @@ func (p *pipeline) pushInOrder(ctx context.Context, turn *lokiTurn, entries []lo
 	var keys []string
 	spans := map[string]*span{}
 	for _, e := range entries {
-		k := e.Stream
-		if k == "" {
-			k = loki.Selector(e.Labels)
-		}
+		k := e.StreamSelector()
 		s, ok := spans[k]
 		if !ok {
 			spans[k] = &span{e.Time, e.Time}

@@ -54,7 +54,6 @@ func (m *Masker) Ring() *Ring { return m.ring }
 // may be separated by spaces, dashes, dots or parentheses.
 var phoneRe = regexp.MustCompile(`\+?\(?\d(?:[\s\-.()]{0,2}\d){9,14}`)
 
-// emailRe finds e-mail addresses.
 // mayHavePhone is phoneRe's cheap necessary condition: it matches ten
 // digits at least. Most texts have fewer, and the regexp took a tenth of
 // the shipper's CPU (bench/NOTES.md).
@@ -70,6 +69,7 @@ func mayHavePhone(s string) bool {
 	return false
 }
 
+// emailRe finds e-mail addresses.
 var emailRe = regexp.MustCompile(`[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}`)
 
 // Digits returns the digits of s.
