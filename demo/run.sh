@@ -237,8 +237,19 @@ print("  leads created: %d   appointments confirmed: %d   attended: %d   no-show
 print("  handed to a manager: %d   complaints: %d   errors: %d" % (t.get("handoff.requested",0), t.get("complaint.received",0), t.get("error",0)))
 c={b["key"]:b["doc_count"] for b in a["crm"]["buckets"]}
 print("  CRM: %d events carry their conversation'"'"'s lead id; pending %d, no lead %d, failed %d" % (c.get("resolved",0), c.get("pending",0), c.get("no_lead",0), c.get("failed",0)))')
-loki=$(curl -fs -G "$ASSISTLOG_LOKI_URL/loki/api/v1/query" --data-urlencode 'query=sum(count_over_time({app="assistlog"}[7d]))' |
-  python3 -c 'import json,sys;r=json.load(sys.stdin)["data"]["result"];print(r[0]["value"][1] if r else 0)')
+# A week of every run's lines: on a stack holding many runs Loki can take
+# longer than its 30 s write timeout and cut the answer off, so the count
+# is asked three times and, failing that, reported as not counted.
+loki=""
+for try in 1 2 3; do
+  if answer=$(curl -fs --max-time 120 -G "$ASSISTLOG_LOKI_URL/loki/api/v1/query" \
+      --data-urlencode 'query=sum(count_over_time({app="assistlog"}[7d]))') && [ -n "$answer" ]; then
+    loki=$(printf '%s' "$answer" | python3 -c 'import json,sys;r=json.load(sys.stdin)["data"]["result"];print(r[0]["value"][1] if r else 0)')
+    break
+  fi
+  sleep 5
+done
+[ -n "$loki" ] || loki="not counted (Loki did not answer the count in 3 tries)"
 
 cat <<MSG
 
