@@ -130,9 +130,13 @@ func TestReconcileCountsWhatWasDoneToThePortal(t *testing.T) {
 		}
 		return tt.Location()
 	}
-	// The period: the four whole days before today, in each tenant's zone.
+	// The period: the three whole days before today (UTC), in each tenant's
+	// zone. The generator fills the six local days up to the tenant's
+	// today, which after 17:00 UTC is already tomorrow in Novosibirsk and
+	// after 19:00 in Ufa; a period of four days then left no day before it
+	// (CI at 21:40 UTC: "0 before it"). Three leave at least one.
 	now := time.Now().UTC()
-	d1, d2 := now.AddDate(0, 0, -4).Format("2006-01-02"), now.AddDate(0, 0, -1).Format("2006-01-02")
+	d1, d2 := now.AddDate(0, 0, -3).Format("2006-01-02"), now.AddDate(0, 0, -1).Format("2006-01-02")
 	window := func(tenant string) (time.Time, time.Time) {
 		from, _ := time.ParseInLocation("2006-01-02", d1, zone(tenant))
 		to, _ := time.ParseInLocation("2006-01-02", d2, zone(tenant))
