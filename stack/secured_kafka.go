@@ -188,11 +188,19 @@ group.initial.rebalance.delay.ms=0
 	}
 }
 
-// clusterID is a random KRaft cluster id: 16 bytes, URL-safe base64.
+// clusterID is a random KRaft cluster id: 16 bytes, URL-safe base64. One
+// in 64 of those starts with '-', which StorageTool's argument parser takes
+// for an option ("argument --cluster-id/-t: expected one argument", a CI
+// failure); Kafka's own Uuid.randomUuid draws again in that case, and so
+// does this.
 func clusterID() string {
 	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
+	for {
+		_, _ = rand.Read(b)
+		if id := base64.RawURLEncoding.EncodeToString(b); id[0] != '-' {
+			return id
+		}
+	}
 }
 
 // ClientConfig is the kafka: section's client part for user over TLS
