@@ -238,8 +238,8 @@ print("  handed to a manager: %d   complaints: %d   errors: %d" % (t.get("handof
 c={b["key"]:b["doc_count"] for b in a["crm"]["buckets"]}
 print("  CRM: %d events carry their conversation'"'"'s lead id; pending %d, no lead %d, failed %d" % (c.get("resolved",0), c.get("pending",0), c.get("no_lead",0), c.get("failed",0)))')
 # A week of every run's lines: on a stack holding many runs Loki can take
-# longer than its 30 s write timeout and cut the answer off, so the count
-# is asked three times and, failing that, reported as not counted.
+# longer than its 1 m query timeout, so the count is asked three times and,
+# failing that, reported as not counted.
 loki=""
 for try in 1 2 3; do
   if answer=$(curl -fs --max-time 120 -G "$ASSISTLOG_LOKI_URL/loki/api/v1/query" \

@@ -78,6 +78,12 @@ server:
   http_listen_port: %[1]d
   grpc_listen_address: 127.0.0.1
   grpc_listen_port: %[2]d
+  # Loki's default 30 s cut a heavy read off mid-answer (the client saw
+  # EOF, not an error): a week's count over a stack that has carried a day
+  # of runs, or a test's read while the demo loads the same Loki. With 2 m
+  # the query's own limit (limits_config.query_timeout, 1 m) decides, and
+  # a read that takes too long gets Loki's error instead of a cut reply.
+  http_server_write_timeout: 2m
   log_level: warn
 common:
   instance_addr: 127.0.0.1
