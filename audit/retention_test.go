@@ -126,7 +126,10 @@ func testRetentionApply(t *testing.T, st stacktest.SearchStore) {
 	before := total()
 	apply := func(args ...string) []retentionRow {
 		t.Helper()
-		out, errOut, err := runAudit(t, append([]string{"retention", "apply", "--config", cfg, "--format", "json"}, args...)...)
+		// The cutoffs above were counted at now; the command counts at the
+		// same instant, or a local midnight passing during the test (19:00
+		// UTC in Ufa, 21:00 in Moscow, 00:00 UTC) would move them a day.
+		out, errOut, err := runAt(t, now, append([]string{"retention", "apply", "--config", cfg, "--format", "json"}, args...)...)
 		if err != nil {
 			t.Fatalf("retention apply %v: %v\n%s", args, err, errOut)
 		}
