@@ -22,6 +22,8 @@ demo:
 test:
 	$(MAKE) --no-print-directory check
 	$(STACK) up
+	# Topics earlier runs left would pile up until Kafka's heap runs out.
+	$(STACK) prune-test-topics
 	# Three phases. Packages run two at a time except where they share more
 	# than the servers: the fault tests stop and restart shared servers
 	# (Kafka, Elasticsearch, Loki) and run alone at the end; alerts,

@@ -145,13 +145,6 @@ log.cleaner.enable=true
 			}
 			return nil
 		},
-		afterStart: func(ctx context.Context, s *Stack) error {
-			n, err := pruneTestTopics(ctx, s.layout.Endpoints().KafkaBrokers)
-			if n > 0 {
-				s.logf("kafka: removed %d topics earlier test runs left (test-*, smoke-*)", n)
-			}
-			return err
-		},
 		afterReady: func(ctx context.Context, s *Stack) error {
 			return createTopics(ctx, s.layout.Endpoints().KafkaBrokers, kafka.Topics())
 		},
@@ -168,21 +161,23 @@ func createTopics(ctx context.Context, broker string, specs []kafka.TopicSpec) e
 // isTestTopic: tests name their topics test-* or smoke-*, one or more per
 // test and run, never reused. Left in place they piled up across runs
 // (5,200 topics, 13,860 partitions after a day) until the broker's
-// 512 MiB heap ran out mid-suite.
+// 512 MiB heap ran out mid-suite; `make test` prunes them before it starts.
 func isTestTopic(name string) bool {
 	return strings.HasPrefix(name, "test-") || strings.HasPrefix(name, "smoke-")
 }
 
-// pruneTestTopics deletes the topics earlier test runs left. It runs only
-// on a broker this up has just started, so no test can be using one. It
-// returns how many it deleted.
+// PruneTestTopics deletes the test topics (test-*, smoke-*) the stack's
+// Kafka holds and returns how many. Tests using one fail, so it is for a
+// moment none runs: `make test` calls it before its first test. (Not on
+// every start of Kafka: the fault tests restart it under their topics.)
+func (s *Stack) PruneTestTopics(ctx context.Context) (int, error) {
+	return pruneTestTopics(ctx, s.layout.Endpoints().KafkaBrokers)
+}
+
 func pruneTestTopics(ctx context.Context, broker string) (int, error) {
 	client := &kafkago.Client{Addr: kafkago.TCP(broker), Timeout: time.Minute}
 	var names []string
-	// Right after start the broker answers metadata before it takes admin
-	// requests (a delete then got EOF), so both are tried again, as
-	// kafka.EnsureTopics does.
-	err := retryAfterStart(ctx, func() error {
+	list := func() error {
 		md, err := client.Metadata(ctx, &kafkago.MetadataRequest{})
 		if err != nil {
 			return fmt.Errorf("list topics to prune: %w", err)
@@ -194,7 +189,11 @@ func pruneTestTopics(ctx context.Context, broker string) (int, error) {
 			}
 		}
 		return nil
-	})
+	}
+	// Right after start the broker answers metadata before it takes admin
+	// requests (a delete then got EOF), so both are tried again, as
+	// kafka.EnsureTopics does.
+	err := retryAfterStart(ctx, list)
 	deleted := 0
 	// A few hundred a request keeps each within the controller's timeout.
 	for err == nil && len(names) > 0 {
@@ -217,6 +216,20 @@ func pruneTestTopics(ctx context.Context, broker string) (int, error) {
 			deleted += len(batch)
 		}
 	}
+	if err != nil || deleted == 0 {
+		return deleted, err
+	}
+	// The broker's metadata follows the controller's a moment later; return
+	// when it no longer lists them, so what runs next does not see them.
+	err = retryAfterStart(ctx, func() error {
+		if err := list(); err != nil {
+			return err
+		}
+		if len(names) > 0 {
+			return fmt.Errorf("%d deleted test topics still listed", len(names))
+		}
+		return nil
+	})
 	return deleted, err
 }
 

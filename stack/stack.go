@@ -26,10 +26,7 @@ type component struct {
 	// ready probes once; nil means ready.
 	ready func(ctx context.Context, s *Stack) error
 	// afterReady runs each time the component was found or made ready.
-	afterReady func(ctx context.Context, s *Stack) error
-	// afterStart runs before afterReady, only when this up started the
-	// process: nothing can be using it yet.
-	afterStart   func(ctx context.Context, s *Stack) error
+	afterReady   func(ctx context.Context, s *Stack) error
 	endpoint     func(Layout) string
 	readyTimeout time.Duration
 	stopGrace    time.Duration
@@ -171,9 +168,8 @@ func (s *Stack) upOne(ctx context.Context, c *component) error {
 			s.logf("%s already running (pid %d) at %s", c.name, pid, c.endpoint(s.layout))
 			return s.after(ctx, c, p)
 		}
-		// Started earlier but not answering: wait for it as for a fresh
-		// start (whoever started it may already be using it).
-		return s.waitReady(ctx, c, p, pid, false)
+		// Started earlier but not answering: wait for it as for a fresh start.
+		return s.waitReady(ctx, c, p, pid)
 	}
 	if err := c.prepare(ctx, s); err != nil {
 		return fmt.Errorf("%s: prepare: %w", c.name, err)
@@ -187,10 +183,10 @@ func (s *Stack) upOne(ctx context.Context, c *component) error {
 		return err
 	}
 	s.logf("%s %s started (pid %d), waiting until ready", c.name, c.version, pid)
-	return s.waitReady(ctx, c, p, pid, true)
+	return s.waitReady(ctx, c, p, pid)
 }
 
-func (s *Stack) waitReady(ctx context.Context, c *component, p process, pid int, fresh bool) error {
+func (s *Stack) waitReady(ctx context.Context, c *component, p process, pid int) error {
 	start := time.Now()
 	deadline := start.Add(c.readyTimeout)
 	var last error
@@ -200,11 +196,6 @@ func (s *Stack) waitReady(ctx context.Context, c *component, p process, pid int,
 		}
 		if last = c.ready(ctx, s); last == nil {
 			s.logf("%s ready at %s after %s", c.name, c.endpoint(s.layout), time.Since(start).Round(100*time.Millisecond))
-			if fresh && c.afterStart != nil {
-				if err := c.afterStart(ctx, s); err != nil {
-					return fmt.Errorf("%s: %w (log %s)", c.name, err, p.logPath)
-				}
-			}
 			return s.after(ctx, c, p)
 		}
 		select {

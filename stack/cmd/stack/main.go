@@ -26,6 +26,8 @@ Usage:
   stack logs [-n N] component  the last N lines of a component's log (default 100)
   stack env                    shell exports of every endpoint, for tests and tools
   stack install [component...] only download and build into the cache
+  stack prune-test-topics      delete the Kafka topics tests made (test-*, smoke-*); run it
+                               when no test is running (make test does, before its first)
 
 Components: kafka, elasticsearch, loki, prometheus, alertmanager, opensearch, s3, elasticsearch-secure
 (all when none named).
@@ -79,6 +81,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return s.Down(ctx, rest...)
 	case "install":
 		return s.Install(ctx, rest...)
+	case "prune-test-topics":
+		n, err := s.PruneTestTopics(ctx)
+		fmt.Fprintf(stdout, "kafka: deleted %d test topics (test-*, smoke-*)\n", n)
+		return err
 	case "status":
 		return status(ctx, s, stdout)
 	case "env":
