@@ -167,9 +167,9 @@ func isTestTopic(name string) bool {
 }
 
 // PruneTestTopics deletes the test topics (test-*, smoke-*) the stack's
-// Kafka holds and returns how many. Tests using one fail, so it is for a
-// moment none runs: `make test` calls it before its first test. (Not on
-// every start of Kafka: the fault tests restart it under their topics.)
+// Kafka holds and returns how many. A test using one would fail, so it is
+// for a moment none runs: `make test` calls it before its first test (not on
+// every start of Kafka: the fault tests restart it under their topics).
 func (s *Stack) PruneTestTopics(ctx context.Context) (int, error) {
 	return pruneTestTopics(ctx, s.layout.Endpoints().KafkaBrokers)
 }
