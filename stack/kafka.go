@@ -2,7 +2,6 @@ package stack
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -171,82 +170,7 @@ func isTestTopic(name string) bool {
 // for a moment none runs: `make test` calls it before its first test (not on
 // every start of Kafka: the fault tests restart it under their topics).
 func (s *Stack) PruneTestTopics(ctx context.Context) (int, error) {
-	return pruneTestTopics(ctx, s.layout.Endpoints().KafkaBrokers)
-}
-
-func pruneTestTopics(ctx context.Context, broker string) (int, error) {
-	client := &kafkago.Client{Addr: kafkago.TCP(broker), Timeout: time.Minute}
-	var names []string
-	list := func() error {
-		md, err := client.Metadata(ctx, &kafkago.MetadataRequest{})
-		if err != nil {
-			return fmt.Errorf("list topics to prune: %w", err)
-		}
-		names = names[:0]
-		for _, t := range md.Topics {
-			if isTestTopic(t.Name) {
-				names = append(names, t.Name)
-			}
-		}
-		return nil
-	}
-	// Right after start the broker answers metadata before it takes admin
-	// requests (a delete then got EOF), so both are tried again, as
-	// kafka.EnsureTopics does.
-	err := retryAfterStart(ctx, list)
-	deleted := 0
-	// A few hundred a request keeps each within the controller's timeout.
-	for err == nil && len(names) > 0 {
-		batch := names[:min(500, len(names))]
-		names = names[len(batch):]
-		err = retryAfterStart(ctx, func() error {
-			resp, err := client.DeleteTopics(ctx, &kafkago.DeleteTopicsRequest{Topics: batch})
-			if err != nil {
-				return fmt.Errorf("delete %d test topics: %w", len(batch), err)
-			}
-			var errs error
-			for _, name := range batch {
-				if terr := resp.Errors[name]; terr != nil && !errors.Is(terr, kafkago.UnknownTopicOrPartition) {
-					errs = errors.Join(errs, fmt.Errorf("delete test topic %s: %w", name, terr))
-				}
-			}
-			return errs
-		})
-		if err == nil {
-			deleted += len(batch)
-		}
-	}
-	if err != nil || deleted == 0 {
-		return deleted, err
-	}
-	// The broker's metadata follows the controller's a moment later; return
-	// when it no longer lists them, so what runs next does not see them.
-	err = retryAfterStart(ctx, func() error {
-		if err := list(); err != nil {
-			return err
-		}
-		if len(names) > 0 {
-			return fmt.Errorf("%d deleted test topics still listed", len(names))
-		}
-		return nil
-	})
-	return deleted, err
-}
-
-// retryAfterStart tries f once a second, 20 times at most.
-func retryAfterStart(ctx context.Context, f func() error) error {
-	var err error
-	for attempt := 0; attempt < 20; attempt++ {
-		if err = f(); err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
-	return err
+	return kafka.DeleteTopics(ctx, s.layout.Endpoints().KafkaBrokers, isTestTopic)
 }
 
 // portOpen is a cheap readiness pre-check.

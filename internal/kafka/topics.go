@@ -96,28 +96,95 @@ func EnsureTopics(ctx context.Context, broker string, specs []TopicSpec) error {
 		req.Topics = append(req.Topics, tc)
 	}
 	// Right after start the controller may not yet accept topic creation.
-	var lastErr error
-	for attempt := 0; attempt < 20; attempt++ {
-		lastErr = nil
+	return retryAfterStart(ctx, func() error {
 		resp, err := client.CreateTopics(ctx, req)
-		var existing []TopicSpec
 		if err != nil {
-			lastErr = fmt.Errorf("create topics: %w", err)
-		} else {
-			for _, t := range specs {
-				terr := resp.Errors[t.Name]
-				switch {
-				case errors.Is(terr, kafkago.TopicAlreadyExists):
-					existing = append(existing, t)
-				case terr != nil:
-					lastErr = errors.Join(lastErr, fmt.Errorf("create topic %s: %w", t.Name, terr))
-				}
+			return fmt.Errorf("create topics: %w", err)
+		}
+		var errs error
+		var existing []TopicSpec
+		for _, t := range specs {
+			terr := resp.Errors[t.Name]
+			switch {
+			case errors.Is(terr, kafkago.TopicAlreadyExists):
+				existing = append(existing, t)
+			case terr != nil:
+				errs = errors.Join(errs, fmt.Errorf("create topic %s: %w", t.Name, terr))
 			}
 		}
-		if lastErr == nil && len(existing) > 0 {
-			lastErr = alterConfigs(ctx, client, existing)
+		if errs == nil && len(existing) > 0 {
+			errs = alterConfigs(ctx, client, existing)
 		}
-		if lastErr == nil {
+		return errs
+	})
+}
+
+// DeleteTopics deletes every topic whose name match accepts and returns
+// how many. It returns once the broker's metadata no longer lists them,
+// so what runs next does not see them.
+func DeleteTopics(ctx context.Context, broker string, match func(name string) bool) (int, error) {
+	client := &kafkago.Client{Addr: kafkago.TCP(broker), Timeout: time.Minute}
+	var names []string
+	list := func() error {
+		md, err := client.Metadata(ctx, &kafkago.MetadataRequest{})
+		if err != nil {
+			return fmt.Errorf("list topics: %w", err)
+		}
+		names = names[:0]
+		for _, t := range md.Topics {
+			if match(t.Name) {
+				names = append(names, t.Name)
+			}
+		}
+		return nil
+	}
+	// Right after start the broker answers metadata before it takes admin
+	// requests (a delete then got EOF).
+	err := retryAfterStart(ctx, list)
+	deleted := 0
+	// A few hundred a request keeps each within the controller's timeout.
+	for err == nil && len(names) > 0 {
+		batch := names[:min(500, len(names))]
+		names = names[len(batch):]
+		err = retryAfterStart(ctx, func() error {
+			resp, err := client.DeleteTopics(ctx, &kafkago.DeleteTopicsRequest{Topics: batch})
+			if err != nil {
+				return fmt.Errorf("delete %d topics: %w", len(batch), err)
+			}
+			var errs error
+			for _, name := range batch {
+				if terr := resp.Errors[name]; terr != nil && !errors.Is(terr, kafkago.UnknownTopicOrPartition) {
+					errs = errors.Join(errs, fmt.Errorf("delete topic %s: %w", name, terr))
+				}
+			}
+			return errs
+		})
+		if err == nil {
+			deleted += len(batch)
+		}
+	}
+	if err != nil || deleted == 0 {
+		return deleted, err
+	}
+	// The broker's metadata follows the controller's a moment later.
+	err = retryAfterStart(ctx, func() error {
+		if err := list(); err != nil {
+			return err
+		}
+		if len(names) > 0 {
+			return fmt.Errorf("%d deleted topics still listed", len(names))
+		}
+		return nil
+	})
+	return deleted, err
+}
+
+// retryAfterStart tries an admin request once a second, 20 times at most:
+// a broker that has just started answers some before it takes others.
+func retryAfterStart(ctx context.Context, f func() error) error {
+	var err error
+	for attempt := 0; attempt < 20; attempt++ {
+		if err = f(); err == nil {
 			return nil
 		}
 		select {
@@ -126,7 +193,7 @@ func EnsureTopics(ctx context.Context, broker string, specs []TopicSpec) error {
 		case <-time.After(time.Second):
 		}
 	}
-	return lastErr
+	return err
 }
 
 // alterConfigs sets each spec's configs on its existing topic, leaving
